@@ -1,0 +1,85 @@
+// The node's configuration: one TOML file (see config/pxsnode.example.toml, which
+// documents every key). LoadConfig() validates everything up front so that a bad
+// key stops the node at start, with an error naming the file, the key and the fault.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pxs/common/status.h"
+
+namespace pxs {
+
+struct Destination {
+  std::string name;      // referred to by [reports] send_to
+  std::string ae_title;  // called AE title of the receiver
+  std::string host;
+  uint16_t port = 104;
+};
+
+struct NodeSection {
+  std::string ae_title = "PXSNODE";
+  std::string bind = "127.0.0.1";
+  uint16_t port = 11112;
+  std::string data_dir = "var/pxsnode";  // relative paths are relative to the config file
+  std::string log_level = "info";        // trace | debug | info | warn | error
+};
+
+struct ScpSection {
+  std::vector<std::string> allowed_calling_aes;  // empty: any calling AE
+  int max_associations = 8;
+  uint32_t max_pdu = 65536;
+  int acse_timeout_s = 30;
+  int dimse_timeout_s = 60;
+  int shutdown_grace_s = 30;  // SIGTERM: how long running associations may finish
+  // Disk guard: refuse new associations when free space drops below either floor.
+  uint64_t min_free_bytes = 5ull * 1000 * 1000 * 1000;
+  double min_free_percent = 10.0;
+};
+
+struct ScoringSection {
+  std::string model;            // path to the model package (.pt); relative to the config file
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  std::string precision = "fp32";  // fp32 | fp16 | bf16 (fp16/bf16 on CUDA only)
+  int max_batch = 8;
+  int max_wait_ms = 50;
+  int intra_op_threads = 0;  // 0: all cores
+  int inter_op_threads = 1;
+  int max_attempts = 3;      // a job failing this often is marked failed
+  bool score_for_processing = false;  // DX "For Processing" images are declined unless true
+};
+
+struct ReportsSection {
+  std::vector<std::string> send_to;  // destination names and/or "caller"
+  int max_attempts = 8;
+  int retry_initial_s = 5;
+  int retry_max_s = 600;
+  // Trend thresholds; negative means "take it from the model package's metadata".
+  double stable_delta = -1.0;
+};
+
+struct Config {
+  std::string source_path;  // the file it was read from (for messages)
+  NodeSection node;
+  ScpSection scp;
+  ScoringSection scoring;
+  std::vector<Destination> destinations;
+  ReportsSection reports;
+
+  const Destination* FindDestinationByName(const std::string& name) const;
+  const Destination* FindDestinationByAeTitle(const std::string& ae_title) const;
+};
+
+// Parses and validates a TOML file. Relative paths in it are resolved against the
+// file's folder. Errors read like: "pxsnode.toml: [scp] max_associations: must be 1..256 (got 0)".
+StatusOr<Config> LoadConfig(const std::string& path);
+
+// The same, from text (path is used for messages and relative paths only).
+StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& path);
+
+// True if a DICOM AE title is valid: 1..16 chars of the default repertoire, no backslash
+// or control characters, not all spaces.
+bool IsValidAeTitle(const std::string& ae);
+
+}  // namespace pxs

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything PXS Node needs to build, run and test, from Debian bookworm
+# packages only (no downloads outside apt). Idempotent; run as root (or via sudo).
+#   scripts/install-deps.sh            build + run + test dependencies
+#   PXS_WITH_BENCH=1 scripts/install-deps.sh   also the benchmark peers (Orthanc)
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo -E "$0" "$@"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config git
+  # libraries the C++ code links
+  libdcmtk-dev libtorch-dev libsqlite3-dev libboost-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libtomlplusplus-dev libsystemd-dev libcli11-dev nlohmann-json3-dev
+  # Debian's libtorch links the generic BLAS; without OpenBLAS it resolves to the
+  # slow reference BLAS (several times slower inference).
+  libopenblas0-pthread
+  # DICOM peers and microscopes used by tests, demo and operators
+  dcmtk dicom3tools sqlite3
+  # model tools (tools/pxs-model, tools/reference_pxs.py) run on Debian's Python
+  python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom
+  python3-opencv python3-gdcm python3-matplotlib python3-scipy
+)
+if [ "${PXS_WITH_BENCH:-0}" = 1 ]; then
+  packages+=(orthanc)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all ${#packages[@]} packages present"

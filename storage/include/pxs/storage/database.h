@@ -1,0 +1,162 @@
+// pxs::Database: the node's one SQLite database (results, durable job queue, report
+// outbox, audit log). Only this module speaks SQL; everything else calls this API.
+//
+// Thread-safety: a Database opened kReadWrite serialises its writes internally (one
+// writer connection behind a mutex) and may be shared by the SCP, the scoring worker
+// and the sender. Read-only handles (pxsctl) never block the writer (WAL mode).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pxs/common/status.h"
+
+namespace pxs {
+
+// A patient is PatientID together with IssuerOfPatientID. An empty patient_id means
+// "no patient id": such instances are scored but never linked to other studies.
+struct PatientKey {
+  std::string patient_id;
+  std::string issuer;
+  bool has_id() const { return !patient_id.empty(); }
+};
+
+// What the SCP records for each instance it acknowledges.
+struct ReceivedInstance {
+  std::string sop_instance_uid;
+  std::string sop_class_uid;
+  std::string study_uid;
+  std::string series_uid;
+  PatientKey patient;
+  std::string patient_name;   // stored for `pxsctl patients`; never logged at info level
+  std::string study_date;     // DICOM DA (YYYYMMDD), may be empty
+  std::string study_time;     // DICOM TM, may be empty
+  std::string accession_number;
+  std::string modality;
+  std::string body_part;
+  std::string view_position;
+  std::string transfer_syntax_uid;
+  std::string file_path;      // relative to data_dir
+  uint64_t file_size = 0;
+  std::string sha256;         // hex of the stored file's bytes
+  std::string calling_ae;
+  std::string peer_address;
+  int64_t received_at_ms = 0; // Unix epoch milliseconds
+  // Empty: queue a scoring job. Otherwise the instance is recorded with its job in
+  // state skipped and this reason (e.g. "not a chest (BodyPartExamined HAND)").
+  std::string skip_reason;
+};
+
+enum class InsertOutcome { kInserted, kDuplicate };
+
+enum class JobState { kQueued, kScoring, kScored, kSkipped, kFailed };
+const char* JobStateName(JobState s);  // "queued", "scoring", ...
+
+// A scoring job handed to the worker.
+struct Job {
+  int64_t id = 0;
+  std::string sop_instance_uid;
+  std::string study_uid;
+  std::string file_path;  // relative to data_dir
+  PatientKey patient;
+  int attempts = 0;       // including the current one
+  int64_t received_at_ms = 0;
+};
+
+struct ScoreRecord {
+  int64_t job_id = 0;
+  double pxs = 0;                      // the score as reported (calibrated if the model has a scale? no: raw PXS)
+  double raw_distance = 0;             // median Euclidean distance to the anchors
+  std::optional<double> calibrated;    // when the model has a calibration
+  std::string calibrated_scale;        // e.g. "mRALE"
+  std::vector<float> embedding;
+  std::string model_name;
+  std::string model_version;
+  double queue_ms = 0, decode_ms = 0, inference_ms = 0;
+  int64_t scored_at_ms = 0;
+};
+
+// One scored instance of a patient's study, for longitudinal comparison.
+struct StudyScore {
+  std::string study_uid;
+  std::string study_date;   // YYYYMMDD or empty
+  std::string study_time;
+  std::string accession_number;
+  std::string sop_instance_uid;
+  double pxs = 0;
+  std::optional<double> calibrated;
+  std::vector<float> embedding;
+  std::string model_name;
+  std::string model_version;
+  int64_t scored_at_ms = 0;
+};
+
+enum class ReportState { kPending, kSent, kFailed };
+
+// One SR to deliver to one destination (the outbox).
+struct OutgoingReport {
+  int64_t id = 0;
+  std::string sr_sop_instance_uid;
+  std::string study_uid;
+  std::string file_path;     // the SR file, relative to data_dir
+  std::string destination;   // destination name, or "caller:<AE>"
+  int attempts = 0;
+  int64_t next_attempt_at_ms = 0;
+  std::string last_error;
+};
+
+class Database {
+ public:
+  enum class Mode { kReadWrite, kReadOnly };
+  // Opens (and in kReadWrite creates and migrates) the database. A schema newer than
+  // this binary knows is refused with a message that says both versions.
+  static StatusOr<std::unique_ptr<Database>> Open(const std::string& path, Mode mode);
+  virtual ~Database() = default;
+
+  // --- ingest (SCP) ---------------------------------------------------------------
+  // Records instances and their jobs in ONE transaction (group commit across
+  // associations). outcomes[i] is kDuplicate when that SOP Instance UID was already
+  // stored (then nothing is changed for it).
+  virtual Status RecordInstances(const std::vector<ReceivedInstance>& batch,
+                                 std::vector<InsertOutcome>* outcomes) = 0;
+  virtual StatusOr<bool> HasInstance(const std::string& sop_instance_uid) = 0;
+
+  // --- scoring queue (scoring worker) ----------------------------------------------
+  // At start-up: jobs left in state scoring by a crash go back to queued.
+  virtual StatusOr<int> RequeueInterruptedJobs() = 0;
+  // Moves up to max queued jobs (oldest first) to scoring and increments attempts.
+  virtual StatusOr<std::vector<Job>> ClaimJobs(int max) = 0;
+  virtual Status CompleteJob(const ScoreRecord& score) = 0;              // -> scored
+  virtual Status SkipJob(int64_t job_id, const std::string& reason) = 0;  // -> skipped
+  // A failed attempt: back to queued, or to failed once attempts >= max_attempts.
+  virtual Status FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) = 0;
+  virtual StatusOr<int> CountJobs(JobState state) = 0;
+
+  // --- longitudinal ----------------------------------------------------------------
+  // Every scored instance of the patient's studies, oldest first (by study date/time,
+  // then scored time). Empty for a patient without id.
+  virtual StatusOr<std::vector<StudyScore>> PatientHistory(const PatientKey& patient) = 0;
+
+  // --- reports outbox (report worker, sender) --------------------------------------
+  // Records an SR written for a study and queues it for each destination, in one
+  // transaction. version is 1 for a study's first SR, then 2, 3, ...
+  virtual Status RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
+                              int version, const std::string& file_path,
+                              const std::vector<std::string>& destinations) = 0;
+  // The newest SR written for a study (to reference as predecessor), if any.
+  struct ReportVersion {
+    std::string sr_sop_instance_uid;
+    int version = 0;
+  };
+  virtual StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) = 0;
+  virtual StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) = 0;
+  virtual Status MarkReportSent(int64_t report_id) = 0;
+  // A failed attempt: rescheduled at next_attempt_at_ms, or failed when final.
+  virtual Status MarkReportAttemptFailed(int64_t report_id, const std::string& error,
+                                         int64_t next_attempt_at_ms, bool final) = 0;
+};
+
+}  // namespace pxs
