@@ -16,7 +16,7 @@ packages=(
   build-essential cmake pkg-config git
   # libraries the C++ code links
   libdcmtk-dev libtorch-dev libsqlite3-dev libboost-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libtomlplusplus-dev libsystemd-dev libcli11-dev nlohmann-json3-dev
+  libssl-dev libgtest-dev libgmock-dev libtomlplusplus-dev libsystemd-dev libcli11-dev nlohmann-json3-dev
   # Debian's libtorch links the generic BLAS; without OpenBLAS it resolves to the
   # slow reference BLAS (several times slower inference).
   libopenblas0-pthread
