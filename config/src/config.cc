@@ -1,0 +1,299 @@
+#include "pxs/config/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace pxs {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reads one TOML table into a Config section, remembering which keys it consumed so
+// that a misspelt key is an error instead of a silently ignored setting.
+class SectionReader {
+ public:
+  SectionReader(const toml::table* table, std::string file, std::string section)
+      : table_(table), file_(std::move(file)), section_(std::move(section)) {}
+
+  Status Error(const std::string& key, const std::string& what) const {
+    return Status::InvalidArgument(file_ + ": " + Where(key) + ": " + what);
+  }
+
+  Status String(const std::string& key, std::string* out) {
+    const toml::node* n = Take(key);
+    if (!n) return Status::Ok();
+    if (!n->is_string()) return Error(key, "must be a string");
+    *out = n->as_string()->get();
+    return Status::Ok();
+  }
+
+  template <typename Int>
+  Status Integer(const std::string& key, Int* out, int64_t min, int64_t max) {
+    const toml::node* n = Take(key);
+    if (!n) return Status::Ok();
+    if (!n->is_integer()) return Error(key, "must be an integer");
+    int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      return Error(key, "must be " + std::to_string(min) + ".." + std::to_string(max) +
+                            " (got " + std::to_string(v) + ")");
+    }
+    *out = static_cast<Int>(v);
+    return Status::Ok();
+  }
+
+  Status Number(const std::string& key, double* out, double min, double max) {
+    const toml::node* n = Take(key);
+    if (!n) return Status::Ok();
+    double v = 0;
+    if (n->is_integer()) {
+      v = static_cast<double>(n->as_integer()->get());
+    } else if (n->is_floating_point()) {
+      v = n->as_floating_point()->get();
+    } else {
+      return Error(key, "must be a number");
+    }
+    if (v < min || v > max) {
+      std::ostringstream msg;
+      msg << "must be " << min << ".." << max << " (got " << v << ")";
+      return Error(key, msg.str());
+    }
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status Bool(const std::string& key, bool* out) {
+    const toml::node* n = Take(key);
+    if (!n) return Status::Ok();
+    if (!n->is_boolean()) return Error(key, "must be true or false");
+    *out = n->as_boolean()->get();
+    return Status::Ok();
+  }
+
+  Status StringList(const std::string& key, std::vector<std::string>* out) {
+    const toml::node* n = Take(key);
+    if (!n) return Status::Ok();
+    if (!n->is_array()) return Error(key, "must be a list of strings, e.g. [\"A\", \"B\"]");
+    out->clear();
+    for (const toml::node& item : *n->as_array()) {
+      if (!item.is_string()) return Error(key, "must be a list of strings");
+      out->push_back(item.as_string()->get());
+    }
+    return Status::Ok();
+  }
+
+  // Every key present in the table must have been read.
+  Status RejectUnknownKeys() const {
+    if (!table_) return Status::Ok();
+    for (const auto& [key, value] : *table_) {
+      std::string k(key.str());
+      if (!consumed_.count(k)) return Error(k, "unknown key (misspelt? see config/pxsnode.example.toml)");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string Where(const std::string& key) const { return "[" + section_ + "] " + key; }
+  const toml::node* Take(const std::string& key) {
+    consumed_.insert(key);
+    return table_ ? table_->get(key) : nullptr;
+  }
+
+  const toml::table* table_;
+  std::string file_;
+  std::string section_;
+  std::set<std::string> consumed_;
+};
+
+std::string ResolveRelative(const std::string& path, const std::string& config_path) {
+  if (path.empty() || fs::path(path).is_absolute()) return path;
+  fs::path base = fs::path(config_path).parent_path();
+  return (base / path).lexically_normal().string();
+}
+
+Status CheckAe(SectionReader& r, const std::string& key, const std::string& ae) {
+  if (!IsValidAeTitle(ae)) {
+    return r.Error(key, "'" + ae + "' is not a valid AE title (1-16 characters, no backslash)");
+  }
+  return Status::Ok();
+}
+
+Status ReadNode(const toml::table* t, const std::string& file, NodeSection* node) {
+  SectionReader r(t, file, "node");
+  PXS_RETURN_IF_ERROR(r.String("ae_title", &node->ae_title));
+  PXS_RETURN_IF_ERROR(CheckAe(r, "ae_title", node->ae_title));
+  PXS_RETURN_IF_ERROR(r.String("bind", &node->bind));
+  PXS_RETURN_IF_ERROR(r.Integer("port", &node->port, 1, 65535));
+  PXS_RETURN_IF_ERROR(r.String("data_dir", &node->data_dir));
+  if (node->data_dir.empty()) return r.Error("data_dir", "must not be empty");
+  PXS_RETURN_IF_ERROR(r.String("log_level", &node->log_level));
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+  if (!kLevels.count(node->log_level)) {
+    return r.Error("log_level", "must be trace, debug, info, warn or error (got '" + node->log_level + "')");
+  }
+  return r.RejectUnknownKeys();
+}
+
+Status ReadScp(const toml::table* t, const std::string& file, ScpSection* scp) {
+  SectionReader r(t, file, "scp");
+  PXS_RETURN_IF_ERROR(r.StringList("allowed_calling_aes", &scp->allowed_calling_aes));
+  for (const std::string& ae : scp->allowed_calling_aes) {
+    PXS_RETURN_IF_ERROR(CheckAe(r, "allowed_calling_aes", ae));
+  }
+  PXS_RETURN_IF_ERROR(r.Integer("max_associations", &scp->max_associations, 1, 256));
+  // DICOM PS3.8: 4096 is the smallest sensible PDU; DCMTK caps at 131072.
+  PXS_RETURN_IF_ERROR(r.Integer("max_pdu", &scp->max_pdu, 4096, 131072));
+  PXS_RETURN_IF_ERROR(r.Integer("acse_timeout_s", &scp->acse_timeout_s, 1, 3600));
+  PXS_RETURN_IF_ERROR(r.Integer("dimse_timeout_s", &scp->dimse_timeout_s, 1, 3600));
+  PXS_RETURN_IF_ERROR(r.Integer("shutdown_grace_s", &scp->shutdown_grace_s, 0, 3600));
+  double min_free_gb = static_cast<double>(scp->min_free_bytes) / 1e9;
+  PXS_RETURN_IF_ERROR(r.Number("min_free_gb", &min_free_gb, 0, 1e6));
+  scp->min_free_bytes = static_cast<uint64_t>(min_free_gb * 1e9);
+  PXS_RETURN_IF_ERROR(r.Number("min_free_percent", &scp->min_free_percent, 0, 99));
+  return r.RejectUnknownKeys();
+}
+
+Status ReadScoring(const toml::table* t, const std::string& file, ScoringSection* s) {
+  SectionReader r(t, file, "scoring");
+  PXS_RETURN_IF_ERROR(r.String("model", &s->model));
+  if (s->model.empty()) return r.Error("model", "is required: the path of a model package (.pt)");
+  s->model = ResolveRelative(s->model, file);
+  if (!fs::is_regular_file(s->model)) return r.Error("model", "file not found: " + s->model);
+  PXS_RETURN_IF_ERROR(r.String("device", &s->device));
+  bool device_ok = s->device == "auto" || s->device == "cpu" || s->device == "cuda";
+  if (!device_ok && s->device.rfind("cuda:", 0) == 0 && s->device.size() > 5) {
+    device_ok = s->device.find_first_not_of("0123456789", 5) == std::string::npos;
+  }
+  if (!device_ok) return r.Error("device", "must be auto, cpu, cuda or cuda:N (got '" + s->device + "')");
+  PXS_RETURN_IF_ERROR(r.String("precision", &s->precision));
+  if (s->precision != "fp32" && s->precision != "fp16" && s->precision != "bf16") {
+    return r.Error("precision", "must be fp32, fp16 or bf16 (got '" + s->precision + "')");
+  }
+  PXS_RETURN_IF_ERROR(r.Integer("max_batch", &s->max_batch, 1, 256));
+  PXS_RETURN_IF_ERROR(r.Integer("max_wait_ms", &s->max_wait_ms, 0, 60000));
+  PXS_RETURN_IF_ERROR(r.Integer("intra_op_threads", &s->intra_op_threads, 0, 1024));
+  PXS_RETURN_IF_ERROR(r.Integer("inter_op_threads", &s->inter_op_threads, 1, 1024));
+  PXS_RETURN_IF_ERROR(r.Integer("max_attempts", &s->max_attempts, 1, 100));
+  PXS_RETURN_IF_ERROR(r.Bool("score_for_processing", &s->score_for_processing));
+  return r.RejectUnknownKeys();
+}
+
+Status ReadDestinations(const toml::node* n, const std::string& file, std::vector<Destination>* out) {
+  if (!n) return Status::Ok();
+  if (!n->is_array_of_tables()) {
+    return Status::InvalidArgument(file + ": [[destinations]]: must be an array of tables");
+  }
+  std::set<std::string> names;
+  int index = 0;
+  for (const toml::node& item : *n->as_array()) {
+    SectionReader r(item.as_table(), file, "destinations #" + std::to_string(++index));
+    Destination d;
+    PXS_RETURN_IF_ERROR(r.String("name", &d.name));
+    if (d.name.empty() || d.name == "caller") return r.Error("name", "must be set and not 'caller'");
+    if (!names.insert(d.name).second) return r.Error("name", "duplicate destination '" + d.name + "'");
+    PXS_RETURN_IF_ERROR(r.String("ae_title", &d.ae_title));
+    PXS_RETURN_IF_ERROR(CheckAe(r, "ae_title", d.ae_title));
+    PXS_RETURN_IF_ERROR(r.String("host", &d.host));
+    if (d.host.empty()) return r.Error("host", "must be set");
+    PXS_RETURN_IF_ERROR(r.Integer("port", &d.port, 1, 65535));
+    PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
+    out->push_back(std::move(d));
+  }
+  return Status::Ok();
+}
+
+Status ReadReports(const toml::table* t, const std::string& file, const std::vector<Destination>& dests,
+                   ReportsSection* rep) {
+  SectionReader r(t, file, "reports");
+  PXS_RETURN_IF_ERROR(r.StringList("send_to", &rep->send_to));
+  for (const std::string& name : rep->send_to) {
+    bool known = name == "caller";
+    for (const Destination& d : dests) known = known || d.name == name;
+    if (!known) return r.Error("send_to", "'" + name + "' is neither \"caller\" nor a [[destinations]] name");
+  }
+  PXS_RETURN_IF_ERROR(r.Integer("max_attempts", &rep->max_attempts, 1, 1000));
+  PXS_RETURN_IF_ERROR(r.Integer("retry_initial_s", &rep->retry_initial_s, 1, 86400));
+  PXS_RETURN_IF_ERROR(r.Integer("retry_max_s", &rep->retry_max_s, 1, 7 * 86400));
+  if (rep->retry_max_s < rep->retry_initial_s) return r.Error("retry_max_s", "must be >= retry_initial_s");
+  PXS_RETURN_IF_ERROR(r.Number("stable_delta", &rep->stable_delta, -1, 1e6));
+  return r.RejectUnknownKeys();
+}
+
+const toml::table* SubTable(const toml::table& root, const char* name, const std::string& file, Status* st) {
+  const toml::node* n = root.get(name);
+  if (!n) return nullptr;
+  if (!n->is_table()) *st = Status::InvalidArgument(file + ": [" + std::string(name) + "]: must be a table");
+  return n->as_table();
+}
+
+}  // namespace
+
+bool IsValidAeTitle(const std::string& ae) {
+  if (ae.empty() || ae.size() > 16) return false;
+  bool any_non_space = false;
+  for (unsigned char c : ae) {
+    if (c < 0x20 || c > 0x7e || c == '\\') return false;
+    any_non_space = any_non_space || c != ' ';
+  }
+  return any_non_space;
+}
+
+const Destination* Config::FindDestinationByName(const std::string& name) const {
+  for (const Destination& d : destinations) {
+    if (d.name == name) return &d;
+  }
+  return nullptr;
+}
+
+const Destination* Config::FindDestinationByAeTitle(const std::string& ae_title) const {
+  for (const Destination& d : destinations) {
+    if (d.ae_title == ae_title) return &d;
+  }
+  return nullptr;
+}
+
+StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, path);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status::InvalidArgument(path + ":" + std::to_string(where.line) + ":" +
+                                   std::to_string(where.column) + ": " + std::string(e.description()));
+  }
+  Config cfg;
+  cfg.source_path = path;
+  Status st;
+  const toml::table* node = SubTable(root, "node", path, &st);
+  const toml::table* scp = SubTable(root, "scp", path, &st);
+  const toml::table* scoring = SubTable(root, "scoring", path, &st);
+  const toml::table* reports = SubTable(root, "reports", path, &st);
+  PXS_RETURN_IF_ERROR(st);
+  for (const auto& [key, value] : root) {
+    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports"};
+    if (!kSections.count(std::string(key.str()))) {
+      return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
+    }
+  }
+  if (!scoring) return Status::InvalidArgument(path + ": [scoring] model: is required (section missing)");
+  PXS_RETURN_IF_ERROR(ReadNode(node, path, &cfg.node));
+  cfg.node.data_dir = ResolveRelative(cfg.node.data_dir, path);
+  PXS_RETURN_IF_ERROR(ReadScp(scp, path, &cfg.scp));
+  PXS_RETURN_IF_ERROR(ReadScoring(scoring, path, &cfg.scoring));
+  PXS_RETURN_IF_ERROR(ReadDestinations(root.get("destinations"), path, &cfg.destinations));
+  PXS_RETURN_IF_ERROR(ReadReports(reports, path, cfg.destinations, &cfg.reports));
+  return cfg;
+}
+
+StatusOr<Config> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(path + ": cannot read the config file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return ParseConfig(text.str(), fs::absolute(path).lexically_normal().string());
+}
+
+}  // namespace pxs
