@@ -1,0 +1,68 @@
+// ModelInfo: what a model package says about itself (docs/model-package.md), parsed
+// from the package's metadata.json. Everything the preprocessing, the SR and the
+// trend logic need comes from here, never from constants in the code.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pxs/common/status.h"
+
+namespace pxs::scoring {
+
+struct PreprocessingParams {
+  bool equalize_histogram = true;   // OpenCV equalizeHist on the 8-bit image
+  bool autocrop = false;            // PXS-updated: crop rows/columns whose max <= threshold
+  int autocrop_threshold = 2;
+  int resize_short_side = 336;      // PIL bilinear (antialiased) resize of the short side
+  int center_crop = 320;            // square centre crop after the resize
+  float mean[3] = {0.f, 0.f, 0.f};  // applied last: (x - mean) / std per channel
+  float std[3] = {1.f, 1.f, 1.f};   // the published pipeline uses none (0 and 1)
+};
+
+// A monotone piecewise-linear map from the raw PXS (median distance) to a named
+// clinical scale; values outside the points are clamped to the end points.
+struct Calibration {
+  std::string scale;  // e.g. "mRALE"
+  std::string unit;   // UCUM, e.g. "{score}"
+  std::optional<double> min, max;
+  std::vector<std::pair<double, double>> points;  // (raw, calibrated), raw increasing
+  double Apply(double raw) const;
+};
+
+struct TrendBand {
+  std::optional<double> upper;  // exclusive upper bound of the raw PXS; none: open-ended
+  std::string label;            // e.g. "mild"
+};
+
+struct TrendSettings {
+  double stable_delta = 1.0;  // |change| below this reads as stable
+  std::vector<TrendBand> bands;
+  // The label of the band holding `pxs` (the first whose upper bound exceeds it).
+  std::string BandFor(double pxs) const;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string version;
+  int input_channels = 3;
+  int input_height = 0;
+  int input_width = 0;
+  PreprocessingParams preprocessing;
+  int embedding_dim = 0;
+  int anchor_count = 0;
+  std::string training_data;
+  std::string intended_use;
+  bool not_for_clinical_use = true;
+  std::optional<Calibration> calibration;
+  TrendSettings trend;
+  std::string metadata_json;  // the raw metadata.json, as stored in the package
+};
+
+// Parses and validates metadata.json. The error names every missing or invalid key
+// (e.g. "metadata.json: missing key 'preprocessing.center_crop'").
+StatusOr<ModelInfo> ParseModelMetadata(const std::string& json);
+
+}  // namespace pxs::scoring

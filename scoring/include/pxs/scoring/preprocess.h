@@ -1,0 +1,64 @@
+// The PXS preprocessing, step by step, faithful to the published Python pipeline
+// (QTIM-Lab/PXS-score: PXS_preprocessing.py, PXS_test.py and the PXS-updated
+// PXS_test_direct_from_DICOM.py): stored values -> min-max to 8 bit (float64,
+// truncated like numpy's astype(uint8)) -> invert MONOCHROME1 -> [autocrop] ->
+// equalizeHist (OpenCV) -> resize short side (PIL bilinear, antialiased) -> centre crop
+// (torchvision) -> 3 identical channels in [0,1] -> (x - mean) / std.
+//
+// Every step is hand-written here rather than calling OpenCV or PIL: scoring/ must
+// build against LibTorch alone (PXS_SCORING_ONLY, e.g. a CUDA LibTorch from a wheel on
+// a GPU machine). Each step reproduces its library's integer arithmetic exactly, so the
+// 8-bit image matches the Python pipeline bit for bit (tools/reference_pxs.py checks).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "pxs/common/status.h"
+#include "pxs/scoring/decoded_image.h"
+#include "pxs/scoring/model_info.h"
+
+namespace pxs::scoring {
+
+// An 8-bit grey image, row-major.
+struct Image8 {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> pixels;
+  uint8_t at(int x, int y) const { return pixels[static_cast<size_t>(y) * width + x]; }
+};
+
+// The model input of one image before the final float conversion: the centre-cropped
+// 8-bit grey image. Kept as bytes (not floats) so a batch is 12x smaller to copy to a
+// GPU; ToModelInput() makes the [3,H,W] floats the model sees.
+struct PreprocessedImage {
+  Image8 gray;
+};
+
+// (v - min) / (max - min) * 255, truncated; fails on an empty or uniform image.
+StatusOr<Image8> MinMaxTo8Bit(const DecodedImage& image);
+void Invert(Image8& image);  // 255 - v (cv2.bitwise_not), for MONOCHROME1
+// PXS-updated's autocrop: keep the bounding box of rows and columns that have a value
+// above `threshold`; an image with none becomes 1x1 (as the published function does).
+Image8 Autocrop(const Image8& image, int threshold);
+// cv2.equalizeHist: the same cumulative-histogram LUT with float scale and
+// round-half-to-even, and the same special case for a uniform image.
+Image8 EqualizeHistogram(const Image8& image);
+// PIL Image.resize(size, BILINEAR) on an "L" image: separable triangle filter widened
+// by the scale factor (antialiasing), 22-bit fixed-point coefficients, horizontal pass
+// first, 8-bit intermediate.
+Image8 ResizeBilinearAntialias(const Image8& image, int out_width, int out_height);
+// torchvision Resize(short_side) size rule: short side = short_side, long side =
+// int(short_side * long / short).
+void ResizedSize(int width, int height, int short_side, int* out_width, int* out_height);
+// torchvision CenterCrop(size) on an image at least that large: offsets
+// round((h - size) / 2), round((w - size) / 2) with Python's round half to even.
+StatusOr<Image8> CenterCrop(const Image8& image, int size);
+
+// All of the above, as the package's parameters say.
+StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params);
+
+// The float model input, channel-major [3][H][W]: v / 255, then (x - mean) / std.
+std::vector<float> ToModelInput(const PreprocessedImage& image, const PreprocessingParams& params);
+
+}  // namespace pxs::scoring

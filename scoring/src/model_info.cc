@@ -1,0 +1,250 @@
+#include "pxs/scoring/model_info.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "json.h"
+
+namespace pxs::scoring {
+
+double Calibration::Apply(double raw) const {
+  if (points.empty()) return raw;
+  if (raw <= points.front().first) return points.front().second;
+  if (raw >= points.back().first) return points.back().second;
+  auto hi = std::upper_bound(points.begin(), points.end(), raw,
+                             [](double v, const std::pair<double, double>& p) { return v < p.first; });
+  auto lo = hi - 1;
+  double t = (raw - lo->first) / (hi->first - lo->first);
+  return lo->second + t * (hi->second - lo->second);
+}
+
+std::string TrendSettings::BandFor(double pxs) const {
+  for (const TrendBand& band : bands) {
+    if (!band.upper || pxs < *band.upper) return band.label;
+  }
+  return bands.empty() ? std::string() : bands.back().label;
+}
+
+namespace {
+
+using json::Value;
+
+// Reads typed members of metadata.json and collects every problem, so one error
+// message lists everything a package author has to fix, not just the first key.
+class MetadataReader {
+ public:
+  void Missing(const std::string& key) { problems_.push_back("missing key '" + key + "'"); }
+  void Invalid(const std::string& key, const std::string& why) {
+    problems_.push_back("key '" + key + "' " + why);
+  }
+
+  const Value* Get(const Value& parent, const std::string& prefix, const std::string& key) {
+    const Value* v = parent.Find(key);
+    if (v == nullptr || v->is_null()) {
+      Missing(prefix + key);
+      return nullptr;
+    }
+    return v;
+  }
+  std::string String(const Value& parent, const std::string& prefix, const std::string& key) {
+    const Value* v = Get(parent, prefix, key);
+    if (v == nullptr) return {};
+    if (v->type != Value::Type::kString) {
+      Invalid(prefix + key, "must be a string");
+      return {};
+    }
+    if (v->string.empty()) Invalid(prefix + key, "must not be empty");
+    return v->string;
+  }
+  bool Bool(const Value& parent, const std::string& prefix, const std::string& key) {
+    const Value* v = Get(parent, prefix, key);
+    if (v == nullptr) return false;
+    if (v->type != Value::Type::kBool) {
+      Invalid(prefix + key, "must be true or false");
+      return false;
+    }
+    return v->boolean;
+  }
+  double Number(const Value& parent, const std::string& prefix, const std::string& key) {
+    const Value* v = Get(parent, prefix, key);
+    if (v == nullptr) return 0;
+    if (v->type != Value::Type::kNumber || !std::isfinite(v->number)) {
+      Invalid(prefix + key, "must be a number");
+      return 0;
+    }
+    return v->number;
+  }
+  // A whole number in [min_value, max_value].
+  int Int(const Value& parent, const std::string& prefix, const std::string& key, int min_value,
+          int max_value) {
+    const Value* v = Get(parent, prefix, key);
+    if (v == nullptr) return 0;
+    if (v->type != Value::Type::kNumber || v->number != std::floor(v->number) ||
+        v->number < min_value || v->number > max_value) {
+      Invalid(prefix + key, "must be a whole number from " + std::to_string(min_value) + " to " +
+                                std::to_string(max_value));
+      return 0;
+    }
+    return static_cast<int>(v->number);
+  }
+  const Value* Object(const Value& parent, const std::string& prefix, const std::string& key) {
+    const Value* v = Get(parent, prefix, key);
+    if (v != nullptr && v->type != Value::Type::kObject) {
+      Invalid(prefix + key, "must be an object");
+      return nullptr;
+    }
+    return v;
+  }
+  void Triple(const Value& parent, const std::string& prefix, const std::string& key, float out[3]) {
+    const Value* v = Get(parent, prefix, key);
+    if (v == nullptr) return;
+    if (v->type != Value::Type::kArray || v->array.size() != 3 ||
+        std::any_of(v->array.begin(), v->array.end(),
+                    [](const Value& x) { return x.type != Value::Type::kNumber || !std::isfinite(x.number); })) {
+      Invalid(prefix + key, "must be an array of 3 numbers (one per channel)");
+      return;
+    }
+    for (int i = 0; i < 3; ++i) out[i] = static_cast<float>(v->array[i].number);
+  }
+
+  bool ok() const { return problems_.empty(); }
+  Status ToStatus() const {
+    std::string msg = "model package metadata.json: ";
+    for (size_t i = 0; i < problems_.size(); ++i) msg += (i ? "; " : "") + problems_[i];
+    return Status::InvalidArgument(msg);
+  }
+
+ private:
+  std::vector<std::string> problems_;
+};
+
+void ReadPreprocessing(MetadataReader& r, const Value& root, ModelInfo& info) {
+  const Value* p = r.Object(root, "", "preprocessing");
+  if (p == nullptr) return;
+  const std::string pre = "preprocessing.";
+  PreprocessingParams& pp = info.preprocessing;
+  pp.equalize_histogram = r.Bool(*p, pre, "equalize_histogram");
+  pp.autocrop = r.Bool(*p, pre, "autocrop");
+  pp.autocrop_threshold = r.Int(*p, pre, "autocrop_threshold", 0, 254);
+  pp.resize_short_side = r.Int(*p, pre, "resize_short_side", 1, 8192);
+  pp.center_crop = r.Int(*p, pre, "center_crop", 1, 8192);
+  r.Triple(*p, pre, "mean", pp.mean);
+  r.Triple(*p, pre, "std", pp.std);
+  for (float s : pp.std) {
+    if (s == 0.f) r.Invalid(pre + "std", "must not contain 0");
+  }
+  if (pp.resize_short_side > 0 && pp.center_crop > pp.resize_short_side)
+    r.Invalid(pre + "center_crop", "must not exceed resize_short_side");
+}
+
+void ReadCalibration(MetadataReader& r, const Value& root, ModelInfo& info) {
+  const Value* c = root.Find("calibration");
+  if (c == nullptr || c->is_null()) return;  // optional
+  if (c->type != Value::Type::kObject) {
+    r.Invalid("calibration", "must be an object or null");
+    return;
+  }
+  const std::string pre = "calibration.";
+  Calibration cal;
+  cal.scale = r.String(*c, pre, "scale");
+  if (const Value* unit = c->Find("unit"); unit && unit->type == Value::Type::kString) cal.unit = unit->string;
+  if (const Value* v = c->Find("min"); v && v->type == Value::Type::kNumber) cal.min = v->number;
+  if (const Value* v = c->Find("max"); v && v->type == Value::Type::kNumber) cal.max = v->number;
+  const Value* points = r.Get(*c, pre, "points");
+  if (points == nullptr) return;
+  bool shape_ok = points->type == Value::Type::kArray && points->array.size() >= 2;
+  for (const Value& pt : shape_ok ? points->array : std::vector<Value>{}) {
+    if (pt.type != Value::Type::kArray || pt.array.size() != 2 || pt.array[0].type != Value::Type::kNumber ||
+        pt.array[1].type != Value::Type::kNumber) {
+      shape_ok = false;
+      break;
+    }
+    cal.points.emplace_back(pt.array[0].number, pt.array[1].number);
+  }
+  if (!shape_ok) {
+    r.Invalid(pre + "points", "must be at least 2 pairs [raw, calibrated]");
+    return;
+  }
+  bool raw_increasing = true, rising = true, falling = true;
+  for (size_t i = 1; i < cal.points.size(); ++i) {
+    raw_increasing &= cal.points[i].first > cal.points[i - 1].first;
+    rising &= cal.points[i].second >= cal.points[i - 1].second;
+    falling &= cal.points[i].second <= cal.points[i - 1].second;
+  }
+  if (!raw_increasing) r.Invalid(pre + "points", "must have strictly increasing raw values");
+  if (!rising && !falling) r.Invalid(pre + "points", "must be monotone");
+  info.calibration = std::move(cal);
+}
+
+void ReadTrend(MetadataReader& r, const Value& root, ModelInfo& info) {
+  const Value* t = r.Object(root, "", "trend");
+  if (t == nullptr) return;
+  const std::string pre = "trend.";
+  info.trend.stable_delta = r.Number(*t, pre, "stable_delta");
+  if (info.trend.stable_delta < 0) r.Invalid(pre + "stable_delta", "must not be negative");
+  const Value* bands = r.Get(*t, pre, "bands");
+  if (bands == nullptr) return;
+  if (bands->type != Value::Type::kArray || bands->array.empty()) {
+    r.Invalid(pre + "bands", "must be a non-empty array of {upper, label}");
+    return;
+  }
+  for (size_t i = 0; i < bands->array.size(); ++i) {
+    const Value& b = bands->array[i];
+    const std::string where = pre + "bands[" + std::to_string(i) + "]";
+    const Value* upper = b.Find("upper");
+    const Value* label = b.Find("label");
+    if (b.type != Value::Type::kObject || label == nullptr || label->type != Value::Type::kString ||
+        (upper != nullptr && !upper->is_null() && upper->type != Value::Type::kNumber)) {
+      r.Invalid(where, "must be {\"upper\": number or null, \"label\": string}");
+      continue;
+    }
+    TrendBand band;
+    band.label = label->string;
+    if (upper != nullptr && !upper->is_null()) band.upper = upper->number;
+    if (!info.trend.bands.empty() && (!info.trend.bands.back().upper ||
+                                      (band.upper && *band.upper <= *info.trend.bands.back().upper))) {
+      r.Invalid(where, "upper bounds must increase (only the last may be null)");
+    }
+    info.trend.bands.push_back(std::move(band));
+  }
+}
+
+}  // namespace
+
+StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
+  StatusOr<Value> parsed = json::Parse(text);
+  if (!parsed.ok()) return parsed.status();
+  const Value& root = *parsed;
+  if (root.type != Value::Type::kObject) return Status::InvalidArgument("model package metadata.json: not a JSON object");
+
+  MetadataReader r;
+  ModelInfo info;
+  info.metadata_json = text;
+  std::string format = r.String(root, "", "format");
+  if (!format.empty() && format != "pxs-model-package")
+    r.Invalid("format", "must be \"pxs-model-package\" (is \"" + format + "\")");
+  int format_version = r.Int(root, "", "format_version", 1, 1000000);
+  if (format_version > 1) r.Invalid("format_version", "is " + std::to_string(format_version) + "; this node reads 1");
+  info.name = r.String(root, "", "name");
+  info.version = r.String(root, "", "version");
+  info.embedding_dim = r.Int(root, "", "embedding_dim", 1, 1 << 20);
+  info.anchor_count = r.Int(root, "", "anchor_count", 1, 1 << 20);
+  if (const Value* in = r.Object(root, "", "input")) {
+    info.input_channels = r.Int(*in, "input.", "channels", 3, 3);
+    info.input_height = r.Int(*in, "input.", "height", 1, 8192);
+    info.input_width = r.Int(*in, "input.", "width", 1, 8192);
+  }
+  ReadPreprocessing(r, root, info);
+  if (info.input_height > 0 && info.preprocessing.center_crop > 0 &&
+      (info.input_height != info.preprocessing.center_crop || info.input_width != info.preprocessing.center_crop))
+    r.Invalid("input", "height and width must equal preprocessing.center_crop");
+  info.training_data = r.String(root, "", "training_data");
+  info.intended_use = r.String(root, "", "intended_use");
+  info.not_for_clinical_use = r.Bool(root, "", "not_for_clinical_use");
+  ReadCalibration(r, root, info);
+  ReadTrend(r, root, info);
+  if (!r.ok()) return r.ToStatus();
+  return info;
+}
+
+}  // namespace pxs::scoring
