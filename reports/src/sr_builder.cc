@@ -1,0 +1,544 @@
+// BuildStructuredReport(): DCMTK's cmr classes make the TID 1500 skeleton (observer,
+// procedure, image library, TID 1501 groups with their TID 300 measurements and
+// qualitative evaluations); what DCMTK 3.6.7 has no class for (the rest of TID 1502,
+// TID 4019 inside TID 1501, the study of each group) is added afterwards through the
+// generic document tree API. docs/sr-content.md shows the resulting tree.
+#include "pxs/reports/sr_builder.h"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmsr/cmr/tid1500.h>
+#include <dcmtk/dcmsr/codes/dcm.h>
+#include <dcmtk/dcmsr/codes/umls.h>
+#include <dcmtk/dcmsr/dsrdoc.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "pxs/common/files.h"
+#include "sr_codes.h"
+#include "sr_uids.h"
+
+namespace pxs {
+namespace {
+
+namespace codes = sr_codes;
+using Measurements = TID1500_MeasurementReport::TID1501_Measurements;
+
+constexpr const char* kComprehensiveSrClass = "1.2.840.10008.5.1.4.1.1.88.33";
+// A fixed series number so that PACS lists the node's SRs together in every study.
+constexpr const char* kSrSeriesNumber = "9901";
+
+Status DcmtkError(const std::string& what, const OFCondition& cond) {
+  return Status::Internal("SR: " + what + ": " + cond.text());
+}
+
+#define PXS_DCMTK_CHECK(what, expr)                  \
+  do {                                               \
+    OFCondition pxs_cond__ = (expr);                 \
+    if (pxs_cond__.bad()) return DcmtkError(what, pxs_cond__); \
+  } while (0)
+
+// NUM values: DS text with 10 significant digits (fits the 16 characters of DS) plus
+// the exact double in Floating Point Value, so a reader gets the very number back.
+std::string FormatDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v);
+  return buf;
+}
+
+std::string FormatOneDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", v);
+  return buf;
+}
+
+std::string FormatSignedOneDecimal(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.1f", v);
+  return buf;
+}
+
+// YYYYMMDD -> YYYY-MM-DD for text; anything else as given.
+std::string IsoDate(const std::string& da) {
+  if (da.size() == 8 && std::all_of(da.begin(), da.end(), ::isdigit)) {
+    return da.substr(0, 4) + "-" + da.substr(4, 2) + "-" + da.substr(6, 2);
+  }
+  return da.empty() ? std::string("date unknown") : da;
+}
+
+bool IsAscii(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+Measurements::MeasurementValue NumericValue(double v, const DSRCodedEntryValue& unit) {
+  Measurements::MeasurementValue value(FormatDecimal(v).c_str(),
+                                       CID7181_AbstractMultiDimensionalImageModelComponentUnits(unit));
+  value.setFloatingPointRepresentation(v);
+  return value;
+}
+
+struct SourceImage {
+  DcmFileFormat file;
+  DcmDataset* dataset = nullptr;
+  std::string study_uid, study_date, study_time, sop_class_uid, sop_instance_uid, patient_id,
+      issuer, modality;
+};
+
+std::string GetString(DcmItem* item, const DcmTagKey& tag) {
+  OFString v;
+  if (item->findAndGetOFStringArray(tag, v).bad()) return {};
+  return v.c_str();
+}
+
+StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
+  auto src = std::make_unique<SourceImage>();
+  // Only the header is needed; stopping before Pixel Data keeps large images cheap.
+  OFCondition cond = src->file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange,
+                                                DCM_MaxReadLength, ERM_autoDetect, DCM_PixelData);
+  if (cond.bad()) return Status::Corrupt(path + ": cannot read as DICOM: " + cond.text());
+  src->dataset = src->file.getDataset();
+  // Copy names and descriptions as UTF-8 so our own (UTF-8) text can sit next to them.
+  OFString charset;
+  if (src->dataset->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).good() &&
+      !charset.empty()) {
+    cond = src->dataset->convertToUTF8();
+    if (cond.bad()) {
+      return Status::Unsupported(path + ": Specific Character Set '" + std::string(charset.c_str()) +
+                                 "' cannot be converted to UTF-8: " + cond.text());
+    }
+  }
+  DcmDataset* ds = src->dataset;
+  src->study_uid = GetString(ds, DCM_StudyInstanceUID);
+  src->study_date = GetString(ds, DCM_StudyDate);
+  src->study_time = GetString(ds, DCM_StudyTime);
+  src->sop_class_uid = GetString(ds, DCM_SOPClassUID);
+  src->sop_instance_uid = GetString(ds, DCM_SOPInstanceUID);
+  src->patient_id = GetString(ds, DCM_PatientID);
+  src->issuer = GetString(ds, DCM_IssuerOfPatientID);
+  src->modality = GetString(ds, DCM_Modality);
+  if (src->study_uid.empty()) return Status::InvalidArgument(path + ": no StudyInstanceUID");
+  if (src->sop_instance_uid.empty() || src->sop_class_uid.empty()) {
+    return Status::InvalidArgument(path + ": no SOPClassUID/SOPInstanceUID");
+  }
+  return src;
+}
+
+// The priors sorted oldest first, and which of them the current study is compared to.
+struct PriorPlan {
+  std::vector<const SrPriorStudy*> sorted;
+  const SrPriorStudy* compared = nullptr;  // most recent prior with the same model
+};
+
+PriorPlan PlanPriors(const SrInput& in) {
+  PriorPlan plan;
+  for (const auto& p : in.priors) plan.sorted.push_back(&p);
+  std::stable_sort(plan.sorted.begin(), plan.sorted.end(), [](auto* a, auto* b) {
+    return std::tie(a->study_date, a->study_time) < std::tie(b->study_date, b->study_time);
+  });
+  for (auto it = plan.sorted.rbegin(); it != plan.sorted.rend(); ++it) {
+    if ((*it)->model_name == in.model.name && (*it)->model_version == in.model.version) {
+      plan.compared = *it;
+      break;
+    }
+  }
+  return plan;
+}
+
+std::string BuildSummary(const SrInput& in, const PriorPlan& plan, double stable_delta) {
+  std::string s = "PXS " + FormatOneDecimal(in.pxs);
+  if (in.calibrated && !in.model.calibration_scale.empty()) {
+    s += " [" + in.model.calibration_scale + " " + FormatOneDecimal(*in.calibrated) + "]";
+  }
+  std::string band = SeverityBandLabel(in.model.trend, in.pxs);
+  s += " (";
+  if (!band.empty()) s += band + "; ";
+  if (plan.compared) {
+    const double delta = in.pxs - plan.compared->pxs;
+    s += "prior " + IsoDate(plan.compared->study_date) + ": " + FormatOneDecimal(plan.compared->pxs) +
+         "; " + FormatSignedOneDecimal(delta) + ", " +
+         PxsTrendName(ClassifyTrend(in.pxs, plan.compared->pxs, stable_delta)) + ")";
+  } else if (plan.sorted.empty()) {
+    s += "baseline, no prior)";
+  } else {
+    s += "no prior scored with this model version)";
+  }
+  if (in.model.not_for_clinical_use) s += " NOT FOR CLINICAL USE";
+  return s;
+}
+
+DSRCodedEntryValue TrendCode(PxsTrend t) {
+  switch (t) {
+    case PxsTrend::kWorsened: return codes::TrendWorsened();
+    case PxsTrend::kImproved: return codes::TrendImproved();
+    case PxsTrend::kStable: break;
+  }
+  return codes::TrendStable();
+}
+
+// What one measurement group (one time point) says.
+struct GroupSpec {
+  std::string time_point_text;  // Time Point (TID 1502 row 1)
+  int order = 1;
+  std::string study_uid, study_date;
+  double pxs = 0;
+  std::optional<double> calibrated;
+  std::string image_class, image_instance;  // source of measurement, when known
+  std::string model_name, model_version;
+  std::string not_compared_reason;
+};
+
+Status FillGroup(Measurements& g, const SrInput& in, const GroupSpec& spec,
+                 const std::string& tracking_uid) {
+  PXS_DCMTK_CHECK("tracking identifier", g.setTrackingIdentifier(in.tracking_identifier.c_str()));
+  PXS_DCMTK_CHECK("tracking UID", g.setTrackingUniqueIdentifier(tracking_uid.c_str()));
+  PXS_DCMTK_CHECK("time point", g.setTimePoint(spec.time_point_text.c_str()));
+  PXS_DCMTK_CHECK("PXS measurement",
+                  g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::PxsScore()),
+                                   NumericValue(spec.pxs, codes::ScoreUnit())));
+  if (!spec.image_instance.empty()) {
+    PXS_DCMTK_CHECK("source of measurement",
+                    g.getMeasurement().addImage(CODE_DCM_SourceOfMeasurement,
+                                                DSRImageReferenceValue(spec.image_class.c_str(),
+                                                                       spec.image_instance.c_str())));
+  }
+  if (spec.calibrated) {
+    const DSRCodedEntryValue unit =
+        in.model.calibration_unit.empty()
+            ? codes::ScoreUnit()
+            : DSRCodedEntryValue(in.model.calibration_unit.c_str(), "UCUM",
+                                 in.model.calibration_unit.c_str());
+    PXS_DCMTK_CHECK("calibrated measurement",
+                    g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::CalibratedPxs()),
+                                     NumericValue(*spec.calibrated, unit)));
+  }
+  if (!spec.not_compared_reason.empty()) {
+    PXS_DCMTK_CHECK("not-compared note",
+                    g.addQualitativeEvaluation(codes::NotCompared(), spec.not_compared_reason.c_str()));
+  }
+  return Status::Ok();
+}
+
+// Adds one child below the current node of `tree` (cursor moves to it).
+template <typename SetValue>
+Status AddChild(DSRDocumentTree& tree, size_t parent, DSRTypes::E_RelationshipType rel,
+                DSRTypes::E_ValueType type, const DSRCodedEntryValue& concept_name, SetValue set_value) {
+  if (tree.gotoNode(parent) == 0) return Status::Internal("SR: lost node " + std::to_string(parent));
+  PXS_DCMTK_CHECK(std::string("add ") + concept_name.getCodeMeaning().c_str(),
+                  tree.addChildContentItem(rel, type, concept_name));
+  PXS_DCMTK_CHECK(std::string("value of ") + concept_name.getCodeMeaning().c_str(),
+                  set_value(tree.getCurrentContentItem()));
+  return Status::Ok();
+}
+
+Status AddText(DSRDocumentTree& tree, size_t parent, DSRTypes::E_RelationshipType rel,
+               const DSRCodedEntryValue& concept_name, const std::string& text) {
+  return AddChild(tree, parent, rel, DSRTypes::VT_Text, concept_name,
+                  [&](DSRContentItem& item) { return item.setStringValue(text.c_str()); });
+}
+
+// The rows DCMTK has no class for, added to one TID 1501 group: the rest of TID 1502,
+// the study the values come from, TID 4019 algorithm identification, and (current
+// group only) the comparison with the most recent prior.
+Status ExtendGroup(DSRDocumentTree& tree, size_t group, const GroupSpec& spec,
+                   const std::string& parameters) {
+  const auto obs = DSRTypes::RT_hasObsContext;
+  const auto mod = DSRTypes::RT_hasConceptMod;
+  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Code, CODE_DCM_TimePointType,
+                               [&](DSRContentItem& item) {
+                                 return item.setCodeValue(spec.order == 1 ? DSRCodedEntryValue(CODE_UMLS_Baseline)
+                                                                          : codes::TimePointFollowUp());
+                               }));
+  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Num, CODE_DCM_TimePointOrder,
+                               [&](DSRContentItem& item) {
+                                 return item.setNumericValue(DSRNumericMeasurementValue(
+                                     std::to_string(spec.order).c_str(), codes::NoUnit()));
+                               }));
+  PXS_RETURN_IF_ERROR(AddText(tree, group, obs, CODE_DCM_SubjectTimePointIdentifier,
+                              "TP" + std::to_string(spec.order)));
+  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_UIDRef,
+                               CODE_DCM_ProcedureStudyInstanceUID, [&](DSRContentItem& item) {
+                                 return item.setStringValue(spec.study_uid.c_str());
+                               }));
+  if (!spec.study_date.empty()) {
+    PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Date, CODE_DCM_StudyDate,
+                                 [&](DSRContentItem& item) {
+                                   return item.setStringValue(spec.study_date.c_str());
+                                 }));
+  }
+  PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmName, spec.model_name));
+  PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmVersion, spec.model_version));
+  if (!parameters.empty()) {
+    PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmParameters, parameters));
+  }
+  return Status::Ok();
+}
+
+std::string ThresholdParameters(const TrendThresholds& t, double stable_delta) {
+  std::string s = "stable_delta=" + FormatDecimal(stable_delta);
+  if (!t.bands.empty()) {
+    s += "; bands:";
+    for (const auto& b : t.bands) {
+      s += " " + b.label + (b.upper ? " <" + FormatDecimal(*b.upper) : std::string(" above")) + ",";
+    }
+    s.pop_back();
+  }
+  return s;
+}
+
+Status WriteDurably(DcmFileFormat& file, const std::string& output_path) {
+  const std::string tmp = output_path + ".tmp." + std::to_string(::getpid());
+  OFCondition cond = file.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+  if (cond.bad()) {
+    std::remove(tmp.c_str());
+    return Status::IoError(tmp + ": cannot write SR: " + cond.text());
+  }
+  int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    std::remove(tmp.c_str());
+    return Status::IoError(tmp + ": fsync failed");
+  }
+  ::close(fd);
+  if (std::rename(tmp.c_str(), output_path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Status::IoError(output_path + ": rename from temporary file failed");
+  }
+  std::string dir = std::filesystem::path(output_path).parent_path().string();
+  return SyncDirectory(dir.empty() ? "." : dir);
+}
+
+}  // namespace
+
+const char* PxsTrendName(PxsTrend trend) {
+  switch (trend) {
+    case PxsTrend::kImproved: return "improved";
+    case PxsTrend::kStable: return "stable";
+    case PxsTrend::kWorsened: return "worsened";
+  }
+  return "stable";
+}
+
+PxsTrend ClassifyTrend(double pxs, double prior_pxs, double stable_delta) {
+  const double delta = pxs - prior_pxs;
+  if (std::fabs(delta) < stable_delta) return PxsTrend::kStable;
+  return delta > 0 ? PxsTrend::kWorsened : PxsTrend::kImproved;
+}
+
+std::string SeverityBandLabel(const TrendThresholds& thresholds, double pxs) {
+  for (const auto& band : thresholds.bands) {
+    if (!band.upper || pxs < *band.upper) return band.label;
+  }
+  return {};
+}
+
+TrendThresholds PublishedPxsThresholds() {
+  TrendThresholds t;
+  t.stable_delta = 1.0;
+  t.bands = {{2.5, "normal/minimal"}, {5.0, "mild"}, {9.0, "moderate"}, {std::nullopt, "severe"}};
+  return t;
+}
+
+std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer) {
+  // Separators keep ("AB","C") and ("A","BC") apart.
+  return UidFromName("PXS\\" + issuer + "\\" + patient_id);
+}
+
+StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& output_path) {
+  auto loaded = LoadSource(in.source_image_path);
+  if (!loaded.ok()) return loaded.status();
+  SourceImage& src = **loaded;
+  const PriorPlan plan = PlanPriors(in);
+  const double stable_delta =
+      in.stable_delta_override >= 0 ? in.stable_delta_override : in.model.trend.stable_delta;
+  const int order = in.time_point_order > 0 ? in.time_point_order
+                                            : static_cast<int>(in.priors.size()) + 1;
+  std::string tracking_uid = in.tracking_uid;
+  if (tracking_uid.empty()) {
+    tracking_uid = src.patient_id.empty() ? UidFromName("PXS\\study\\" + src.study_uid)
+                                          : TrackingUidForPatient(src.patient_id, src.issuer);
+  }
+  const std::string where = in.source_image_path + ": ";
+
+  // --- TID 1500 skeleton with DCMTK's cmr classes ---
+  TID1500_MeasurementReport report(CMR_CID7021::ImagingMeasurementReport);
+  PXS_DCMTK_CHECK("language", report.setLanguage(CID5000_Languages::English));
+  PXS_DCMTK_CHECK("device observer",
+                  report.getObservationContext().addDeviceObserver(
+                      in.node.device_observer_uid.c_str(), in.node.device_observer_name.c_str(),
+                      in.node.manufacturer.c_str(), in.node.model_name.c_str(),
+                      in.node.device_serial_number.c_str(), "",
+                      TID1001_ObservationContext::DeviceParticipatingRolesList(), in.node.ae_title.c_str()));
+  PXS_DCMTK_CHECK("procedure reported",
+                  report.addProcedureReported(CID100_QuantitativeDiagnosticImagingProcedures(
+                      codes::ChestRadiograph())));
+
+  // Image library: the scored image(s), with descriptors from the source header.
+  std::vector<SrScoredImage> images = in.scored_images;
+  if (images.empty()) images.push_back({src.sop_class_uid, src.sop_instance_uid});
+  PXS_DCMTK_CHECK("image library group", report.getImageLibrary().addImageGroup());
+  for (const auto& image : images) {
+    if (image.sop_instance_uid == src.sop_instance_uid) {
+      PXS_DCMTK_CHECK("image library entry",
+                      report.getImageLibrary().addImageEntry(*src.dataset,
+                                                             TID1600_ImageLibrary::withAllDescriptors));
+    } else {
+      DcmItem ref;
+      ref.putAndInsertString(DCM_SOPClassUID, image.sop_class_uid.c_str());
+      ref.putAndInsertString(DCM_SOPInstanceUID, image.sop_instance_uid.c_str());
+      ref.putAndInsertString(DCM_Modality, src.modality.c_str());
+      PXS_DCMTK_CHECK("image library entry",
+                      report.getImageLibrary().addImageEntry(ref, TID1600_ImageLibrary::withoutDescriptors));
+    }
+  }
+
+  // Measurement group of this study, then one per prior (oldest first), all with the
+  // same tracking UID so a viewer can line the time points up.
+  std::vector<GroupSpec> specs;
+  GroupSpec current;
+  current.time_point_text = IsoDate(src.study_date);
+  current.order = order;
+  current.study_uid = src.study_uid;
+  current.study_date = src.study_date;
+  current.pxs = in.pxs;
+  current.calibrated = in.calibrated;
+  current.image_class = images.front().sop_class_uid;
+  current.image_instance = images.front().sop_instance_uid;
+  current.model_name = in.model.name;
+  current.model_version = in.model.version;
+  specs.push_back(current);
+  for (size_t i = 0; i < plan.sorted.size(); ++i) {
+    const SrPriorStudy& p = *plan.sorted[i];
+    GroupSpec g;
+    g.time_point_text = IsoDate(p.study_date);
+    g.order = static_cast<int>(i) + 1;
+    g.study_uid = p.study_uid;
+    g.study_date = p.study_date;
+    g.pxs = p.pxs;
+    g.calibrated = (p.model_name == in.model.name && p.model_version == in.model.version)
+                       ? p.calibrated : std::nullopt;
+    g.model_name = p.model_name;
+    g.model_version = p.model_version;
+    if (p.model_name != in.model.name || p.model_version != in.model.version) {
+      g.not_compared_reason = "scored by model " + p.model_name + " " + p.model_version +
+                              ", this study by " + in.model.name + " " + in.model.version +
+                              ": values are not comparable";
+    }
+    specs.push_back(g);
+  }
+
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (i > 0) PXS_DCMTK_CHECK("measurement group", report.addIndividualMeasurements());
+    Measurements& g = report.getIndividualMeasurements();
+    PXS_RETURN_IF_ERROR(FillGroup(g, in, specs[i], tracking_uid));
+    if (i != 0) continue;
+    // The current group also carries the comparison with the most recent prior.
+    PXS_DCMTK_CHECK("stable threshold",
+                    g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::StableChangeThreshold()),
+                                     NumericValue(stable_delta, codes::ScoreUnit())));
+    if (plan.compared) {
+      PXS_DCMTK_CHECK("PXS change",
+                      g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::PxsChangeFromPrior()),
+                                       NumericValue(in.pxs - plan.compared->pxs, codes::ScoreUnit())));
+      if (plan.compared->siamese_change) {
+        PXS_DCMTK_CHECK("Siamese change",
+                        g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::SiameseChangeScore()),
+                                         NumericValue(*plan.compared->siamese_change, codes::NoUnit())));
+      }
+      PXS_DCMTK_CHECK("trend", g.addQualitativeEvaluation(
+                                   codes::PxsTrend(),
+                                   TrendCode(ClassifyTrend(in.pxs, plan.compared->pxs, stable_delta))));
+    }
+    const std::string band = SeverityBandLabel(in.model.trend, in.pxs);
+    if (!band.empty()) {
+      PXS_DCMTK_CHECK("severity band", g.addQualitativeEvaluation(codes::SeverityBand(), band.c_str()));
+    }
+  }
+
+  const std::string summary = BuildSummary(in, plan, stable_delta);
+  PXS_DCMTK_CHECK("summary", report.addQualitativeEvaluation(codes::Summary(), summary.c_str()));
+  if (!in.model.intended_use.empty()) {
+    PXS_DCMTK_CHECK("intended use",
+                    report.addQualitativeEvaluation(codes::IntendedUse(), in.model.intended_use.c_str()));
+  }
+  if (in.model.not_for_clinical_use) {
+    PXS_DCMTK_CHECK("clinical use restriction",
+                    report.addQualitativeEvaluation(
+                        codes::ClinicalUseRestriction(),
+                        "NOT FOR CLINICAL USE: research result of an unvalidated model; do not "
+                        "base diagnosis or treatment on it."));
+  }
+
+  // --- the document ---
+  DSRDocument doc(DSRTypes::DT_ComprehensiveSR);
+  PXS_DCMTK_CHECK("patient/study modules from " + in.source_image_path, doc.readStudyData(*src.dataset));
+  doc.createNewSeries();
+  PXS_DCMTK_CHECK("TID 1500 tree", doc.setTreeFromRootTemplate(report, OFTrue /*expand*/));
+
+  // Rows beyond DCMTK's classes, group by group (groups are in the order created).
+  DSRDocumentTree& tree = doc.getTree();
+  std::vector<size_t> group_nodes;
+  for (size_t id = tree.gotoNamedNode(CODE_DCM_MeasurementGroup); id != 0;
+       id = tree.gotoNextNamedNode(CODE_DCM_MeasurementGroup)) {
+    group_nodes.push_back(id);
+  }
+  if (group_nodes.size() != specs.size()) {
+    return Status::Internal(where + "SR tree has " + std::to_string(group_nodes.size()) +
+                            " measurement groups, expected " + std::to_string(specs.size()));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const std::string params = i == 0 ? ThresholdParameters(in.model.trend, stable_delta) : "";
+    PXS_RETURN_IF_ERROR(ExtendGroup(tree, group_nodes[i], specs[i], params));
+  }
+
+  const bool utf8 = !IsAscii(in.model.intended_use) || !IsAscii(in.model.name) ||
+                    !IsAscii(in.node.device_observer_name) ||
+                    !GetString(src.dataset, DCM_SpecificCharacterSet).empty();
+  if (utf8) PXS_DCMTK_CHECK("character set", doc.setSpecificCharacterSetType(DSRTypes::CS_UTF8));
+  PXS_DCMTK_CHECK("manufacturer", doc.setManufacturer(in.node.manufacturer.c_str()));
+  PXS_DCMTK_CHECK("model name", doc.setManufacturerModelName(in.node.model_name.c_str()));
+  if (!in.node.software_version.empty()) {
+    PXS_DCMTK_CHECK("software version", doc.setSoftwareVersions(in.node.software_version.c_str()));
+  }
+  if (!in.node.device_serial_number.empty()) {
+    PXS_DCMTK_CHECK("serial number", doc.setDeviceSerialNumber(in.node.device_serial_number.c_str()));
+  }
+  PXS_DCMTK_CHECK("series description", doc.setSeriesDescription("PXS AI result"));
+  PXS_DCMTK_CHECK("series number", doc.setSeriesNumber(kSrSeriesNumber));
+  PXS_DCMTK_CHECK("instance number", doc.setInstanceNumber(std::to_string(std::max(1, in.version)).c_str()));
+  if (in.predecessor) {
+    const SrPredecessor& p = *in.predecessor;
+    PXS_DCMTK_CHECK("predecessor",
+                    doc.getPredecessorDocuments().addItem(
+                        (p.study_uid.empty() ? src.study_uid : p.study_uid).c_str(), p.series_uid.c_str(),
+                        (p.sop_class_uid.empty() ? kComprehensiveSrClass : p.sop_class_uid.c_str()),
+                        p.sop_instance_uid.c_str()));
+  }
+  PXS_DCMTK_CHECK("completion flag", doc.completeDocument());
+
+  DcmFileFormat out;
+  DcmDataset* ds = out.getDataset();
+  PXS_DCMTK_CHECK("write SR data set", doc.write(*ds));
+  // UIDs of our own: every version of a study's SR in one series (derived from the
+  // study), each SR a fresh random 2.25 UID.
+  SrResult result;
+  result.series_uid = UidFromName("PXS\\SR series\\" + src.study_uid);
+  result.sop_instance_uid = RandomUid();
+  PXS_DCMTK_CHECK("series UID", ds->putAndInsertString(DCM_SeriesInstanceUID, result.series_uid.c_str()));
+  PXS_DCMTK_CHECK("SOP instance UID",
+                  ds->putAndInsertString(DCM_SOPInstanceUID, result.sop_instance_uid.c_str()));
+  if (!in.node.station_name.empty()) {
+    PXS_DCMTK_CHECK("station name", ds->putAndInsertString(DCM_StationName, in.node.station_name.c_str()));
+  }
+  result.summary = summary;
+  PXS_RETURN_IF_ERROR(WriteDurably(out, output_path));
+  return result;
+}
+
+}  // namespace pxs

@@ -1,0 +1,16 @@
+// UIDs of the 2.25 form (ISO/IEC 9834-8: "2.25." + a 128-bit number in decimal), which
+// need no registered root: derived from a name where the UID must be stable (tracking
+// UID, the SR series of a study), random where it must be new (each SR instance).
+#pragma once
+
+#include <string>
+
+namespace pxs {
+
+// 2.25.<first 128 bits of SHA-256(name), as an unsigned decimal>.
+std::string UidFromName(const std::string& name);
+
+// 2.25.<128 random bits> (a version-4 UUID's bits, from std::random_device).
+std::string RandomUid();
+
+}  // namespace pxs

@@ -1,0 +1,369 @@
+// Tests of the SR builder against real files: every SR is checked with dicom3tools'
+// dciodvfy (0 errors) and DCMTK's dsrdump, and its numbers are read back with
+// DSRDocument (ReadStructuredReport) and compared with the inputs.
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "pxs/reports/sr_builder.h"
+#include "pxs/reports/sr_reader.h"
+
+namespace fs = std::filesystem;
+
+namespace pxs {
+namespace {
+
+const fs::path kSharedData = fs::path(PXS_SOURCE_DIR) / ".." / "shared" / "data";
+
+struct CommandResult {
+  int rc = -1;
+  std::string output;
+};
+
+CommandResult Run(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+// dciodvfy prints "Error - ..." lines for every IOD violation; none are allowed.
+void ExpectValidSr(const std::string& path) {
+  CommandResult v = Run("dciodvfy '" + path + "'");
+  int errors = 0;
+  std::istringstream lines(v.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("Error") != std::string::npos) ++errors;
+  }
+  EXPECT_EQ(errors, 0) << path << ": dciodvfy reports errors:\n" << v.output;
+  CommandResult d = Run("dsrdump '" + path + "'");
+  EXPECT_EQ(d.rc, 0) << path << ": dsrdump failed:\n" << d.output;
+  EXPECT_NE(d.output.find("Imaging Measurement Report"), std::string::npos) << d.output;
+}
+
+std::vector<std::map<std::string, std::string>> ReadCsv(const fs::path& path) {
+  std::vector<std::map<std::string, std::string>> rows;
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> header;
+  auto split = [](const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string cell; std::getline(ss, cell, ',');) out.push_back(cell);
+    return out;
+  };
+  if (std::getline(in, line)) header = split(line);
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto cells = split(line);
+    std::map<std::string, std::string> row;
+    for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pxs-sr-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+SrModelInfo DemoModel(const std::string& version = "1.0.0") {
+  SrModelInfo m;
+  m.name = "pxs-demo-cxr14";
+  m.version = version;
+  m.intended_use = "Research demonstration of the PXS pipeline on chest radiographs.";
+  m.not_for_clinical_use = true;
+  m.trend = PublishedPxsThresholds();
+  return m;
+}
+
+SrNodeIdentity TestNode() {
+  SrNodeIdentity n;
+  n.software_version = "0.1.0-test";
+  n.device_observer_uid = "2.25.1234567890";
+  n.device_observer_name = "pxs-test-node";
+  n.station_name = "PXSNODE";
+  n.ae_title = "PXSNODE";
+  return n;
+}
+
+std::string Header(const std::string& path, const DcmTagKey& tag) {
+  DcmFileFormat f;
+  if (f.loadFile(path.c_str()).bad()) return "<unreadable>";
+  OFString v;
+  f.getDataset()->findAndGetOFStringArray(tag, v);
+  return v.c_str();
+}
+
+TEST(TrendTest, PublishedScaleReading) {
+  const TrendThresholds t = PublishedPxsThresholds();
+  EXPECT_EQ(SeverityBandLabel(t, 0.3), "normal/minimal");
+  EXPECT_EQ(SeverityBandLabel(t, 2.5), "mild");
+  EXPECT_EQ(SeverityBandLabel(t, 7.4), "moderate");
+  EXPECT_EQ(SeverityBandLabel(t, 9.0), "severe");
+  EXPECT_EQ(SeverityBandLabel(TrendThresholds{}, 7.4), "");
+  EXPECT_EQ(ClassifyTrend(7.4, 4.1, 1.0), PxsTrend::kWorsened);
+  EXPECT_EQ(ClassifyTrend(4.1, 7.4, 1.0), PxsTrend::kImproved);
+  EXPECT_EQ(ClassifyTrend(4.9, 4.1, 1.0), PxsTrend::kStable);
+  EXPECT_EQ(ClassifyTrend(4.9, 4.1, 0.5), PxsTrend::kWorsened);
+}
+
+TEST(TrackingUidTest, StableAcrossCallsAndDistinctPerPatient) {
+  const std::string a = TrackingUidForPatient("PXSLONG-001", "PXSLONG");
+  EXPECT_EQ(a, TrackingUidForPatient("PXSLONG-001", "PXSLONG"));
+  EXPECT_NE(a, TrackingUidForPatient("PXSLONG-002", "PXSLONG"));
+  EXPECT_NE(a, TrackingUidForPatient("PXSLONG-001", "OTHER"));
+  EXPECT_NE(TrackingUidForPatient("AB", "C"), TrackingUidForPatient("A", "BC"));
+  EXPECT_TRUE(std::regex_match(a, std::regex(R"(2\.25\.(0|[1-9][0-9]*))"))) << a;
+  EXPECT_LE(a.size(), 64u);
+}
+
+TEST(SrBuilderTest, RefusesMissingAndNonDicomSource) {
+  TempDir tmp;
+  SrInput in;
+  in.model = DemoModel();
+  in.node = TestNode();
+  in.source_image_path = (tmp.path() / "missing.dcm").string();
+  auto r = BuildStructuredReport(in, (tmp.path() / "sr.dcm").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("missing.dcm"), std::string::npos) << r.status().ToString();
+  std::ofstream(tmp.path() / "text.dcm") << "not dicom at all";
+  in.source_image_path = (tmp.path() / "text.dcm").string();
+  r = BuildStructuredReport(in, (tmp.path() / "sr.dcm").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("text.dcm"), std::string::npos) << r.status().ToString();
+  EXPECT_FALSE(fs::exists(tmp.path() / "sr.dcm"));
+}
+
+// Every scorable file of ../shared/data/dicom, each with one comparable prior and one
+// prior of another model version.
+TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
+  const fs::path dir = kSharedData / "dicom";
+  if (!fs::exists(dir / "manifest.csv")) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/dicom not found (shared test data is not present on this machine)";
+  }
+  TempDir tmp;
+  int built = 0;
+  for (const auto& row : ReadCsv(dir / "manifest.csv")) {
+    if (row.at("expected_scoring").rfind("score", 0) != 0) continue;
+    const std::string source = (dir / row.at("file")).string();
+    SCOPED_TRACE(source);
+    SrInput in;
+    in.source_image_path = source;
+    in.model = DemoModel("1.1.0");
+    in.node = TestNode();
+    in.pxs = 7.4 + built * 0.01;
+    SrPriorStudy same{"2.25.111", "20260302", "101500", "2.25.112", 4.1, std::nullopt,
+                      "pxs-demo-cxr14", "1.1.0", 13.75};
+    SrPriorStudy other{"2.25.221", "20260305", "090000", "", 6.0, std::nullopt, "pxs-demo-cxr14",
+                       "1.0.0", std::nullopt};
+    in.priors = {other, same};
+    const std::string out = (tmp.path() / (row.at("file") + ".sr.dcm")).string();
+    auto r = BuildStructuredReport(in, out);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ExpectValidSr(out);
+
+    auto c = ReadStructuredReport(out);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_EQ(c->sop_instance_uid, r->sop_instance_uid);
+    EXPECT_EQ(c->study_uid, Header(source, DCM_StudyInstanceUID));
+    EXPECT_EQ(c->patient_id, row.at("patient_id"));
+    EXPECT_EQ(Header(out, DCM_Modality), "SR");
+    EXPECT_EQ(Header(out, DCM_Manufacturer), "PXS Node");
+    EXPECT_EQ(Header(out, DCM_AccessionNumber), Header(source, DCM_AccessionNumber));
+    EXPECT_EQ(Header(out, DCM_StudyDate), Header(source, DCM_StudyDate));
+    EXPECT_NE(Header(out, DCM_SeriesInstanceUID), Header(source, DCM_SeriesInstanceUID));
+    EXPECT_EQ(c->completion_flag, "COMPLETE");
+    EXPECT_EQ(c->verification_flag, "UNVERIFIED");
+    EXPECT_EQ(c->referenced_image_uids, std::vector<std::string>{Header(source, DCM_SOPInstanceUID)});
+    ASSERT_EQ(c->groups.size(), 3u);
+    const auto& cur = c->groups[0];
+    ASSERT_TRUE(cur.pxs.has_value());
+    EXPECT_EQ(*cur.pxs, in.pxs);
+    ASSERT_TRUE(cur.pxs_change.has_value());
+    EXPECT_DOUBLE_EQ(*cur.pxs_change, in.pxs - 4.1);
+    ASSERT_TRUE(cur.siamese_change.has_value());
+    EXPECT_EQ(*cur.siamese_change, 13.75);
+    EXPECT_EQ(cur.trend, "worsened");
+    EXPECT_EQ(cur.time_point_order, 3);
+    EXPECT_EQ(cur.time_point_type, "Follow-up");
+    EXPECT_EQ(cur.algorithm_name, "pxs-demo-cxr14");
+    EXPECT_EQ(cur.algorithm_version, "1.1.0");
+    ASSERT_EQ(cur.algorithm_parameters.size(), 1u);
+    EXPECT_NE(cur.algorithm_parameters[0].find("stable_delta=1"), std::string::npos);
+    // Priors oldest first: the comparable one (03-02), then the other model's (03-05).
+    EXPECT_EQ(c->groups[1].study_uid, "2.25.111");
+    EXPECT_EQ(c->groups[1].pxs, 4.1);
+    EXPECT_EQ(c->groups[1].comparison_note, "");
+    EXPECT_EQ(c->groups[1].time_point_type, "Baseline");
+    EXPECT_EQ(c->groups[2].study_uid, "2.25.221");
+    EXPECT_EQ(c->groups[2].pxs, 6.0);
+    EXPECT_EQ(c->groups[2].algorithm_version, "1.0.0");
+    EXPECT_NE(c->groups[2].comparison_note.find("not comparable"), std::string::npos);
+    for (const auto& g : c->groups) EXPECT_EQ(g.tracking_uid, cur.tracking_uid);
+    EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(row.at("patient_id"), Header(source, DCM_IssuerOfPatientID)));
+    char expected_summary[128];
+    std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2026-03-02: 4.1; %+.1f, worsened)",
+                  in.pxs, in.pxs - 4.1);
+    EXPECT_EQ(c->summary.rfind(expected_summary, 0), 0u) << c->summary;
+    EXPECT_EQ(r->summary, c->summary);
+    ++built;
+  }
+  EXPECT_GE(built, 10) << "expected the manifest to list at least 10 scorable files";
+}
+
+// The synthetic courses of ../shared/data/longitudinal: each study's SR compares with
+// the previous studies built so far, as the pipeline does.
+TEST(SrBuilderTest, LongitudinalCourses) {
+  const fs::path script = kSharedData / "longitudinal" / "make_dicom.py";
+  if (!fs::exists(script) || !fs::exists(kSharedData / "cxr14")) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/longitudinal or ../shared/data/cxr14 not found "
+                    "(shared test data is not present on this machine)";
+  }
+  TempDir tmp;
+  const fs::path courses = tmp.path() / "courses";
+  CommandResult gen = Run("/usr/bin/python3 '" + script.string() + "' '" + courses.string() +
+                          "' --max-patients 4");
+  ASSERT_EQ(gen.rc, 0) << gen.output;
+  auto index = ReadCsv(courses / "index.csv");
+  ASSERT_GE(index.size(), 12u);
+  const std::string file_col = index[0].count("file") ? "file" : index[0].begin()->first;
+
+  std::map<std::string, std::vector<SrPriorStudy>> history;  // patient -> scored so far
+  std::map<std::string, std::string> tracking;                // patient -> tracking UID seen
+  int built = 0;
+  for (const auto& row : index) {
+    const std::string source = (courses / row.at(file_col)).string();
+    SCOPED_TRACE(source);
+    const std::string patient = Header(source, DCM_PatientID);
+    // Synthetic scores: rising with the label count, so every trend occurs.
+    const int labels = std::stoi(row.at("label_count"));
+    const double pxs = 2.0 + 2.5 * labels + 0.05 * static_cast<double>(history[patient].size());
+    SrInput in;
+    in.source_image_path = source;
+    in.model = DemoModel();
+    in.model.calibration_scale = "mRALE";
+    in.model.calibration_unit = "{score}";
+    in.node = TestNode();
+    in.pxs = pxs;
+    in.calibrated = pxs * 1.5;
+    in.priors = history[patient];
+    if (!in.priors.empty()) in.priors.back().siamese_change = 10.0 + built;
+    const std::string out = (tmp.path() / ("sr_" + std::to_string(built) + ".dcm")).string();
+    auto r = BuildStructuredReport(in, out);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ExpectValidSr(out);
+    auto c = ReadStructuredReport(out);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+
+    ASSERT_EQ(c->groups.size(), in.priors.size() + 1);
+    const auto& cur = c->groups[0];
+    EXPECT_EQ(cur.pxs, pxs);
+    EXPECT_EQ(cur.calibrated, pxs * 1.5);
+    EXPECT_EQ(cur.time_point_order, static_cast<int>(in.priors.size()) + 1);
+    EXPECT_EQ(cur.study_uid, Header(source, DCM_StudyInstanceUID));
+    if (in.priors.empty()) {
+      EXPECT_EQ(cur.time_point_type, "Baseline");
+      EXPECT_FALSE(cur.pxs_change.has_value());
+      EXPECT_EQ(cur.trend, "");
+    } else {
+      const SrPriorStudy& last = in.priors.back();
+      ASSERT_TRUE(cur.pxs_change.has_value());
+      EXPECT_DOUBLE_EQ(*cur.pxs_change, pxs - last.pxs);
+      EXPECT_EQ(cur.siamese_change, last.siamese_change);
+      EXPECT_EQ(cur.trend, PxsTrendName(ClassifyTrend(pxs, last.pxs, 1.0)));
+      for (size_t i = 0; i < in.priors.size(); ++i) {
+        EXPECT_EQ(c->groups[i + 1].study_uid, in.priors[i].study_uid);
+        EXPECT_EQ(c->groups[i + 1].pxs, in.priors[i].pxs);
+        EXPECT_EQ(c->groups[i + 1].time_point_order, static_cast<int>(i) + 1);
+      }
+    }
+    auto [it, inserted] = tracking.emplace(patient, cur.tracking_uid);
+    EXPECT_EQ(it->second, cur.tracking_uid) << "tracking UID changed within " << patient;
+    EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(patient, "PXSLONG"));
+    history[patient].push_back(SrPriorStudy{Header(source, DCM_StudyInstanceUID),
+                                            Header(source, DCM_StudyDate), Header(source, DCM_StudyTime),
+                                            Header(source, DCM_SOPInstanceUID), pxs, pxs * 1.5,
+                                            in.model.name, in.model.version, std::nullopt});
+    ++built;
+  }
+  EXPECT_EQ(built, static_cast<int>(index.size()));
+  EXPECT_EQ(tracking.size(), 4u);
+  std::set<std::string> distinct;
+  for (auto& [p, uid] : tracking) distinct.insert(uid);
+  EXPECT_EQ(distinct.size(), tracking.size());
+}
+
+// A fixture image written by the test itself (synthetic header, no pixel data needed
+// by the builder) in ISO_IR 100, to check the character set handling.
+TEST(SrBuilderTest, Latin1SourceIsCopiedAsUtf8AndPredecessorIsReferenced) {
+  const fs::path src_file = kSharedData / "dicom" / "cr_mono2_explicit_le.dcm";
+  if (!fs::exists(src_file)) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/dicom not found (shared test data is not present on this machine)";
+  }
+  TempDir tmp;
+  const std::string latin1 = (tmp.path() / "latin1.dcm").string();
+  {
+    DcmFileFormat f;
+    ASSERT_TRUE(f.loadFile(src_file.c_str()).good());
+    DcmDataset* ds = f.getDataset();
+    ds->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 100");
+    ds->putAndInsertString(DCM_PatientName, "M\xFCller^J\xFCrgen");  // Müller^Jürgen in Latin-1
+    ASSERT_TRUE(f.saveFile(latin1.c_str(), EXS_LittleEndianExplicit).good());
+  }
+  SrInput in;
+  in.source_image_path = latin1;
+  in.model = DemoModel();
+  in.model.intended_use = "Forschung: Schweregrad-Schätzung";  // UTF-8 text of our own
+  in.node = TestNode();
+  in.pxs = 1.2;
+  const std::string v1 = (tmp.path() / "v1.dcm").string();
+  auto r1 = BuildStructuredReport(in, v1);
+  ASSERT_TRUE(r1.ok()) << r1.status().ToString();
+  ExpectValidSr(v1);
+  EXPECT_EQ(Header(v1, DCM_SpecificCharacterSet), "ISO_IR 192");
+  EXPECT_EQ(Header(v1, DCM_PatientName), "M\xC3\xBCller^J\xC3\xBCrgen");
+  auto c1 = ReadStructuredReport(v1);
+  ASSERT_TRUE(c1.ok());
+  EXPECT_EQ(c1->intended_use, in.model.intended_use);
+  EXPECT_EQ(c1->summary.rfind("PXS 1.2 (normal/minimal; baseline, no prior)", 0), 0u) << c1->summary;
+
+  in.version = 2;
+  in.predecessor = SrPredecessor{r1->sop_instance_uid, "", r1->series_uid, ""};
+  const std::string v2 = (tmp.path() / "v2.dcm").string();
+  auto r2 = BuildStructuredReport(in, v2);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  ExpectValidSr(v2);
+  auto c2 = ReadStructuredReport(v2);
+  ASSERT_TRUE(c2.ok());
+  EXPECT_NE(r2->sop_instance_uid, r1->sop_instance_uid);
+  EXPECT_EQ(r2->series_uid, r1->series_uid) << "all versions of a study's SR share one series";
+  EXPECT_EQ(c2->predecessor_sop_instance_uids, std::vector<std::string>{r1->sop_instance_uid});
+  EXPECT_TRUE(c1->predecessor_sop_instance_uids.empty());
+  EXPECT_EQ(Header(v2, DCM_InstanceNumber), "2");
+}
+
+}  // namespace
+}  // namespace pxs
