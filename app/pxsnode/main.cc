@@ -1,0 +1,255 @@
+// pxsnode: the daemon. Wiring and lifecycle only; every concern lives in its module.
+//
+//   start:  config -> database -> model (fails fast) -> workers -> SCP -> READY=1
+//   SIGHUP: reload the config file; apply what can change safely (calling-AE allowlist,
+//           destinations, send_to); anything else needs a restart and is logged so.
+//   SIGTERM/SIGINT: STOPPING=1 -> SCP stops accepting, running associations get
+//           shutdown_grace_s -> scoring finishes its batch -> sender stops -> exit 0.
+#include <systemd/sd-daemon.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "pxs/config/config.h"
+#include "pxs/pipeline/report_maker.h"
+#include "pxs/pipeline/scoring_worker.h"
+#include "pxs/scoring/scorer.h"
+#include "pxs/scp/ingest.h"
+#include "pxs/scp/storage_scp.h"
+#include "pxs/sender/sender_worker.h"
+#include "pxs/storage/database.h"
+
+#ifndef PXS_VERSION
+#define PXS_VERSION "0.0.0"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void SetUpLogging(const std::string& level) {
+  // journald adds its own timestamps; keep ours for plain terminals too.
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::info);
+}
+
+
+int CheckConfig(const std::string& path) {
+  auto cfg = pxs::LoadConfig(path);
+  if (!cfg.ok()) {
+    std::cerr << "pxsnode: " << cfg.status().message() << "\n";
+    return 1;
+  }
+  auto model = pxs::scoring::Scorer::Create({.model_path = cfg->scoring.model, .device = "cpu",
+                                              .precision = "fp32", .intra_op_threads = 1,
+                                              .inter_op_threads = 1, .optimize = false, .warmup_batch = 0});
+  if (!model.ok()) {
+    std::cerr << "pxsnode: " << path << ": [scoring] model: " << model.status().message() << "\n";
+    return 1;
+  }
+  std::cout << path << ": ok (model " << (*model)->model().name << " " << (*model)->model().version << ", "
+            << cfg->destinations.size() << " destination(s))\n";
+  return 0;
+}
+
+int Run(const std::string& config_path) {
+  auto loaded = pxs::LoadConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "pxsnode: " << loaded.status().message() << "\n";
+    return 1;
+  }
+  pxs::Config cfg = std::move(*loaded);
+  SetUpLogging(cfg.node.log_level);
+  spdlog::info("pxsnode {} starting with {}", PXS_VERSION, cfg.source_path);
+
+  // DCMTK 3.6.7 disables Nagle's algorithm only when this is set (our SCP also sets
+  // TCP_NODELAY on each accepted socket; this covers the sender's sockets).
+  setenv("TCP_NODELAY", "1", 1);
+
+  std::error_code ec;
+  fs::create_directories(cfg.node.data_dir, ec);
+  if (ec) {
+    spdlog::critical("cannot create data_dir {}: {}", cfg.node.data_dir, ec.message());
+    return 1;
+  }
+  auto db = pxs::Database::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadWrite);
+  if (!db.ok()) {
+    spdlog::critical("database: {}", db.status().ToString());
+    return 1;
+  }
+
+  // The model is loaded (and warmed up) before we listen: a bad package stops the node
+  // now, with its reason, not at the first study.
+  auto scorer = pxs::scoring::Scorer::Create({.model_path = cfg.scoring.model,
+                                              .device = cfg.scoring.device,
+                                              .precision = cfg.scoring.precision,
+                                              .intra_op_threads = cfg.scoring.intra_op_threads,
+                                              .inter_op_threads = cfg.scoring.inter_op_threads,
+                                              .optimize = true,
+                                              .warmup_batch = 1});
+  if (!scorer.ok()) {
+    spdlog::critical("model {}: {}", cfg.scoring.model, scorer.status().ToString());
+    return 1;
+  }
+  const pxs::scoring::ModelInfo& model = (*scorer)->model();
+  spdlog::info("model {} {} on {} ({}), {} anchors{}", model.name, model.version, (*scorer)->device(),
+               (*scorer)->precision(), model.anchor_count,
+               model.not_for_clinical_use ? ", NOT FOR CLINICAL USE" : "");
+
+  pxs::SenderWorker sender(pxs::SenderWorkerOptions{.local_ae_title = cfg.node.ae_title,
+                                                     .destinations = cfg.destinations,
+                                                     .max_attempts = cfg.reports.max_attempts,
+                                                     .retry_initial_s = cfg.reports.retry_initial_s,
+                                                     .retry_max_s = cfg.reports.retry_max_s,
+                                                     .data_dir = cfg.node.data_dir},
+                           db->get());
+  pxs::ReportMaker reports({.data_dir = cfg.node.data_dir,
+                            .ae_title = cfg.node.ae_title,
+                            .software_version = PXS_VERSION,
+                            .send_to = cfg.reports.send_to,
+                            .stable_delta_override = cfg.reports.stable_delta},
+                           db->get(), &model, [&sender] { sender.Wake(); });
+  pxs::ScoringWorker scoring({.data_dir = cfg.node.data_dir,
+                              .max_batch = cfg.scoring.max_batch,
+                              .max_wait_ms = cfg.scoring.max_wait_ms,
+                              .max_attempts = cfg.scoring.max_attempts},
+                             db->get(), scorer->get(), [&reports](const pxs::Job& job, const pxs::ScoreRecord& score) {
+                               auto made = reports.MakeReport(job, score);
+                               if (!made.ok()) {
+                                 spdlog::error("report for study {} not made: {}", job.study_uid,
+                                               made.status().ToString());
+                               }
+                             });
+
+  pxs::IngestOptions ingest_options{.data_dir = cfg.node.data_dir,
+                                    .score_for_processing = cfg.scoring.score_for_processing};
+  ingest_options.on_job_queued = [&scoring] { scoring.Notify(); };
+  auto ingester = pxs::Ingester::Create(ingest_options, db->get());
+  if (!ingester.ok()) {
+    spdlog::critical("ingest: {}", ingester.status().ToString());
+    return 1;
+  }
+  pxs::StorageScpOptions scp_options{.ae_title = cfg.node.ae_title,
+                                     .bind = cfg.node.bind,
+                                     .port = cfg.node.port,
+                                     .max_associations = cfg.scp.max_associations,
+                                     .max_pdu = cfg.scp.max_pdu,
+                                     .acse_timeout_s = cfg.scp.acse_timeout_s,
+                                     .dimse_timeout_s = cfg.scp.dimse_timeout_s,
+                                     .allowed_calling_aes = cfg.scp.allowed_calling_aes,
+                                     .data_dir = cfg.node.data_dir,
+                                     .min_free_bytes = cfg.scp.min_free_bytes,
+                                     .min_free_percent = cfg.scp.min_free_percent};
+  pxs::StorageScp scp(scp_options, ingester->get());
+
+  if (auto st = scoring.Start(); !st.ok()) {
+    spdlog::critical("scoring worker: {}", st.ToString());
+    return 1;
+  }
+  sender.Start();
+  if (auto st = scp.Start(); !st.ok()) {
+    spdlog::critical("SCP: {}", st.ToString());
+    scoring.Stop();
+    sender.Stop();
+    return 1;
+  }
+  spdlog::info("listening as {} on {}:{} (data in {})", cfg.node.ae_title, cfg.node.bind, cfg.node.port,
+               cfg.node.data_dir);
+  sd_notify(0, "READY=1\nSTATUS=accepting associations");
+
+  boost::asio::io_context io;
+  boost::asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  boost::asio::signal_set reload_signal(io, SIGHUP);
+  boost::asio::steady_timer watchdog(io);
+
+  // systemd watchdog: ping at half the interval systemd asked for.
+  uint64_t watchdog_usec = 0;
+  std::function<void()> arm_watchdog = [&] {
+    watchdog.expires_after(std::chrono::microseconds(watchdog_usec / 2));
+    watchdog.async_wait([&](const boost::system::error_code& e) {
+      if (e) return;
+      sd_notify(0, "WATCHDOG=1");
+      arm_watchdog();
+    });
+  };
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) arm_watchdog();
+
+  std::function<void()> wait_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& e, int) {
+      if (e) return;
+      sd_notify(0, "RELOADING=1");
+      auto fresh = pxs::LoadConfig(config_path);
+      if (!fresh.ok()) {
+        spdlog::error("SIGHUP: config not reloaded, keeping the running one: {}", fresh.status().message());
+      } else {
+        scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
+        sender.SetDestinations(fresh->destinations);
+        reports.SetSendTo(fresh->reports.send_to);
+        spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}); other keys "
+                     "need a restart",
+                     fresh->scp.allowed_calling_aes.size(), fresh->destinations.size(), fresh->reports.send_to.size());
+      }
+      sd_notify(0, "READY=1");
+      wait_reload();
+    });
+  };
+  wait_reload();
+
+  bool clean = true;
+  stop_signals.async_wait([&](const boost::system::error_code& e, int signo) {
+    if (e) return;
+    spdlog::info("signal {}: stopping (running associations get {} s)", signo, cfg.scp.shutdown_grace_s);
+    sd_notify(0, "STOPPING=1");
+    clean = scp.Stop(cfg.scp.shutdown_grace_s);
+    if (!clean) spdlog::warn("associations still running after {} s; leaving without them", cfg.scp.shutdown_grace_s);
+    scoring.Stop();
+    sender.Stop();
+    watchdog.cancel();
+    reload_signal.cancel();
+    io.stop();
+  });
+  io.run();
+  spdlog::info("pxsnode stopped");
+  spdlog::shutdown();
+  if (!clean) {
+    // DCMTK's listener thread is still joined to the unfinished associations; do not
+    // wait for it (nothing it holds was acknowledged).
+    std::_Exit(0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pxsnode: DICOM node that scores chest X-rays (PXS) and reports trends"};
+  std::string config_path;
+  std::string check_path;
+  bool version = false;
+  app.add_option("--config", config_path, "TOML config file (see config/pxsnode.example.toml)");
+  app.add_option("--check-config", check_path, "validate a config file (and its model) and exit 0/1");
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+  if (version) {
+    std::cout << "pxsnode " << PXS_VERSION << "\n";
+    return 0;
+  }
+  if (!check_path.empty()) return CheckConfig(check_path);
+  if (config_path.empty()) {
+    std::cerr << "pxsnode: --config FILE is required (or --check-config FILE)\n";
+    return 2;
+  }
+  return Run(config_path);
+}

@@ -1,0 +1,52 @@
+// pxs::ReportMaker turns a scored job into the study's Structured Report: it gathers
+// the patient's scored history from the database, computes the Siamese change to the
+// most recent prior scored by the same model, builds the SR (reports/), writes it under
+// data_dir/reports/<study>/ and records it in the outbox for each configured destination.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "pxs/common/status.h"
+#include "pxs/config/config.h"
+#include "pxs/storage/database.h"
+
+namespace pxs {
+
+namespace scoring {
+struct ModelInfo;
+}
+
+struct ReportMakerOptions {
+  std::string data_dir;
+  std::string ae_title;
+  std::string software_version;
+  std::vector<std::string> send_to;  // destination names and/or "caller"
+  double stable_delta_override = -1.0;
+};
+
+class ReportMaker {
+ public:
+  // on_recorded is called after a report was queued in the outbox (e.g. to wake the sender).
+  ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
+              std::function<void()> on_recorded);
+
+  // Builds, writes and records the SR for the study of `job`. Returns the SR's SOP
+  // Instance UID.
+  StatusOr<std::string> MakeReport(const Job& job, const ScoreRecord& score);
+
+  // SIGHUP: new destinations list.
+  void SetSendTo(const std::vector<std::string>& send_to);
+
+ private:
+  ReportMakerOptions options_;
+  Database* db_;
+  const scoring::ModelInfo* model_;
+  std::function<void()> on_recorded_;
+  std::mutex mu_;  // guards options_.send_to
+};
+
+}  // namespace pxs

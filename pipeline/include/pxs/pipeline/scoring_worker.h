@@ -1,0 +1,54 @@
+// pxs::ScoringWorker drains the durable job queue that the SCP fills: it forms batches
+// dynamically (up to max_batch jobs, or whatever is queued after waiting at most
+// max_wait_ms for more), decodes and preprocesses them on a small thread pool, scores
+// them with the Scorer on its own thread (never on an association thread), records
+// the scores in one transaction per batch and hands each scored job to the report maker.
+// Bad input fails or skips its own job with a reason; it never stops the worker.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "pxs/common/status.h"
+#include "pxs/storage/database.h"
+
+namespace pxs {
+
+namespace scoring {
+class Scorer;
+}
+
+struct ScoringWorkerOptions {
+  std::string data_dir;
+  int max_batch = 8;
+  int max_wait_ms = 50;
+  int max_attempts = 3;
+  int decode_threads = 2;
+  int poll_interval_ms = 1000;  // safety net: look at the queue even without a Notify()
+};
+
+// Called on the worker thread for each job whose score was recorded.
+using ScoredCallback = std::function<void(const Job& job, const ScoreRecord& score)>;
+
+class ScoringWorker {
+ public:
+  ScoringWorker(const ScoringWorkerOptions& options, Database* db, scoring::Scorer* scorer,
+                ScoredCallback on_scored);
+  ~ScoringWorker();  // Stop()s
+  ScoringWorker(const ScoringWorker&) = delete;
+  ScoringWorker& operator=(const ScoringWorker&) = delete;
+
+  // Requeues jobs a crash left in state scoring, then starts the worker thread.
+  Status Start();
+  // Finishes the batch in flight, then stops. Jobs not started stay queued.
+  void Stop();
+  // New jobs were queued: look now rather than at the next poll.
+  void Notify();
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pxs

@@ -1,0 +1,83 @@
+// pxs::Ingester: the one path by which a received data set becomes a stored, recorded,
+// queued instance. The SCP calls it for every C-STORE; tests (and imports) call it with
+// files. It never acknowledges before the instance is durable:
+//   validate -> write temp file -> fsync -> link into data_dir/dicom/<study>/<series>/<sop>.dcm
+//   -> group commit (fsync of the touched folders + one SQLite transaction for the batch)
+// and maps every failure to the DIMSE status DICOM expects (PS3.4 Annex B.2.3):
+//   0x0000 Success, 0xA700 Refused: Out of Resources (disk full, I/O or database error),
+//   0xA900 Data Set Does Not Match SOP Class (missing pixel data, impossible dimensions,
+//   invalid UIDs), 0xC000 Cannot Understand (unparseable data).
+// Thread-safety: Ingest() may be called from any number of association threads at once.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "pxs/common/status.h"
+
+class DcmDataset;
+
+namespace pxs {
+
+class Database;
+
+namespace dimse_status {
+constexpr uint16_t kSuccess = 0x0000;
+constexpr uint16_t kOutOfResources = 0xA700;
+constexpr uint16_t kDataSetDoesNotMatchSopClass = 0xA900;
+constexpr uint16_t kCannotUnderstand = 0xC000;
+}  // namespace dimse_status
+
+struct IngestOptions {
+  std::string data_dir;                 // files go to data_dir/dicom, temp files to data_dir/incoming
+  bool score_for_processing = false;    // score DX "For Processing" images instead of declining them
+  std::function<void()> on_job_queued;  // called after a scoring job was committed (wakes the worker)
+};
+
+// Who sent the data set, and what the DIMSE command said about it (empty when the data
+// set comes from a file, then only the data set's own attributes count).
+struct IngestSource {
+  std::string calling_ae;
+  std::string peer_address;
+  std::string command_sop_class_uid;
+  std::string command_sop_instance_uid;
+};
+
+struct IngestResult {
+  uint16_t dimse_status = dimse_status::kSuccess;
+  bool duplicate = false;     // Success for a SOP Instance UID already stored (nothing changed)
+  std::string sop_instance_uid;
+  std::string skip_reason;    // non-empty: stored but not queued for scoring, and why
+  std::string error;          // non-empty when dimse_status is not Success
+  uint64_t bytes = 0;         // size of the stored file
+};
+
+class Ingester {
+ public:
+  // The database must outlive the Ingester.
+  static StatusOr<std::unique_ptr<Ingester>> Create(const IngestOptions& options, Database* db);
+  ~Ingester();
+  Ingester(const Ingester&) = delete;
+  Ingester& operator=(const Ingester&) = delete;
+
+  // Takes a data set received in transfer syntax `xfer` (DCMTK E_TransferSyntax as int,
+  // so that this header needs no DCMTK include).
+  IngestResult Ingest(DcmDataset& dataset, int xfer, const IngestSource& source);
+  // Reads a DICOM file and ingests it; unreadable files give 0xC000 with the reason.
+  IngestResult IngestFile(const std::string& path, const IngestSource& source);
+
+  // The SOP classes the node stores (CR, DX for presentation/processing, Secondary Capture).
+  static bool IsAcceptedSopClass(const std::string& sop_class_uid);
+  // DICOM UID syntax (PS3.5 9.1): 1..64 chars, digits and dots, no empty component, no
+  // leading zero in a multi-digit component. Only such UIDs become path components.
+  static bool IsValidUid(const std::string& uid);
+
+ private:
+  class Impl;
+  explicit Ingester(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pxs

@@ -1,0 +1,379 @@
+#include "pxs/scp/ingest.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <spdlog/spdlog.h>
+
+#include "group_commit.h"
+#include "pxs/common/files.h"
+#include "pxs/storage/database.h"
+
+namespace pxs {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Storage SOP classes the node accepts (PS3.4 B.5).
+constexpr const char* kCrImage = UID_ComputedRadiographyImageStorage;
+constexpr const char* kDxPresentation = UID_DigitalXRayImageStorageForPresentation;
+constexpr const char* kDxProcessing = UID_DigitalXRayImageStorageForProcessing;
+constexpr const char* kSecondaryCapture = UID_SecondaryCaptureImageStorage;
+
+std::string GetString(DcmDataset& ds, const DcmTagKey& tag) {
+  OFString value;
+  if (ds.findAndGetOFStringArray(tag, value).bad()) return {};
+  // DICOM pads strings with spaces (UIDs with NUL); the stored value has neither.
+  std::string s(value.c_str());
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  size_t first = s.find_first_not_of(' ');
+  return first == std::string::npos ? std::string() : s.substr(first);
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+IngestResult Reject(uint16_t status, std::string sop, std::string error) {
+  IngestResult r;
+  r.dimse_status = status;
+  r.sop_instance_uid = std::move(sop);
+  r.error = std::move(error);
+  return r;
+}
+
+// Checks that the pixel data can be what the image attributes say, without reading
+// or allocating from Rows x Columns (a forged header must not make us allocate GBs).
+std::string CheckPixelData(DcmDataset& ds) {
+  Uint16 rows = 0, cols = 0, bits_allocated = 0, samples = 0;
+  if (ds.findAndGetUint16(DCM_Rows, rows).bad() || rows == 0) return "Rows missing or 0";
+  if (ds.findAndGetUint16(DCM_Columns, cols).bad() || cols == 0) return "Columns missing or 0";
+  if (ds.findAndGetUint16(DCM_BitsAllocated, bits_allocated).bad()) return "BitsAllocated missing";
+  if (bits_allocated != 1 && bits_allocated % 8 != 0) {
+    return "BitsAllocated " + std::to_string(bits_allocated) + " is not 1 or a multiple of 8";
+  }
+  if (ds.findAndGetUint16(DCM_SamplesPerPixel, samples).bad() || samples == 0) {
+    return "SamplesPerPixel missing or 0";
+  }
+  Sint32 frames = 1;
+  if (ds.findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+
+  DcmElement* pixel = nullptr;
+  if (ds.findAndGetElement(DCM_PixelData, pixel).bad() || pixel == nullptr) return "missing Pixel Data";
+  DcmPixelData* pixel_data = OFdynamic_cast(DcmPixelData*, pixel);
+  // Encapsulated (compressed) pixel data has undefined length; its size is checked by the
+  // decoder when the image is scored.
+  if (pixel_data != nullptr) {
+    E_TransferSyntax xfer = ds.getOriginalXfer();
+    if (DcmXfer(xfer).isEncapsulated()) {
+      DcmPixelSequence* seq = nullptr;
+      if (pixel_data->getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr ||
+          seq->card() < 2) {
+        return "compressed Pixel Data holds no fragments";
+      }
+      return {};
+    }
+  }
+  uint64_t needed_bits = uint64_t{rows} * cols * samples * bits_allocated * static_cast<uint64_t>(frames);
+  uint64_t needed = (needed_bits + 7) / 8;
+  uint64_t have = pixel->getLength();
+  if (have < needed) {
+    return "impossible dimensions: " + std::to_string(rows) + " x " + std::to_string(cols) + " x " +
+           std::to_string(samples) + " samples x " + std::to_string(bits_allocated) + " bits x " +
+           std::to_string(frames) + " frames need " + std::to_string(needed) +
+           " bytes but Pixel Data holds " + std::to_string(have);
+  }
+  return {};
+}
+
+// Why an instance that is stored should not be scored; empty when it should be.
+std::string ScoringSkipReason(DcmDataset& ds, const std::string& sop_class, bool score_for_processing) {
+  std::string photometric = Upper(GetString(ds, DCM_PhotometricInterpretation));
+  Uint16 samples = 1;
+  ds.findAndGetUint16(DCM_SamplesPerPixel, samples);
+  if (samples != 1 || (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")) {
+    return "colour image (PhotometricInterpretation " + (photometric.empty() ? "missing" : photometric) +
+           ", SamplesPerPixel " + std::to_string(samples) + "); PXS needs a greyscale radiograph";
+  }
+  std::string body_part = Upper(GetString(ds, DCM_BodyPartExamined));
+  if (!body_part.empty() && body_part != "CHEST") {
+    return "not a chest (BodyPartExamined " + body_part + ")";
+  }
+  std::string view = Upper(GetString(ds, DCM_ViewPosition));
+  if (view == "LL" || view == "RL" || view == "LATERAL" || view == "LAT") {
+    return "not a frontal view (ViewPosition " + view + "); PXS is valid for PA and AP only";
+  }
+  std::string intent = Upper(GetString(ds, DCM_PresentationIntentType));
+  if (!score_for_processing && (sop_class == kDxProcessing || intent == "FOR PROCESSING")) {
+    return "DX For Processing (raw detector data); set [scoring] score_for_processing to score it";
+  }
+  return {};
+}
+
+}  // namespace
+
+bool Ingester::IsAcceptedSopClass(const std::string& uid) {
+  return uid == kCrImage || uid == kDxPresentation || uid == kDxProcessing || uid == kSecondaryCapture;
+}
+
+bool Ingester::IsValidUid(const std::string& uid) {
+  if (uid.empty() || uid.size() > 64) return false;
+  size_t component_start = 0;
+  for (size_t i = 0; i <= uid.size(); ++i) {
+    if (i == uid.size() || uid[i] == '.') {
+      size_t len = i - component_start;
+      if (len == 0) return false;                                  // empty component
+      if (len > 1 && uid[component_start] == '0') return false;    // leading zero
+      component_start = i + 1;
+    } else if (uid[i] < '0' || uid[i] > '9') {
+      return false;
+    }
+  }
+  return true;
+}
+
+class Ingester::Impl {
+ public:
+  Impl(const IngestOptions& options, Database* db)
+      : options_(options), db_(db), committer_(db),
+        dicom_dir_(fs::path(options.data_dir) / "dicom"), incoming_dir_(fs::path(options.data_dir) / "incoming") {}
+
+  Status Init() {
+    std::error_code ec;
+    fs::create_directories(dicom_dir_, ec);
+    if (!ec) fs::create_directories(incoming_dir_, ec);
+    if (ec) return Status::IoError("cannot create folders under " + options_.data_dir + ": " + ec.message());
+    // Temp files left by a crash or a kill were never acknowledged: remove them.
+    int removed = 0;
+    for (const auto& entry : fs::directory_iterator(incoming_dir_, ec)) {
+      if (fs::remove(entry.path(), ec)) ++removed;
+    }
+    if (removed > 0) spdlog::info("ingest: removed {} unacknowledged temp file(s) from {}", removed, incoming_dir_.string());
+    return Status::Ok();
+  }
+
+  IngestResult Ingest(DcmDataset& ds, E_TransferSyntax xfer, const IngestSource& src) {
+    std::string sop_class = GetString(ds, DCM_SOPClassUID);
+    std::string sop = GetString(ds, DCM_SOPInstanceUID);
+    // The data set must be the instance the command announced (PS3.4 B.2.3: A900).
+    if (!src.command_sop_class_uid.empty() && sop_class != src.command_sop_class_uid) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop,
+                    "SOPClassUID in the data set (" + sop_class + ") differs from the command's (" +
+                        src.command_sop_class_uid + ")");
+    }
+    if (!IsAcceptedSopClass(sop_class)) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop,
+                    "SOP class '" + sop_class + "' is not stored by this node (CR, DX, SC only)");
+    }
+    if (!IsValidUid(sop)) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop, "invalid SOPInstanceUID '" + sop + "'");
+    }
+    if (!src.command_sop_instance_uid.empty() && sop != src.command_sop_instance_uid) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop,
+                    "SOPInstanceUID in the data set differs from the command's (" + src.command_sop_instance_uid + ")");
+    }
+    std::string study = GetString(ds, DCM_StudyInstanceUID);
+    std::string series = GetString(ds, DCM_SeriesInstanceUID);
+    if (!IsValidUid(study)) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop, "invalid StudyInstanceUID '" + study + "'");
+    }
+    if (!IsValidUid(series)) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop, "invalid SeriesInstanceUID '" + series + "'");
+    }
+    if (std::string pixel_problem = CheckPixelData(ds); !pixel_problem.empty()) {
+      return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop, pixel_problem);
+    }
+
+    ReceivedInstance rec;
+    rec.sop_instance_uid = sop;
+    rec.sop_class_uid = sop_class;
+    rec.study_uid = study;
+    rec.series_uid = series;
+    rec.patient.patient_id = GetString(ds, DCM_PatientID);
+    rec.patient.issuer = GetString(ds, DCM_IssuerOfPatientID);
+    rec.patient_name = GetString(ds, DCM_PatientName);
+    rec.study_date = GetString(ds, DCM_StudyDate);
+    rec.study_time = GetString(ds, DCM_StudyTime);
+    rec.accession_number = GetString(ds, DCM_AccessionNumber);
+    rec.modality = GetString(ds, DCM_Modality);
+    rec.body_part = GetString(ds, DCM_BodyPartExamined);
+    rec.view_position = GetString(ds, DCM_ViewPosition);
+    rec.transfer_syntax_uid = DcmXfer(xfer).getXferID();
+    rec.calling_ae = src.calling_ae;
+    rec.peer_address = src.peer_address;
+    rec.skip_reason = ScoringSkipReason(ds, sop_class, options_.score_for_processing);
+
+    IngestResult result;
+    result.sop_instance_uid = sop;
+    result.skip_reason = rec.skip_reason;
+
+    // A re-sent instance is idempotent: keep the first copy, no second job.
+    auto known = db_->HasInstance(sop);
+    if (!known.ok()) return Reject(dimse_status::kOutOfResources, sop, "database: " + known.status().ToString());
+    if (*known) {
+      result.duplicate = true;
+      return result;
+    }
+
+    fs::path rel = fs::path("dicom") / study / series / (sop + ".dcm");
+    fs::path final_path = fs::path(options_.data_dir) / rel;
+    fs::path temp = incoming_dir_ / (sop + "." + std::to_string(::getpid()) + "." +
+                                     std::to_string(temp_counter_.fetch_add(1)) + ".tmp");
+
+    Status written = WriteDurably(ds, xfer, src.calling_ae, temp, &rec.file_size, &rec.sha256);
+    if (!written.ok()) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      return Reject(dimse_status::kOutOfResources, sop, written.ToString());
+    }
+    result.bytes = rec.file_size;
+
+    std::vector<std::string> dirs_to_sync;
+    Status placed = PlaceFile(temp, final_path, &dirs_to_sync);
+    if (!placed.ok()) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      return Reject(dimse_status::kOutOfResources, sop, placed.ToString());
+    }
+    rec.file_path = rel.string();
+    rec.received_at_ms = NowMs();
+
+    GroupCommitter::Outcome outcome = committer_.Commit(rec, dirs_to_sync);
+    if (!outcome.status.ok()) {
+      return Reject(dimse_status::kOutOfResources, sop, "not recorded: " + outcome.status.ToString());
+    }
+    result.duplicate = outcome.insert == InsertOutcome::kDuplicate;
+    if (!result.duplicate && rec.skip_reason.empty() && options_.on_job_queued) options_.on_job_queued();
+    return result;
+  }
+
+ private:
+  // Writes the data set as a DICOM file (with file meta information naming the sender)
+  // and fsyncs it, then hashes it.
+  Status WriteDurably(DcmDataset& ds, E_TransferSyntax xfer, const std::string& calling_ae,
+                      const fs::path& temp, uint64_t* size, std::string* sha256) {
+    DcmFileFormat file(&ds, /*copyDataset=*/OFFalse);
+    if (!calling_ae.empty()) {
+      file.getMetaInfo()->putAndInsertString(DCM_SourceApplicationEntityTitle, calling_ae.c_str());
+    }
+    OFCondition cond = file.saveFile(temp.c_str(), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0,
+                                     EWM_updateMeta);
+    int saved_errno = errno;
+    file.getAndRemoveDataset();  // the caller owns the data set
+    if (cond.bad()) {
+      auto space = QueryDiskSpace(options_.data_dir);
+      bool full = saved_errno == ENOSPC || (space.ok() && space->free_bytes < (1u << 20));
+      std::string what = "cannot write " + temp.string() + ": " + cond.text();
+      return full ? Status::NoSpace(what + " (disk full)") : Status::IoError(what);
+    }
+    int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::IoError("cannot reopen " + temp.string() + ": " + std::strerror(errno));
+    struct stat st {};
+    int rc = ::fstat(fd, &st);
+    if (rc == 0) rc = ::fsync(fd);
+    int sync_errno = errno;
+    ::close(fd);
+    if (rc != 0) {
+      std::string what = "cannot fsync " + temp.string() + ": " + std::strerror(sync_errno);
+      return sync_errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
+    }
+    *size = static_cast<uint64_t>(st.st_size);
+    auto hash = Sha256HexOfFile(temp.string());
+    if (!hash.ok()) return hash.status();
+    *sha256 = *hash;
+    return Status::Ok();
+  }
+
+  // Moves the temp file to its final name without ever replacing a stored instance:
+  // link() fails if the name exists. A file that exists but is not in the database is
+  // the leftover of a crash between link and commit: it was never acknowledged, so it
+  // is replaced.
+  Status PlaceFile(const fs::path& temp, const fs::path& final_path, std::vector<std::string>* dirs_to_sync) {
+    // Create study/series folders one level at a time so that each new entry's parent
+    // gets synced.
+    fs::path series_dir = final_path.parent_path();
+    for (fs::path dir : {series_dir.parent_path(), series_dir}) {
+      if (::mkdir(dir.c_str(), 0750) == 0) {
+        dirs_to_sync->push_back(dir.parent_path().string());
+      } else if (errno != EEXIST) {
+        std::string what = "cannot create folder " + dir.string() + ": " + std::strerror(errno);
+        return errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
+      }
+    }
+    if (::link(temp.c_str(), final_path.c_str()) != 0) {
+      if (errno != EEXIST) {
+        std::string what = "cannot link " + final_path.string() + ": " + std::strerror(errno);
+        return errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
+      }
+      if (::rename(temp.c_str(), final_path.c_str()) != 0) {
+        return Status::IoError("cannot replace leftover " + final_path.string() + ": " + std::strerror(errno));
+      }
+    } else {
+      ::unlink(temp.c_str());
+    }
+    dirs_to_sync->push_back(series_dir.string());
+    return Status::Ok();
+  }
+
+  IngestOptions options_;
+  Database* db_;
+  GroupCommitter committer_;
+  fs::path dicom_dir_;
+  fs::path incoming_dir_;
+  std::atomic<uint64_t> temp_counter_{0};
+};
+
+Ingester::Ingester(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Ingester::~Ingester() = default;
+
+StatusOr<std::unique_ptr<Ingester>> Ingester::Create(const IngestOptions& options, Database* db) {
+  auto impl = std::make_unique<Impl>(options, db);
+  PXS_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Ingester>(new Ingester(std::move(impl)));
+}
+
+IngestResult Ingester::Ingest(DcmDataset& dataset, int xfer, const IngestSource& source) {
+  return impl_->Ingest(dataset, static_cast<E_TransferSyntax>(xfer), source);
+}
+
+IngestResult Ingester::IngestFile(const std::string& path, const IngestSource& source) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return Reject(dimse_status::kCannotUnderstand, "", path + ": not a file");
+  }
+  if (fs::file_size(path, ec) == 0) return Reject(dimse_status::kCannotUnderstand, "", path + ": empty file, not DICOM");
+  DcmFileFormat file;
+  OFCondition cond = file.loadFile(path.c_str());
+  if (cond.bad()) {
+    return Reject(dimse_status::kCannotUnderstand, "", path + ": not readable as DICOM: " + cond.text());
+  }
+  DcmDataset* ds = file.getDataset();
+  // Values longer than DCMTK's lazy-load threshold are read on demand; load them now so
+  // a file truncated inside Pixel Data is refused here, not later.
+  cond = ds->loadAllDataIntoMemory();
+  if (cond.bad()) {
+    return Reject(dimse_status::kCannotUnderstand, "", path + ": data set cannot be read completely: " + cond.text());
+  }
+  return impl_->Ingest(*ds, ds->getOriginalXfer(), source);
+}
+
+}  // namespace pxs
