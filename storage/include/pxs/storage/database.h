@@ -108,12 +108,18 @@ struct OutgoingReport {
   std::string last_error;
 };
 
+// Where the node keeps its database: data_dir + "/pxsnode.db".
+std::string DatabasePathFor(const std::string& data_dir);
+
 class Database {
  public:
   enum class Mode { kReadWrite, kReadOnly };
   // Opens (and in kReadWrite creates and migrates) the database. A schema newer than
   // this binary knows is refused with a message that says both versions.
   static StatusOr<std::unique_ptr<Database>> Open(const std::string& path, Mode mode);
+  // Open() with synchronous=OFF: fast bulk loading for benchmarks and tests ONLY.
+  // A power cut may lose recent commits, which breaks the C-STORE guarantee.
+  static StatusOr<std::unique_ptr<Database>> OpenNonDurableForBenchmark(const std::string& path);
   virtual ~Database() = default;
 
   // --- ingest (SCP) ---------------------------------------------------------------
@@ -130,6 +136,9 @@ class Database {
   // Moves up to max queued jobs (oldest first) to scoring and increments attempts.
   virtual StatusOr<std::vector<Job>> ClaimJobs(int max) = 0;
   virtual Status CompleteJob(const ScoreRecord& score) = 0;              // -> scored
+  // Several CompleteJob()s in one transaction (one commit for a scored batch).
+  // All or nothing: an error leaves every job as it was.
+  virtual Status CompleteJobs(const std::vector<ScoreRecord>& scores) = 0;
   virtual Status SkipJob(int64_t job_id, const std::string& reason) = 0;  // -> skipped
   // A failed attempt: back to queued, or to failed once attempts >= max_attempts.
   virtual Status FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) = 0;

@@ -1,0 +1,553 @@
+// SQLite implementation of pxs::Database. One connection behind one mutex: SQLite
+// allows one writer at a time anyway, and a single connection lets every statement
+// stay prepared for the life of the process.
+#include "pxs/storage/database.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+
+#include "schema.h"
+#include "sqlite.h"
+
+namespace pxs {
+
+using sqlite::Connection;
+using sqlite::Query;
+using sqlite::Transaction;
+
+const char* JobStateName(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return "queued";
+    case JobState::kScoring: return "scoring";
+    case JobState::kScored: return "scored";
+    case JobState::kSkipped: return "skipped";
+    case JobState::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
+std::string DatabasePathFor(const std::string& data_dir) { return data_dir + "/pxsnode.db"; }
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class SqliteDatabase final : public Database {
+ public:
+  explicit SqliteDatabase(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
+
+  Status RecordInstances(const std::vector<ReceivedInstance>& batch,
+                         std::vector<InsertOutcome>* outcomes) override;
+  StatusOr<bool> HasInstance(const std::string& sop_instance_uid) override;
+  StatusOr<int> RequeueInterruptedJobs() override;
+  StatusOr<std::vector<Job>> ClaimJobs(int max) override;
+  Status CompleteJob(const ScoreRecord& score) override { return CompleteJobs({score}); }
+  Status CompleteJobs(const std::vector<ScoreRecord>& scores) override;
+  Status SkipJob(int64_t job_id, const std::string& reason) override;
+  Status FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) override;
+  StatusOr<int> CountJobs(JobState state) override;
+  StatusOr<std::vector<StudyScore>> PatientHistory(const PatientKey& patient) override;
+  Status RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
+                      int version, const std::string& file_path,
+                      const std::vector<std::string>& destinations) override;
+  StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) override;
+  StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) override;
+  Status MarkReportSent(int64_t report_id) override;
+  Status MarkReportAttemptFailed(int64_t report_id, const std::string& error,
+                                 int64_t next_attempt_at_ms, bool final) override;
+
+ private:
+  // One RecordInstances() call waiting for (or being part of) a group commit.
+  struct PendingIngest {
+    const std::vector<ReceivedInstance>* batch = nullptr;
+    std::vector<InsertOutcome> outcomes;
+    Status status;
+    bool done = false;
+  };
+
+  Status RequireWritable(const char* operation) const {
+    if (!conn_->read_only()) return Status::Ok();
+    return Status::Unsupported(conn_->path() + ": " + operation + ": database is opened read-only");
+  }
+  void CommitIngestGroup(const std::vector<PendingIngest*>& group);
+  StatusOr<InsertOutcome> RecordOne(const ReceivedInstance& instance, int64_t now_ms);
+  StatusOr<int64_t> FindOrCreatePatient(const ReceivedInstance& instance, int64_t now_ms);
+  StatusOr<int64_t> FindOrCreateStudy(const ReceivedInstance& instance, int64_t now_ms);
+  StatusOr<int64_t> InsertStudy(int64_t patient_ref, const ReceivedInstance& instance, int64_t now_ms);
+  // Explains why a guarded UPDATE changed nothing: unknown id or wrong state.
+  Status WhyNotUpdated(const char* table, int64_t id, const char* expected_state);
+
+  std::unique_ptr<Connection> conn_;
+  std::mutex mutex_;  // guards conn_ (and so serialises every write)
+
+  std::mutex ingest_mutex_;  // guards the three members below
+  std::condition_variable ingest_done_;
+  std::vector<PendingIngest*> ingest_queue_;
+  bool ingest_leader_active_ = false;
+};
+
+// Group commit: the first caller becomes the leader and commits every batch queued
+// meanwhile in one transaction (one fsync for all); the others wait for it. Under
+// load from several associations this turns N fsyncs into about one per round.
+Status SqliteDatabase::RecordInstances(const std::vector<ReceivedInstance>& batch,
+                                       std::vector<InsertOutcome>* outcomes) {
+  PXS_RETURN_IF_ERROR(RequireWritable("RecordInstances"));
+  PendingIngest mine;
+  mine.batch = &batch;
+  std::unique_lock lock(ingest_mutex_);
+  ingest_queue_.push_back(&mine);
+  while (!mine.done) {
+    if (ingest_leader_active_) {
+      ingest_done_.wait(lock);
+      continue;
+    }
+    ingest_leader_active_ = true;
+    std::vector<PendingIngest*> group;
+    group.swap(ingest_queue_);
+    lock.unlock();
+    CommitIngestGroup(group);
+    lock.lock();
+    for (PendingIngest* pending : group) pending->done = true;
+    ingest_leader_active_ = false;
+    ingest_done_.notify_all();
+  }
+  if (!mine.status.ok()) return mine.status;
+  if (outcomes) *outcomes = std::move(mine.outcomes);
+  return Status::Ok();
+}
+
+void SqliteDatabase::CommitIngestGroup(const std::vector<PendingIngest*>& group) {
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  Status begun = tx.Begin();
+  if (!begun.ok()) {
+    for (PendingIngest* pending : group) pending->status = begun;
+    return;
+  }
+  const int64_t now_ms = NowMs();
+  for (PendingIngest* pending : group) {
+    // A savepoint per caller: one bad batch (e.g. a missing UID) fails alone.
+    Status status = conn_->Exec("SAVEPOINT ingest_batch");
+    for (size_t i = 0; status.ok() && i < pending->batch->size(); ++i) {
+      StatusOr<InsertOutcome> outcome = RecordOne((*pending->batch)[i], now_ms);
+      if (outcome.ok()) {
+        pending->outcomes.push_back(*outcome);
+      } else {
+        status = outcome.status();
+      }
+    }
+    if (!status.ok()) {
+      pending->outcomes.clear();
+      (void)conn_->Exec("ROLLBACK TO ingest_batch");
+    }
+    Status released = conn_->Exec("RELEASE ingest_batch");
+    pending->status = status.ok() ? released : status;
+  }
+  Status committed = tx.Commit();
+  if (!committed.ok()) {
+    for (PendingIngest* pending : group) {
+      pending->outcomes.clear();
+      if (pending->status.ok()) pending->status = committed;
+    }
+  }
+}
+
+StatusOr<InsertOutcome> SqliteDatabase::RecordOne(const ReceivedInstance& in, int64_t now_ms) {
+  if (in.sop_instance_uid.empty() || in.study_uid.empty() || in.file_path.empty()) {
+    return Status::InvalidArgument("RecordInstances: instance '" + in.sop_instance_uid +
+                                   "' lacks SOP Instance UID, Study Instance UID or file path");
+  }
+  {
+    Query q = conn_->Prepare("SELECT 1 FROM instances WHERE sop_instance_uid = ?1");
+    q.With(in.sop_instance_uid);
+    StatusOr<bool> found = q.Step();
+    if (!found.ok()) return found.status();
+    if (*found) return InsertOutcome::kDuplicate;
+  }
+  StatusOr<int64_t> study_ref = FindOrCreateStudy(in, now_ms);
+  if (!study_ref.ok()) return study_ref.status();
+  Query insert_instance = conn_->Prepare(
+      "INSERT INTO instances (sop_instance_uid, study_ref, series_uid, sop_class_uid, modality,"
+      " body_part, view_position, transfer_syntax_uid, file_path, file_size, sha256, calling_ae,"
+      " peer_address, received_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+  insert_instance.With(in.sop_instance_uid, *study_ref, in.series_uid, in.sop_class_uid, in.modality,
+                       in.body_part, in.view_position, in.transfer_syntax_uid, in.file_path,
+                       static_cast<int64_t>(in.file_size), in.sha256, in.calling_ae, in.peer_address,
+                       in.received_at_ms ? in.received_at_ms : now_ms);
+  PXS_RETURN_IF_ERROR(insert_instance.Run());
+  const int64_t instance_ref = conn_->LastInsertId();
+  Query insert_job = conn_->Prepare(
+      "INSERT INTO jobs (instance_ref, state, reason, created_at, updated_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?4)");
+  const bool skipped = !in.skip_reason.empty();
+  insert_job.With(instance_ref, skipped ? "skipped" : "queued", in.skip_reason, now_ms);
+  PXS_RETURN_IF_ERROR(insert_job.Run());
+  return InsertOutcome::kInserted;
+}
+
+StatusOr<int64_t> SqliteDatabase::FindOrCreatePatient(const ReceivedInstance& in, int64_t now_ms) {
+  {
+    Query q = conn_->Prepare("SELECT id, name FROM patients WHERE patient_id = ?1 AND issuer = ?2");
+    q.With(in.patient.patient_id, in.patient.issuer);
+    StatusOr<bool> found = q.Step();
+    if (!found.ok()) return found.status();
+    if (*found) {
+      const int64_t id = q.Int(0);
+      // Keep the newest non-empty name (corrections at the modality happen).
+      if (!in.patient_name.empty() && q.Text(1) != in.patient_name) {
+        Query update = conn_->Prepare("UPDATE patients SET name = ?2 WHERE id = ?1");
+        update.With(id, in.patient_name);
+        PXS_RETURN_IF_ERROR(update.Run());
+      }
+      return id;
+    }
+  }
+  Query insert = conn_->Prepare(
+      "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (?1, ?2, ?3, ?4)");
+  insert.With(in.patient.patient_id, in.patient.issuer, in.patient_name, now_ms);
+  PXS_RETURN_IF_ERROR(insert.Run());
+  return conn_->LastInsertId();
+}
+
+StatusOr<int64_t> SqliteDatabase::InsertStudy(int64_t patient_ref, const ReceivedInstance& in,
+                                              int64_t now_ms) {
+  Query insert = conn_->Prepare(
+      "INSERT INTO studies (patient_ref, study_uid, study_date, study_time, accession_number,"
+      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  insert.With(patient_ref, in.study_uid, in.study_date, in.study_time, in.accession_number, now_ms);
+  PXS_RETURN_IF_ERROR(insert.Run());
+  return conn_->LastInsertId();
+}
+
+// A study belongs to exactly one patient row. Without a PatientID the study gets a
+// patient row of its own (patient_id NULL), so it can never join another study's
+// history, even when two id-less studies share a name.
+StatusOr<int64_t> SqliteDatabase::FindOrCreateStudy(const ReceivedInstance& in, int64_t now_ms) {
+  if (!in.patient.has_id()) {
+    Query q = conn_->Prepare(
+        "SELECT s.id FROM studies s JOIN patients p ON p.id = s.patient_ref"
+        " WHERE s.study_uid = ?1 AND p.patient_id IS NULL");
+    q.With(in.study_uid);
+    StatusOr<bool> found = q.Step();
+    if (!found.ok()) return found.status();
+    if (*found) return q.Int(0);
+    Query insert = conn_->Prepare(
+        "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (NULL, ?1, ?2, ?3)");
+    insert.With(in.patient.issuer, in.patient_name, now_ms);
+    PXS_RETURN_IF_ERROR(insert.Run());
+    return InsertStudy(conn_->LastInsertId(), in, now_ms);
+  }
+  StatusOr<int64_t> patient_ref = FindOrCreatePatient(in, now_ms);
+  if (!patient_ref.ok()) return patient_ref.status();
+  Query q = conn_->Prepare(
+      "SELECT id, study_date, study_time, accession_number FROM studies"
+      " WHERE patient_ref = ?1 AND study_uid = ?2");
+  q.With(*patient_ref, in.study_uid);
+  StatusOr<bool> found = q.Step();
+  if (!found.ok()) return found.status();
+  if (!*found) return InsertStudy(*patient_ref, in, now_ms);
+  const int64_t id = q.Int(0);
+  // Fill in attributes an earlier instance of the study lacked.
+  const bool fill = (q.Text(1).empty() && !in.study_date.empty()) ||
+                    (q.Text(2).empty() && !in.study_time.empty()) ||
+                    (q.Text(3).empty() && !in.accession_number.empty());
+  if (fill) {
+    Query update = conn_->Prepare(
+        "UPDATE studies SET study_date = CASE WHEN study_date = '' THEN ?2 ELSE study_date END,"
+        " study_time = CASE WHEN study_time = '' THEN ?3 ELSE study_time END,"
+        " accession_number = CASE WHEN accession_number = '' THEN ?4 ELSE accession_number END"
+        " WHERE id = ?1");
+    update.With(id, in.study_date, in.study_time, in.accession_number);
+    PXS_RETURN_IF_ERROR(update.Run());
+  }
+  return id;
+}
+
+StatusOr<bool> SqliteDatabase::HasInstance(const std::string& sop_instance_uid) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare("SELECT 1 FROM instances WHERE sop_instance_uid = ?1");
+  q.With(sop_instance_uid);
+  return q.Step();
+}
+
+StatusOr<int> SqliteDatabase::RequeueInterruptedJobs() {
+  PXS_RETURN_IF_ERROR(RequireWritable("RequeueInterruptedJobs"));
+  std::lock_guard guard(mutex_);
+  // attempts stay counted: an image that crashes the worker must still reach
+  // max_attempts and end as failed instead of crashing the node forever.
+  Query q = conn_->Prepare(
+      "UPDATE jobs SET state = 'queued', reason = 'interrupted (node restarted)', updated_at = ?1"
+      " WHERE state = 'scoring'");
+  q.With(NowMs());
+  PXS_RETURN_IF_ERROR(q.Run());
+  return conn_->Changes();
+}
+
+StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
+  PXS_RETURN_IF_ERROR(RequireWritable("ClaimJobs"));
+  std::vector<Job> jobs;
+  if (max <= 0) return jobs;
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  {
+    Query q = conn_->Prepare(
+        "SELECT j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer,"
+        " j.attempts, i.received_at"
+        " FROM jobs j JOIN instances i ON i.id = j.instance_ref"
+        " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
+        " WHERE j.state = 'queued' ORDER BY j.id LIMIT ?1");
+    q.With(max);
+    while (true) {
+      StatusOr<bool> row = q.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      Job job;
+      job.id = q.Int(0);
+      job.sop_instance_uid = q.Text(1);
+      job.study_uid = q.Text(2);
+      job.file_path = q.Text(3);
+      job.patient.patient_id = q.Text(4);  // NULL reads as "": no id
+      job.patient.issuer = q.Text(5);
+      job.attempts = static_cast<int>(q.Int(6)) + 1;
+      job.received_at_ms = q.Int(7);
+      jobs.push_back(std::move(job));
+    }
+  }
+  const int64_t now_ms = NowMs();
+  for (const Job& job : jobs) {
+    Query update = conn_->Prepare(
+        "UPDATE jobs SET state = 'scoring', attempts = attempts + 1, started_at = ?2, updated_at = ?2"
+        " WHERE id = ?1");
+    update.With(job.id, now_ms);
+    PXS_RETURN_IF_ERROR(update.Run());
+  }
+  PXS_RETURN_IF_ERROR(tx.Commit());
+  return jobs;
+}
+
+Status SqliteDatabase::WhyNotUpdated(const char* table, int64_t id, const char* expected_state) {
+  Query q = conn_->Prepare(std::string_view(table) == "jobs"
+                               ? "SELECT state FROM jobs WHERE id = ?1"
+                               : "SELECT state FROM report_deliveries WHERE id = ?1");
+  q.With(id);
+  StatusOr<bool> found = q.Step();
+  if (!found.ok()) return found.status();
+  std::string what = std::string(table == std::string_view("jobs") ? "job " : "report delivery ") +
+                     std::to_string(id);
+  if (!*found) return Status::NotFound(what + " does not exist");
+  return Status::InvalidArgument(what + " is " + q.Text(0) + ", not " + expected_state);
+}
+
+Status SqliteDatabase::CompleteJobs(const std::vector<ScoreRecord>& scores) {
+  PXS_RETURN_IF_ERROR(RequireWritable("CompleteJob"));
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  const int64_t now_ms = NowMs();
+  for (const ScoreRecord& score : scores) {
+    // Only a job claimed for scoring can be completed: the UNIQUE job_ref in scores
+    // and this guard together make "scored exactly once" hold across crashes.
+    Query update = conn_->Prepare(
+        "UPDATE jobs SET state = 'scored', reason = '', updated_at = ?2 WHERE id = ?1 AND state = 'scoring'");
+    update.With(score.job_id, now_ms);
+    PXS_RETURN_IF_ERROR(update.Run());
+    if (conn_->Changes() == 0) return WhyNotUpdated("jobs", score.job_id, "scoring");
+    Query insert = conn_->Prepare(
+        "INSERT INTO scores (job_ref, pxs, raw_distance, calibrated, calibrated_scale, embedding,"
+        " model_name, model_version, queue_ms, decode_ms, inference_ms, scored_at)"
+        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)");
+    insert.With(score.job_id, score.pxs, score.raw_distance, score.calibrated, score.calibrated_scale,
+                score.embedding, score.model_name, score.model_version, score.queue_ms,
+                score.decode_ms, score.inference_ms, score.scored_at_ms ? score.scored_at_ms : now_ms);
+    PXS_RETURN_IF_ERROR(insert.Run());
+  }
+  return tx.Commit();
+}
+
+Status SqliteDatabase::SkipJob(int64_t job_id, const std::string& reason) {
+  PXS_RETURN_IF_ERROR(RequireWritable("SkipJob"));
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "UPDATE jobs SET state = 'skipped', reason = ?2, updated_at = ?3"
+      " WHERE id = ?1 AND state IN ('queued', 'scoring')");
+  q.With(job_id, reason, NowMs());
+  PXS_RETURN_IF_ERROR(q.Run());
+  if (conn_->Changes() == 0) return WhyNotUpdated("jobs", job_id, "queued or scoring");
+  return Status::Ok();
+}
+
+Status SqliteDatabase::FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) {
+  PXS_RETURN_IF_ERROR(RequireWritable("FailJobAttempt"));
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "UPDATE jobs SET state = CASE WHEN attempts >= ?3 THEN 'failed' ELSE 'queued' END,"
+      " reason = ?2, updated_at = ?4 WHERE id = ?1 AND state = 'scoring'");
+  q.With(job_id, reason, max_attempts, NowMs());
+  PXS_RETURN_IF_ERROR(q.Run());
+  if (conn_->Changes() == 0) return WhyNotUpdated("jobs", job_id, "scoring");
+  return Status::Ok();
+}
+
+StatusOr<int> SqliteDatabase::CountJobs(JobState state) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare("SELECT count(*) FROM jobs WHERE state = ?1");
+  q.With(JobStateName(state));
+  StatusOr<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return static_cast<int>(q.Int(0));
+}
+
+StatusOr<std::vector<StudyScore>> SqliteDatabase::PatientHistory(const PatientKey& patient) {
+  std::vector<StudyScore> history;
+  if (!patient.has_id()) return history;
+  std::lock_guard guard(mutex_);
+  // Studies without StudyDate/Time sort by the day they were received.
+  Query q = conn_->Prepare(
+      "SELECT s.study_uid, s.study_date, s.study_time, s.accession_number, i.sop_instance_uid,"
+      " sc.pxs, sc.calibrated, sc.embedding, sc.model_name, sc.model_version, sc.scored_at"
+      " FROM patients p JOIN studies s ON s.patient_ref = p.id"
+      " JOIN instances i ON i.study_ref = s.id JOIN jobs j ON j.instance_ref = i.id"
+      " JOIN scores sc ON sc.job_ref = j.id"
+      " WHERE p.patient_id = ?1 AND p.issuer = ?2"
+      " ORDER BY COALESCE(NULLIF(s.study_date, ''), strftime('%Y%m%d', s.created_at / 1000, 'unixepoch')),"
+      " s.study_time, sc.scored_at, sc.id");
+  q.With(patient.patient_id, patient.issuer);
+  while (true) {
+    StatusOr<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    StudyScore entry;
+    entry.study_uid = q.Text(0);
+    entry.study_date = q.Text(1);
+    entry.study_time = q.Text(2);
+    entry.accession_number = q.Text(3);
+    entry.sop_instance_uid = q.Text(4);
+    entry.pxs = q.Real(5);
+    entry.calibrated = q.OptReal(6);
+    entry.embedding = q.Floats(7);
+    entry.model_name = q.Text(8);
+    entry.model_version = q.Text(9);
+    entry.scored_at_ms = q.Int(10);
+    history.push_back(std::move(entry));
+  }
+  return history;
+}
+
+Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
+                                    int version, const std::string& file_path,
+                                    const std::vector<std::string>& destinations) {
+  PXS_RETURN_IF_ERROR(RequireWritable("RecordReport"));
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  const int64_t now_ms = NowMs();
+  {
+    Query exists = conn_->Prepare("SELECT 1 FROM reports WHERE sr_sop_instance_uid = ?1");
+    exists.With(sr_sop_instance_uid);
+    StatusOr<bool> found = exists.Step();
+    if (!found.ok()) return found.status();
+    if (*found) return Status::AlreadyExists("SR " + sr_sop_instance_uid + " is already recorded");
+  }
+  Query insert = conn_->Prepare(
+      "INSERT INTO reports (sr_sop_instance_uid, study_uid, version, file_path, created_at)"
+      " VALUES (?1, ?2, ?3, ?4, ?5)");
+  insert.With(sr_sop_instance_uid, study_uid, version, file_path, now_ms);
+  PXS_RETURN_IF_ERROR(insert.Run());
+  const int64_t report_ref = conn_->LastInsertId();
+  for (const std::string& destination : destinations) {
+    Query delivery = conn_->Prepare(
+        "INSERT INTO report_deliveries (report_ref, destination, state, next_attempt_at, created_at,"
+        " updated_at) VALUES (?1, ?2, 'pending', ?3, ?3, ?3) ON CONFLICT DO NOTHING");
+    delivery.With(report_ref, destination, now_ms);
+    PXS_RETURN_IF_ERROR(delivery.Run());
+  }
+  return tx.Commit();
+}
+
+StatusOr<std::optional<Database::ReportVersion>> SqliteDatabase::LatestReport(const std::string& study_uid) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "SELECT sr_sop_instance_uid, version FROM reports WHERE study_uid = ?1"
+      " ORDER BY version DESC, id DESC LIMIT 1");
+  q.With(study_uid);
+  StatusOr<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::optional<ReportVersion>();
+  return std::optional<ReportVersion>(ReportVersion{q.Text(0), static_cast<int>(q.Int(1))});
+}
+
+StatusOr<std::vector<OutgoingReport>> SqliteDatabase::DueReports(int64_t now_ms, int max) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "SELECT d.id, r.sr_sop_instance_uid, r.study_uid, r.file_path, d.destination, d.attempts,"
+      " d.next_attempt_at, d.last_error FROM report_deliveries d JOIN reports r ON r.id = d.report_ref"
+      " WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at, d.id LIMIT ?2");
+  q.With(now_ms, max);
+  std::vector<OutgoingReport> due;
+  while (true) {
+    StatusOr<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    OutgoingReport report;
+    report.id = q.Int(0);
+    report.sr_sop_instance_uid = q.Text(1);
+    report.study_uid = q.Text(2);
+    report.file_path = q.Text(3);
+    report.destination = q.Text(4);
+    report.attempts = static_cast<int>(q.Int(5));
+    report.next_attempt_at_ms = q.Int(6);
+    report.last_error = q.Text(7);
+    due.push_back(std::move(report));
+  }
+  return due;
+}
+
+Status SqliteDatabase::MarkReportSent(int64_t report_id) {
+  PXS_RETURN_IF_ERROR(RequireWritable("MarkReportSent"));
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "UPDATE report_deliveries SET state = 'sent', attempts = attempts + 1, last_error = '',"
+      " sent_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'pending'");
+  q.With(report_id, NowMs());
+  PXS_RETURN_IF_ERROR(q.Run());
+  if (conn_->Changes() == 0) return WhyNotUpdated("report_deliveries", report_id, "pending");
+  return Status::Ok();
+}
+
+Status SqliteDatabase::MarkReportAttemptFailed(int64_t report_id, const std::string& error,
+                                               int64_t next_attempt_at_ms, bool final) {
+  PXS_RETURN_IF_ERROR(RequireWritable("MarkReportAttemptFailed"));
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "UPDATE report_deliveries SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,"
+      " state = CASE WHEN ?4 THEN 'failed' ELSE 'pending' END, updated_at = ?5"
+      " WHERE id = ?1 AND state = 'pending'");
+  q.With(report_id, error, next_attempt_at_ms, final, NowMs());
+  PXS_RETURN_IF_ERROR(q.Run());
+  if (conn_->Changes() == 0) return WhyNotUpdated("report_deliveries", report_id, "pending");
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Database>> OpenSqlite(const std::string& path, Database::Mode mode, bool durable) {
+  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(path, mode, durable);
+  if (!conn.ok()) return conn.status();
+  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn)));
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path, Mode mode) {
+  return OpenSqlite(path, mode, /*durable=*/true);
+}
+
+StatusOr<std::unique_ptr<Database>> Database::OpenNonDurableForBenchmark(const std::string& path) {
+  return OpenSqlite(path, Mode::kReadWrite, /*durable=*/false);
+}
+
+}  // namespace pxs
