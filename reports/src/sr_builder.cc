@@ -31,7 +31,6 @@ namespace {
 namespace codes = sr_codes;
 using Measurements = TID1500_MeasurementReport::TID1501_Measurements;
 
-constexpr const char* kComprehensiveSrClass = "1.2.840.10008.5.1.4.1.1.88.33";
 // A fixed series number so that PACS lists the node's SRs together in every study.
 constexpr const char* kSrSeriesNumber = "9901";
 
@@ -381,7 +380,8 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
 
   // Image library: the scored image(s), with descriptors from the source header.
   std::vector<SrScoredImage> images = in.scored_images;
-  if (images.empty()) images.push_back({src.sop_class_uid, src.sop_instance_uid});
+  if (images.empty()) images.push_back({src.sop_class_uid, src.sop_instance_uid, ""});
+  PXS_DCMTK_CHECK("image library", report.getImageLibrary().createNewImageLibrary());
   PXS_DCMTK_CHECK("image library group", report.getImageLibrary().addImageGroup());
   for (const auto& image : images) {
     if (image.sop_instance_uid == src.sop_instance_uid) {
@@ -476,7 +476,9 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   }
 
   // --- the document ---
-  DSRDocument doc(DSRTypes::DT_ComprehensiveSR);
+  // The document type follows the TID 1500 root template: Enhanced SR (by-value
+  // relationships only, no 3D coordinates), which everything here fits.
+  DSRDocument doc;
   PXS_DCMTK_CHECK("patient/study modules from " + in.source_image_path, doc.readStudyData(*src.dataset));
   doc.createNewSeries();
   PXS_DCMTK_CHECK("TID 1500 tree", doc.setTreeFromRootTemplate(report, OFTrue /*expand*/));
@@ -517,9 +519,23 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
     PXS_DCMTK_CHECK("predecessor",
                     doc.getPredecessorDocuments().addItem(
                         (p.study_uid.empty() ? src.study_uid : p.study_uid).c_str(), p.series_uid.c_str(),
-                        (p.sop_class_uid.empty() ? kComprehensiveSrClass : p.sop_class_uid.c_str()),
+                        (p.sop_class_uid.empty() ? DSRTypes::documentTypeToSOPClassUID(doc.getDocumentType())
+                                 : p.sop_class_uid.c_str()),
                         p.sop_instance_uid.c_str()));
   }
+  // Every image referenced in the content must be listed as evidence (dciodvfy checks).
+  const std::string source_series = GetString(src.dataset, DCM_SeriesInstanceUID);
+  for (const auto& image : images) {
+    PXS_DCMTK_CHECK("evidence", doc.getCurrentRequestedProcedureEvidence().addItem(
+                                    src.study_uid.c_str(),
+                                    (image.series_uid.empty() ? source_series : image.series_uid).c_str(),
+                                    image.sop_class_uid.c_str(), image.sop_instance_uid.c_str()));
+  }
+  // Declare the private coding scheme so that receivers can look it up.
+  PXS_DCMTK_CHECK("coding scheme", doc.getCodingSchemeIdentification().addItem(
+                                       codes::kPrivateScheme,
+                                       UidFromName("PXS\\coding scheme\\99PXS").c_str(),
+                                       "PXS Node private codes (docs/sr-content.md)", "PXS Node"));
   PXS_DCMTK_CHECK("completion flag", doc.completeDocument());
 
   DcmFileFormat out;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "pxs/reports/sr_builder.h"
@@ -28,7 +29,7 @@ struct CommandResult {
   std::string output;
 };
 
-CommandResult Run(const std::string& cmd) {
+CommandResult RunCommand(const std::string& cmd) {
   CommandResult r;
   FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
   if (!p) return r;
@@ -42,14 +43,14 @@ CommandResult Run(const std::string& cmd) {
 
 // dciodvfy prints "Error - ..." lines for every IOD violation; none are allowed.
 void ExpectValidSr(const std::string& path) {
-  CommandResult v = Run("dciodvfy '" + path + "'");
+  CommandResult v = RunCommand("dciodvfy '" + path + "'");
   int errors = 0;
   std::istringstream lines(v.output);
   for (std::string line; std::getline(lines, line);) {
     if (line.find("Error") != std::string::npos) ++errors;
   }
   EXPECT_EQ(errors, 0) << path << ": dciodvfy reports errors:\n" << v.output;
-  CommandResult d = Run("dsrdump '" + path + "'");
+  CommandResult d = RunCommand("dsrdump '" + path + "'");
   EXPECT_EQ(d.rc, 0) << path << ": dsrdump failed:\n" << d.output;
   EXPECT_NE(d.output.find("Imaging Measurement Report"), std::string::npos) << d.output;
 }
@@ -244,7 +245,7 @@ TEST(SrBuilderTest, LongitudinalCourses) {
   }
   TempDir tmp;
   const fs::path courses = tmp.path() / "courses";
-  CommandResult gen = Run("/usr/bin/python3 '" + script.string() + "' '" + courses.string() +
+  CommandResult gen = RunCommand("/usr/bin/python3 '" + script.string() + "' '" + courses.string() +
                           "' --max-patients 4");
   ASSERT_EQ(gen.rc, 0) << gen.output;
   auto index = ReadCsv(courses / "index.csv");

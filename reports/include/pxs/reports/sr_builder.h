@@ -1,5 +1,5 @@
 // pxs::reports: builds the DICOM Structured Report (TID 1500 "Measurement Report",
-// Comprehensive SR) that carries a study's PXS score and its comparison with the
+// Enhanced SR) that carries a study's PXS score and its comparison with the
 // patient's prior studies back to PACS. The content (every code, every row) is listed
 // in docs/sr-content.md.
 //
@@ -43,6 +43,7 @@ struct SrModelInfo {
 struct SrScoredImage {
   std::string sop_class_uid;
   std::string sop_instance_uid;
+  std::string series_uid;  // empty: the source image's series
 };
 
 // An earlier scored study of the same patient.
@@ -64,7 +65,7 @@ struct SrPriorStudy {
 // The SR this one replaces (a new version after another image of the study came in).
 struct SrPredecessor {
   std::string sop_instance_uid;
-  std::string sop_class_uid;  // empty: Comprehensive SR
+  std::string sop_class_uid;  // empty: the class this builder writes (Enhanced SR)
   std::string series_uid;
   std::string study_uid;
 };
