@@ -1,0 +1,72 @@
+// Helpers shared by the storage tests: a scratch folder and instance builders.
+#pragma once
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "pxs/storage/database.h"
+
+namespace pxs::testing_util {
+
+// A fresh folder under the system temp dir, removed with everything in it.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "pxs_storage_XXXXXX").string();
+    path_ = mkdtemp(pattern.data()) ? pattern : std::string();
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string db() const { return DatabasePathFor(path_); }
+
+ private:
+  std::string path_;
+};
+
+inline ReceivedInstance MakeInstance(const std::string& sop_uid, const std::string& study_uid,
+                                     const std::string& patient_id, const std::string& study_date = "20240101",
+                                     int64_t received_at_ms = 1'700'000'000'000) {
+  ReceivedInstance in;
+  in.sop_instance_uid = sop_uid;
+  in.sop_class_uid = "1.2.840.10008.5.1.4.1.1.1.1";
+  in.study_uid = study_uid;
+  in.series_uid = study_uid + ".1";
+  in.patient = {patient_id, patient_id.empty() ? "" : "HOSP"};
+  in.patient_name = patient_id.empty() ? "ANON^X" : "DOE^" + patient_id;
+  in.study_date = study_date;
+  in.study_time = "101500";
+  in.accession_number = "ACC" + study_uid.substr(study_uid.size() > 3 ? study_uid.size() - 3 : 0);
+  in.modality = "DX";
+  in.body_part = "CHEST";
+  in.view_position = "PA";
+  in.transfer_syntax_uid = "1.2.840.10008.1.2.1";
+  in.file_path = "dicom/" + sop_uid + ".dcm";
+  in.file_size = 1234;
+  in.sha256 = std::string(64, 'a');
+  in.calling_ae = "MODALITY1";
+  in.peer_address = "127.0.0.1";
+  in.received_at_ms = received_at_ms;
+  return in;
+}
+
+inline ScoreRecord MakeScore(int64_t job_id, double pxs, int64_t scored_at_ms = 1'700'000'060'000) {
+  ScoreRecord s;
+  s.job_id = job_id;
+  s.pxs = pxs;
+  s.raw_distance = pxs;
+  s.embedding = {0.5f, -1.25f, 3.0f};
+  s.model_name = "pxs-densenet121";
+  s.model_version = "1.0";
+  s.queue_ms = 1;
+  s.decode_ms = 2;
+  s.inference_ms = 3;
+  s.scored_at_ms = scored_at_ms;
+  return s;
+}
+
+}  // namespace pxs::testing_util
