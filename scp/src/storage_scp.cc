@@ -7,10 +7,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/scppool.h>
@@ -62,6 +64,16 @@ std::string SocketAddress(const sockaddr_storage& addr) {
   }
   return buf;
 }
+
+// DcmTransportConnection::getSocket() is protected in DCMTK 3.6.7 and nothing public
+// exposes an association's socket. A pointer-to-member formed through a derived class
+// passes the access check; we only read the descriptor (for TCP_NODELAY and addresses).
+struct SocketOf : DcmTransportConnection {
+  static int Get(DcmTransportConnection* conn) {
+    auto getter = &SocketOf::getSocket;
+    return static_cast<int>((conn->*getter)());
+  }
+};
 
 }  // namespace
 
@@ -115,7 +127,7 @@ class AssociationScp : public DcmThreadSCP {
     called_ae_ = assoc->params->DULparams.calledAPTitle;
     peer_ = assoc->params->DULparams.callingPresentationAddress;
     if (DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation)) {
-      int fd = conn->getSocket();
+      int fd = SocketOf::Get(conn);
       // DCMTK 3.6.7 leaves Nagle on unless TCP_NODELAY is in the environment; without
       // this every DIMSE message stalls ~40 ms waiting for a delayed ACK.
       int one = 1;
