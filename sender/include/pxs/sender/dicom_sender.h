@@ -1,0 +1,50 @@
+// pxs::sender, part 1: C-STORE of files to one DICOM receiver over ONE association
+// (DCMTK's DcmSCU), with per-file DIMSE status. The outbox loop is SenderWorker
+// (sender_worker.h); this part knows nothing about the database.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pxs/common/status.h"
+
+namespace pxs {
+
+struct StoreTarget {
+  std::string host;
+  uint16_t port = 104;
+  std::string called_ae;
+};
+
+struct StoreOptions {
+  std::string calling_ae = "PXSNODE";
+  int connect_timeout_s = 10;  // TCP connect
+  int acse_timeout_s = 30;     // association negotiation and release
+  int dimse_timeout_s = 60;    // waiting for each C-STORE response
+  uint32_t max_pdu = 65536;
+};
+
+// The outcome of one file of a batch.
+struct StoreFileResult {
+  std::string file_path;
+  std::string sop_instance_uid;  // from the file, "" if it could not be read
+  bool ok = false;               // DIMSE status Success (0x0000) or a Warning (0xB...)
+  // The C-STORE response status; 0xFFFF when no response came (association or file error).
+  uint16_t dimse_status = 0xFFFF;
+  std::string error;             // "" when ok; else why, naming the status or the DCMTK error
+};
+
+// Sends every file over one association to target, in order. Returns per-file results
+// (same order as files); a failure that stops the association (refused, aborted)
+// fails the files not yet sent, with that reason. Presentation contexts are proposed
+// for the SOP classes found in the files (Explicit and Implicit VR Little Endian).
+// Disables Nagle's algorithm on the socket (DCMTK reads TCP_NODELAY from the
+// environment; it is set to 1 unless the operator set it).
+std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::vector<std::string>& files,
+                                        const StoreOptions& options);
+
+// Human-readable text of a C-STORE status, e.g. "0xA700 Refused: Out of Resources".
+std::string DimseStatusText(uint16_t status);
+
+}  // namespace pxs
