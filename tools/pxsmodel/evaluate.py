@@ -10,12 +10,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import metrics, package, preprocess
-from .errors import DataError
+from .errors import DataError, warn
 from .labels import Record, order_key, read_labels
 from .progress import Progress
 
 
-def drop_duplicate_images(records: Sequence[Record], log=print) -> List[Record]:
+def drop_duplicate_images(records: Sequence[Record], log=warn) -> List[Record]:
     """Keeps the first of several rows whose files hold the same picture (a duplicate would
     count twice in the metrics, or leak between training and test)."""
     seen: Dict[str, Record] = {}

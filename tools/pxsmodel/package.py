@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import preprocess
-from .errors import DataError
+from .errors import DataError, warn
 
 PACKAGE_FORMAT = "pxs-model-package"
 PACKAGE_FORMAT_VERSION = 1
@@ -91,7 +91,7 @@ def embed(net: nn.Module, batch: torch.Tensor, batch_size: int = 16) -> torch.Te
 
 
 def load_anchor_images(paths: Sequence[str], preprocessing: Dict,
-                       log=print) -> Tuple[torch.Tensor, List[str]]:
+                       log=warn) -> Tuple[torch.Tensor, List[str]]:
     """Preprocesses anchor images, skipping unreadable files and duplicate pictures (each
     with a message); raises DataError when no usable image is left."""
     tensors, used, seen = [], [], {}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torchvision import transforms
 
 from . import backbones, evaluate, metrics, modelcard, package, preprocess
-from .errors import DataError
+from .errors import DataError, warn
 from .labels import Record, read_labels
 from .progress import Progress
 
@@ -75,7 +75,7 @@ class ImageCache:
     """Decodes each image once: the contract pipeline up to the resize, kept as PIL image
     (for exact evaluation tensors) and as a uint8 tensor (for fast augmentation)."""
 
-    def __init__(self, records: Sequence[Record], preprocessing: Dict, log=print):
+    def __init__(self, records: Sequence[Record], preprocessing: Dict, log=warn):
         self.preprocessing = preprocessing
         self.records: List[Record] = []
         self.pil = []

@@ -22,9 +22,10 @@ if TOOLS_DIR not in sys.path:
 from pxsmodel import cli  # noqa: E402
 
 
-def chest_like(seed: int, size: int = 48, abnormal: bool = False) -> np.ndarray:
+def chest_like(seed: int, size: int = 48, abnormal: bool = False, extent: float = 1.0) -> np.ndarray:
     """A float image in [0,1]: dark 'lungs' on a brighter body; abnormal images get a bright
-    opacity in a lung field. Different seeds give different noise and lung shapes."""
+    opacity in a lung field, larger with `extent`. Different seeds give different noise and
+    lung shapes."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     img = 0.6 + 0.05 * rng.standard_normal((size, size))
@@ -34,7 +35,7 @@ def chest_like(seed: int, size: int = 48, abnormal: bool = False) -> np.ndarray:
         img[lung] -= 0.4
     if abnormal:
         cx, cy = rng.choice([0.3, 0.7]), 0.45 + 0.1 * rng.random()
-        blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < (0.12 + 0.03 * rng.random()) ** 2
+        blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < ((0.08 + 0.04 * extent) * (1 + 0.1 * rng.random())) ** 2
         img[blob] += 0.45
     return np.clip(img, 0, 1)
 
