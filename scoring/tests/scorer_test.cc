@@ -1,0 +1,280 @@
+// Scorer against the committed fixtures of tools/make_test_model.py (tests/fixtures/).
+#include "pxs/scoring/scorer.h"
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/cuda.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+namespace pxs::scoring {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFixtures = std::string(PXS_SOURCE_DIR) + "/tests/fixtures/";
+const std::string kTinyModel = kFixtures + "pxs_test_model.pt";
+
+ScorerOptions Cpu(const std::string& path) {
+  ScorerOptions o;
+  o.model_path = path;
+  o.device = "cpu";
+  return o;
+}
+
+// A deterministic test picture: a smooth blob on a gradient, 12 bits.
+DecodedImage Picture(int w, int h, int seed) {
+  DecodedImage d;
+  d.width = w;
+  d.height = h;
+  d.bits_stored = 12;
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      double dx = x - w * (0.3 + 0.1 * seed), dy = y - h * 0.5;
+      double v = 1500 + 8.0 * x + 1800 * std::exp(-(dx * dx + dy * dy) / (0.05 * w * h)) + 37 * ((x * 7 + y * seed) % 11);
+      d.pixels.push_back(static_cast<uint16_t>(std::clamp(v, 0.0, 4095.0)));
+    }
+  return d;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("pxs_scorer_test_" + std::to_string(::getpid()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string File(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// Re-saves the tiny fixture with `metadata` as its metadata.json (or none at all).
+std::string Resave(const TempDir& dir, const std::string& name, const std::optional<std::string>& metadata) {
+  torch::jit::Module m = torch::jit::load(kTinyModel);
+  torch::jit::ExtraFilesMap extra;
+  if (metadata) extra["metadata.json"] = *metadata;
+  const std::string out = dir.File(name);
+  m.save(out, extra);
+  return out;
+}
+
+TEST(Scorer, LoadsTheTinyPackage) {
+  auto scorer = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+  const ModelInfo& m = (*scorer)->model();
+  EXPECT_EQ(m.name, "pxs-test-tiny");
+  EXPECT_EQ(m.version, "0.0.1");
+  EXPECT_EQ(m.input_height, 64);
+  EXPECT_EQ(m.input_width, 64);
+  EXPECT_EQ(m.embedding_dim, 32);
+  EXPECT_EQ(m.anchor_count, 5);
+  EXPECT_EQ(m.preprocessing.resize_short_side, 72);
+  EXPECT_FLOAT_EQ(m.preprocessing.std[2], 0.225f);
+  EXPECT_TRUE(m.not_for_clinical_use);
+  ASSERT_TRUE(m.calibration.has_value());
+  EXPECT_EQ(m.calibration->scale, "test-scale");
+  EXPECT_EQ(m.trend.bands.size(), 4u);
+  EXPECT_EQ(m.trend.BandFor(3.0), "mild");
+  EXPECT_EQ(m.trend.BandFor(100.0), "severe");
+  EXPECT_NE(m.metadata_json.find("pxs-model-package"), std::string::npos);
+  EXPECT_EQ((*scorer)->anchors().size(), 5u);
+  EXPECT_EQ((*scorer)->device(), "cpu");
+}
+
+TEST(Scorer, ScoresAreMedianAnchorDistancesAndCalibrated) {
+  auto scorer = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+  auto result = (*scorer)->Score(Picture(200, 240, 1));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_EQ(result->embedding.size(), 32u);
+  std::vector<double> d;
+  for (const auto& a : (*scorer)->anchors()) d.push_back(EmbeddingDistance(result->embedding, a));
+  std::sort(d.begin(), d.end());
+  EXPECT_DOUBLE_EQ(result->pxs, d[2]);  // 5 anchors: the third smallest
+  EXPECT_GT(result->pxs, 0);
+  ASSERT_TRUE(result->calibrated.has_value());
+  EXPECT_DOUBLE_EQ(*result->calibrated, (*scorer)->model().calibration->Apply(result->pxs));
+}
+
+TEST(Scorer, BatchGivesTheSameResultsAsSingleImages) {
+  auto scorer = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+  std::vector<PreprocessedImage> batch;
+  for (int i = 0; i < 4; ++i) {
+    auto pre = (*scorer)->Preprocess(Picture(150 + 10 * i, 180, i + 1));
+    ASSERT_TRUE(pre.ok()) << pre.status().ToString();
+    batch.push_back(*pre);
+  }
+  auto together = (*scorer)->ScoreBatch(batch);
+  ASSERT_EQ(together.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    auto alone = (*scorer)->ScoreBatch({batch[i]});
+    ASSERT_TRUE(together[i].ok() && alone[0].ok());
+    // Kernels may block differently per batch size: equal to float rounding.
+    EXPECT_NEAR(together[i]->pxs, alone[0]->pxs, 1e-5 * alone[0]->pxs) << "image " << i;
+    for (size_t k = 0; k < alone[0]->embedding.size(); ++k)
+      ASSERT_NEAR(together[i]->embedding[k], alone[0]->embedding[k], 1e-5) << "image " << i << " dim " << k;
+  }
+  EXPECT_NE(together[0]->pxs, together[1]->pxs);  // different pictures, different scores
+}
+
+TEST(Scorer, OptimisedAndPlainModulesAgree) {
+  ScorerOptions plain = Cpu(kTinyModel);
+  plain.optimize = false;
+  auto a = Scorer::Create(Cpu(kTinyModel));
+  auto b = Scorer::Create(plain);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto ra = (*a)->Score(Picture(100, 100, 2));
+  auto rb = (*b)->Score(Picture(100, 100, 2));
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_NEAR(ra->pxs, rb->pxs, 1e-5 * rb->pxs);
+}
+
+TEST(Scorer, WrongSizeInputFailsOnlyThatImage) {
+  auto scorer = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(scorer.ok());
+  auto good = (*scorer)->Preprocess(Picture(80, 80, 1));
+  ASSERT_TRUE(good.ok());
+  PreprocessedImage wrong{Image8{10, 10, std::vector<uint8_t>(100, 5)}};
+  auto results = (*scorer)->ScoreBatch({wrong, *good});
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status().code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(results[1].ok());
+  EXPECT_TRUE((*scorer)->ScoreBatch({}).empty());
+}
+
+TEST(Scorer, NanOutputIsAnErrorNotAScore) {
+  auto scorer = Scorer::Create(Cpu(kFixtures + "pxs_test_model_nan.pt"));
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();  // the zero warm-up input is finite
+  auto normal = (*scorer)->Preprocess(Picture(90, 90, 3));
+  ASSERT_TRUE(normal.ok());
+  PreprocessedImage white{Image8{64, 64, std::vector<uint8_t>(64 * 64, 255)}};
+  auto results = (*scorer)->ScoreBatch({white, *normal});
+  ASSERT_EQ(results.size(), 2u);
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_NE(results[0].status().message().find("NaN"), std::string::npos);
+  EXPECT_TRUE(results[1].ok()) << results[1].status().ToString();
+}
+
+TEST(Scorer, RefusesPackageWithoutAnchors) {
+  auto scorer = Scorer::Create(Cpu(kFixtures + "pxs_test_model_no_anchors.pt"));
+  ASSERT_FALSE(scorer.ok());
+  EXPECT_NE(scorer.status().message().find("anchors"), std::string::npos) << scorer.status().ToString();
+}
+
+TEST(Scorer, RefusesMissingFileGarbageAndMissingMetadata) {
+  TempDir dir;
+  auto missing = Scorer::Create(Cpu(dir.File("nope.pt")));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.pt"), std::string::npos);
+
+  std::string garbage = dir.File("garbage.pt");
+  { std::ofstream(garbage) << "not a zip file"; }
+  EXPECT_FALSE(Scorer::Create(Cpu(garbage)).ok());
+
+  auto no_meta = Scorer::Create(Cpu(Resave(dir, "no_meta.pt", std::nullopt)));
+  ASSERT_FALSE(no_meta.ok());
+  EXPECT_NE(no_meta.status().message().find("metadata.json"), std::string::npos) << no_meta.status().ToString();
+
+  auto not_json = Scorer::Create(Cpu(Resave(dir, "bad_json.pt", std::string("{\"name\": "))));
+  ASSERT_FALSE(not_json.ok());
+  EXPECT_NE(not_json.status().message().find("not valid JSON"), std::string::npos);
+}
+
+// Every required key, removed one at a time, must be refused with an error naming it.
+TEST(Scorer, RefusesPackageLackingAnyRequiredKey) {
+  auto base = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(base.ok());
+  const nlohmann::json meta = nlohmann::json::parse((*base)->model().metadata_json);
+  const std::vector<std::string> required = {
+      "/format", "/format_version", "/name", "/version", "/embedding_dim", "/anchor_count",
+      "/input", "/input/channels", "/input/height", "/input/width", "/preprocessing",
+      "/preprocessing/equalize_histogram", "/preprocessing/autocrop", "/preprocessing/autocrop_threshold",
+      "/preprocessing/resize_short_side", "/preprocessing/center_crop", "/preprocessing/mean",
+      "/preprocessing/std", "/training_data", "/intended_use", "/not_for_clinical_use", "/trend",
+      "/trend/stable_delta", "/trend/bands"};
+  TempDir dir;
+  int n = 0;
+  for (const std::string& pointer : required) {
+    nlohmann::json broken = meta;
+    const nlohmann::json::json_pointer ptr(pointer);
+    broken[ptr.parent_pointer()].erase(ptr.back());
+    auto scorer = Scorer::Create(Cpu(Resave(dir, "m" + std::to_string(n++) + ".pt", broken.dump())));
+    ASSERT_FALSE(scorer.ok()) << pointer << " removed but the package was accepted";
+    std::string key = pointer.substr(1);
+    std::replace(key.begin(), key.end(), '/', '.');
+    EXPECT_NE(scorer.status().message().find("'" + key + "'"), std::string::npos)
+        << pointer << ": " << scorer.status().ToString();
+  }
+  // Calibration is optional: absent or null is fine.
+  nlohmann::json no_cal = meta;
+  no_cal.erase("calibration");
+  auto ok = Scorer::Create(Cpu(Resave(dir, "no_cal.pt", no_cal.dump())));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_FALSE((*ok)->model().calibration.has_value());
+  // Metadata that disagrees with the anchors is refused.
+  nlohmann::json wrong_dim = meta;
+  wrong_dim["embedding_dim"] = 31;
+  auto bad = Scorer::Create(Cpu(Resave(dir, "dim.pt", wrong_dim.dump())));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("anchors"), std::string::npos) << bad.status().ToString();
+}
+
+TEST(Scorer, RefusesBadDeviceAndPrecision) {
+  ScorerOptions o = Cpu(kTinyModel);
+  o.device = "tpu";
+  EXPECT_EQ(Scorer::Create(o).status().code(), Status::Code::kInvalidArgument);
+  o.device = "cpu";
+  o.precision = "fp16";
+  EXPECT_EQ(Scorer::Create(o).status().code(), Status::Code::kInvalidArgument);
+  o.precision = "int4";
+  EXPECT_EQ(Scorer::Create(o).status().code(), Status::Code::kInvalidArgument);
+  if (!torch::cuda::is_available()) {
+    o.precision = "fp32";
+    o.device = "cuda:0";
+    EXPECT_EQ(Scorer::Create(o).status().code(), Status::Code::kUnavailable);
+    o.device = "auto";
+    auto a = Scorer::Create(o);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ((*a)->device(), "cpu");
+  }
+}
+
+TEST(EmbeddingDistance, EuclideanAndMedian) {
+  EXPECT_DOUBLE_EQ(EmbeddingDistance({0.f, 0.f}, {3.f, 4.f}), 5.0);
+  EXPECT_DOUBLE_EQ(EmbeddingDistance({1.f, 2.f, 3.f}, {1.f, 2.f, 3.f}), 0.0);
+  EXPECT_TRUE(std::isnan(EmbeddingDistance({1.f}, {1.f, 2.f})));
+  // Distances 1, 2, 3, 10 -> median (2 + 3) / 2.
+  std::vector<std::vector<float>> anchors = {{1.f}, {-2.f}, {3.f}, {10.f}};
+  EXPECT_DOUBLE_EQ(MedianAnchorDistance({0.f}, anchors), 2.5);
+  anchors.pop_back();
+  EXPECT_DOUBLE_EQ(MedianAnchorDistance({0.f}, anchors), 2.0);
+}
+
+TEST(Calibration, InterpolatesAndClamps) {
+  Calibration c;
+  c.points = {{0.0, 0.0}, {1.0, 6.0}, {4.0, 24.0}};
+  EXPECT_DOUBLE_EQ(c.Apply(-1.0), 0.0);
+  EXPECT_DOUBLE_EQ(c.Apply(0.5), 3.0);
+  EXPECT_DOUBLE_EQ(c.Apply(2.5), 15.0);
+  EXPECT_DOUBLE_EQ(c.Apply(9.0), 24.0);
+}
+
+TEST(ParseModelMetadata, ListsEveryProblem) {
+  auto r = ParseModelMetadata(R"({"format": "other", "name": ""})");
+  ASSERT_FALSE(r.ok());
+  const std::string& m = r.status().message();
+  EXPECT_NE(m.find("'format'"), std::string::npos);
+  EXPECT_NE(m.find("'name' must not be empty"), std::string::npos);
+  EXPECT_NE(m.find("'version'"), std::string::npos);
+  EXPECT_NE(m.find("'preprocessing'"), std::string::npos);
+  EXPECT_FALSE(ParseModelMetadata("[1,2]").ok());
+  EXPECT_FALSE(ParseModelMetadata("").ok());
+  EXPECT_FALSE(ParseModelMetadata(std::string(10000, '[')).ok());  // deep nesting, no crash
+}
+
+}  // namespace
+}  // namespace pxs::scoring
