@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--training-data", default="", help="free text for metadata 'training_data'")
     tr.add_argument("--intended-use", default=DEFAULT_INTENDED_USE,
                     help="free text for metadata 'intended_use' (shown in the SR)")
+    tr.add_argument("--device", default="",
+                    help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start over even if --out has a run")
     tr.add_argument("--stop-after-epochs", type=int, default=0, help=argparse.SUPPRESS)

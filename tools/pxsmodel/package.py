@@ -84,10 +84,18 @@ def check_metadata(meta: Dict, where: str = "metadata.json") -> None:
 def embed(net: nn.Module, batch: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Embeddings of a preprocessed batch, in chunks, without gradients."""
     outputs = []
+    device = module_device(net)
     with torch.no_grad():
         for start in range(0, batch.shape[0], batch_size):
-            outputs.append(net(batch[start:start + batch_size]))
+            outputs.append(net(batch[start:start + batch_size].to(device)).cpu())
     return torch.cat(outputs) if outputs else torch.zeros(0)
+
+
+def module_device(net: nn.Module) -> torch.device:
+    """Where the network's weights are (CPU for parameter-free modules)."""
+    for tensor in net.parameters():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def load_anchor_images(paths: Sequence[str], preprocessing: Dict,
@@ -130,7 +138,7 @@ def write_package(net: nn.Module, anchor_batch: torch.Tensor, metadata: Dict, ou
     checks that TorchScript and eager embeddings agree within EMBEDDING_TOLERANCE.
 
     Returns a summary dict (max difference, anchor count, embedding size, ...)."""
-    net = net.eval()
+    net = net.eval().cpu()  # packages are CPU TorchScript; the node moves them if it likes
     anchors = embed(net, anchor_batch)
     if anchors.ndim != 2 or anchors.shape[1] != metadata["embedding_dim"]:
         raise DataError(f"network returns embeddings of shape {tuple(anchors.shape)}, "

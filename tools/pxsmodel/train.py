@@ -226,7 +226,8 @@ def run(args) -> int:
     finetune_epochs = args.finetune_epochs if len(severity) >= 2 else 0
     _write_split(args, records, split)
 
-    net = backbones.build_backbone(args.backbone, args.embedding_dim)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    net = backbones.build_backbone(args.backbone, args.embedding_dim).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     total_epochs = args.epochs + finetune_epochs
     scheduler_steps = max(total_epochs, 1)
@@ -247,7 +248,7 @@ def run(args) -> int:
     augment = Augmenter(preprocessing, args.augment)
     print(f"data: {len(records)} images; train {len(part['train'])} "
           f"({len(train_normal)} normal), val {len(part['val'])}, test {len(part['test'])}; "
-          f"backbone {args.backbone}, input {args.input_size}px; "
+          f"backbone {args.backbone} on {device}, input {args.input_size}px; "
           f"{args.epochs} contrastive + {finetune_epochs} severity epochs", file=sys.stderr)
     started = time.monotonic()
     for epoch in range(start_epoch, total_epochs):
@@ -270,8 +271,8 @@ def run(args) -> int:
                 continue
             x0 = torch.stack([augment(cache.pixels[i]) for i, _, _ in chunk])
             x1 = torch.stack([augment(cache.pixels[j]) for _, j, _ in chunk])
-            target = torch.tensor([t for _, _, t in chunk], dtype=torch.float32)
-            out = net(torch.cat([x0, x1]))
+            target = torch.tensor([t for _, _, t in chunk], dtype=torch.float32, device=device)
+            out = net(torch.cat([x0, x1]).to(device))
             out0, out1 = out[:len(chunk)], out[len(chunk):]
             loss = (contrastive_loss(out0, out1, target) if stage == "contrastive"
                     else severity_loss(out0, out1, target))
@@ -312,7 +313,7 @@ def run(args) -> int:
 
     if best["state"] is not None:
         net.load_state_dict(best["state"])
-    net.eval()
+    net.eval().cpu()
     best_path = os.path.join(args.out, "checkpoint_best.pt")
     _save(best_path, {"format": package.CHECKPOINT_FORMAT, "backbone": args.backbone,
                       "embedding_dim": args.embedding_dim, "preprocessing": preprocessing,
