@@ -1,0 +1,629 @@
+#include "commands.h"
+
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "format.h"
+#include "pxs/common/files.h"
+#include "pxs/storage/admin.h"
+
+namespace pxs::ctl {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json OptionalJson(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); }
+Json OptionalTimeJson(const std::optional<int64_t>& ms) { return ms ? Json(FormatTimeIso(*ms)) : Json(nullptr); }
+
+std::string PatientLabel(const std::string& patient_id) { return patient_id.empty() ? "(no id)" : patient_id; }
+
+void PrintJson(const Json& j) { std::cout << j.dump(2) << '\n'; }
+
+int Fail(const Context& ctx, int code, const std::string& message) {
+  if (ctx.json) {
+    PrintJson(Json{{"error", message}});
+  }
+  std::cerr << "pxsctl: " << message << '\n';
+  return code;
+}
+
+int Fail(const Context& ctx, const Status& status) { return Fail(ctx, kExitFindings, status.ToString()); }
+
+// Opens read-only unless the command changes something. Failure: exit code 3.
+std::unique_ptr<AdminDatabase> OpenOrReport(const Context& ctx, Database::Mode mode, int* exit_code) {
+  // A read-write open would create an empty database: never do that from pxsctl.
+  struct stat st{};
+  if (stat(ctx.db_path.c_str(), &st) != 0) {
+    *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + ctx.db_path + ": " + std::strerror(errno));
+    return nullptr;
+  }
+  auto db = AdminDatabase::Open(ctx.db_path, mode);
+  if (!db.ok()) {
+    *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + db.status().ToString());
+    return nullptr;
+  }
+  return std::move(*db);
+}
+
+// Who ran a changing command: the effective Unix user (and the sudo caller, if any).
+std::string UnixUser() {
+  std::string user;
+  if (const passwd* pw = getpwuid(geteuid())) {
+    user = pw->pw_name;
+  } else {
+    user = "uid:" + std::to_string(geteuid());
+  }
+  if (const char* sudo_user = std::getenv("SUDO_USER"); sudo_user && *sudo_user) {
+    user += " (sudo by " + std::string(sudo_user) + ")";
+  }
+  return user;
+}
+
+Status Audit(AdminDatabase& db, const std::string& action, const Json& details) {
+  return db.AddAudit({NowMs(), UnixUser(), action, details.dump()});
+}
+
+std::string Trend(const std::optional<double>& change, bool has_pxs, double stable_delta) {
+  if (!has_pxs) return "-";
+  if (!change) return "baseline";
+  if (*change > stable_delta) return "worse";
+  if (*change < -stable_delta) return "better";
+  return "stable";
+}
+
+Json DeliveryJson(const ReportDelivery& d) {
+  return Json{{"sr_sop_instance_uid", d.sr_sop_instance_uid},
+              {"study_uid", d.study_uid},
+              {"version", d.version},
+              {"file_path", d.file_path},
+              {"destination", d.destination},
+              {"state", d.state},
+              {"attempts", d.attempts},
+              {"next_attempt_at", FormatTimeIso(d.next_attempt_at_ms)},
+              {"last_error", d.last_error},
+              {"sent_at", OptionalTimeJson(d.sent_at_ms)}};
+}
+
+void PrintDeliveries(const std::string& title, const std::vector<ReportDelivery>& deliveries) {
+  std::cout << title << ": " << deliveries.size() << '\n';
+  if (deliveries.empty()) return;
+  TextTable table({"SR UID", "V", "DESTINATION", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "LAST ERROR"});
+  for (const auto& d : deliveries) {
+    table.AddRow({d.sr_sop_instance_uid, std::to_string(d.version), d.destination, d.state,
+                  std::to_string(d.attempts), d.state == "pending" ? FormatTimeShort(d.next_attempt_at_ms) : "-",
+                  d.last_error.empty() ? "-" : d.last_error});
+  }
+  table.Print(std::cout);
+}
+
+Json PercentilesJson(const LatencyPercentiles& p) {
+  return Json{{"count", p.count}, {"p50_ms", p.p50_ms}, {"p90_ms", p.p90_ms}, {"p99_ms", p.p99_ms}, {"max_ms", p.max_ms}};
+}
+
+std::string PercentilesText(const LatencyPercentiles& p) {
+  if (p.count == 0) return "no data";
+  return "p50 " + FormatDuration(p.p50_ms) + ", p90 " + FormatDuration(p.p90_ms) + ", p99 " +
+         FormatDuration(p.p99_ms) + ", max " + FormatDuration(p.max_ms) + " (n=" + std::to_string(p.count) + ")";
+}
+
+}  // namespace
+
+int RunPatients(const Context& ctx, const PatientsOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto patients = db->FindPatients(opt.prefix, opt.limit);
+  if (!patients.ok()) return Fail(ctx, patients.status());
+  if (ctx.json) {
+    Json out = Json::array();
+    for (const auto& p : *patients) {
+      out.push_back({{"patient_id", p.patient_id.empty() ? Json(nullptr) : Json(p.patient_id)},
+                     {"issuer", p.issuer},
+                     {"name", p.name},
+                     {"studies", p.studies},
+                     {"instances", p.instances},
+                     {"scored", p.scored},
+                     {"last_received_at", p.last_received_at_ms ? Json(FormatTimeIso(p.last_received_at_ms)) : Json(nullptr)}});
+    }
+    PrintJson(out);
+    return kExitOk;
+  }
+  TextTable table({"PATIENT ID", "ISSUER", "NAME", "STUDIES", "INSTANCES", "SCORED", "LAST RECEIVED"});
+  for (const auto& p : *patients) {
+    table.AddRow({PatientLabel(p.patient_id), p.issuer.empty() ? "-" : p.issuer, p.name, std::to_string(p.studies),
+                  std::to_string(p.instances), std::to_string(p.scored), FormatTimeShort(p.last_received_at_ms)});
+  }
+  table.Print(std::cout);
+  if (static_cast<int>(patients->size()) == opt.limit) {
+    std::cout << "(first " << opt.limit << " shown; narrow the search or raise --limit)\n";
+  }
+  return kExitOk;
+}
+
+int RunHistory(const Context& ctx, const HistoryOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  PatientKey key{opt.patient_id, opt.issuer.value_or("")};
+  if (!opt.issuer) {
+    auto keys = db->PatientsWithId(opt.patient_id);
+    if (!keys.ok()) return Fail(ctx, keys.status());
+    if (keys->empty()) return Fail(ctx, kExitFindings, "no patient with id " + opt.patient_id);
+    if (keys->size() > 1) {
+      std::string issuers;
+      for (const auto& k : *keys) issuers += (issuers.empty() ? "" : ", ") + (k.issuer.empty() ? "\"\"" : k.issuer);
+      return Fail(ctx, kExitFindings,
+                  "patient id " + opt.patient_id + " exists under several issuers (" + issuers + "): add --issuer");
+    }
+    key = keys->front();
+  }
+  auto history = db->StudyHistory(key);
+  if (!history.ok()) return Fail(ctx, history.status());
+  if (history->empty()) {
+    return Fail(ctx, kExitFindings, "no studies for patient " + key.patient_id + " (issuer \"" + key.issuer + "\")");
+  }
+  std::vector<double> series;
+  for (const auto& s : *history) {
+    if (s.pxs) series.push_back(*s.pxs);
+  }
+  if (ctx.json) {
+    Json studies = Json::array();
+    for (const auto& s : *history) {
+      studies.push_back({{"study_uid", s.study_uid},
+                         {"study_date", s.study_date},
+                         {"study_time", s.study_time},
+                         {"accession_number", s.accession_number},
+                         {"instances", s.instances},
+                         {"scored", s.scored},
+                         {"pxs", OptionalJson(s.pxs)},
+                         {"change_from_previous", OptionalJson(s.change_from_previous)},
+                         {"trend", Trend(s.change_from_previous, s.pxs.has_value(), opt.stable_delta)},
+                         {"model", s.model}});
+    }
+    PrintJson(Json{{"patient_id", key.patient_id},
+                   {"issuer", key.issuer},
+                   {"stable_delta", opt.stable_delta},
+                   {"studies", studies},
+                   {"sparkline", Sparkline(series)}});
+    return kExitOk;
+  }
+  std::cout << "Patient " << key.patient_id << (key.issuer.empty() ? "" : " (issuer " + key.issuer + ")") << ": "
+            << history->size() << " studies\n";
+  TextTable table({"DATE", "ACCESSION", "PXS", "CHANGE", "TREND", "IMAGES", "MODEL", "STUDY UID"});
+  for (const auto& s : *history) {
+    table.AddRow({FormatDicomDate(s.study_date), s.accession_number.empty() ? "-" : s.accession_number,
+                  FormatNumber(s.pxs), FormatNumber(s.change_from_previous, 2, true),
+                  Trend(s.change_from_previous, s.pxs.has_value(), opt.stable_delta),
+                  std::to_string(s.scored) + "/" + std::to_string(s.instances), s.model.empty() ? "-" : s.model,
+                  s.study_uid});
+  }
+  table.Print(std::cout);
+  if (!series.empty()) {
+    auto [lo, hi] = std::minmax_element(series.begin(), series.end());
+    std::cout << "PXS over time: " << Sparkline(series) << "  (min " << FormatNumber(*lo) << ", max "
+              << FormatNumber(*hi) << "; stable within +/-" << FormatNumber(opt.stable_delta) << ")\n";
+  }
+  return kExitOk;
+}
+
+int RunStudy(const Context& ctx, const std::string& study_uid) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto studies = db->Study(study_uid);
+  if (!studies.ok()) return Fail(ctx, studies.status());
+  if (studies->empty()) return Fail(ctx, kExitFindings, "no study with Study Instance UID " + study_uid);
+  if (ctx.json) {
+    Json out = Json::array();
+    for (const auto& s : *studies) {
+      Json instances = Json::array();
+      for (const auto& i : s.instances) {
+        instances.push_back({{"sop_instance_uid", i.sop_instance_uid},
+                             {"series_uid", i.series_uid},
+                             {"sop_class_uid", i.sop_class_uid},
+                             {"modality", i.modality},
+                             {"body_part", i.body_part},
+                             {"view_position", i.view_position},
+                             {"transfer_syntax_uid", i.transfer_syntax_uid},
+                             {"file_path", i.file_path},
+                             {"file_size", i.file_size},
+                             {"sha256", i.sha256},
+                             {"calling_ae", i.calling_ae},
+                             {"peer_address", i.peer_address},
+                             {"received_at", FormatTimeIso(i.received_at_ms)},
+                             {"pruned_at", OptionalTimeJson(i.pruned_at_ms)},
+                             {"state", i.job_state},
+                             {"reason", i.job_reason},
+                             {"attempts", i.attempts},
+                             {"pxs", OptionalJson(i.pxs)},
+                             {"raw_distance", OptionalJson(i.raw_distance)},
+                             {"calibrated", OptionalJson(i.calibrated)},
+                             {"calibrated_scale", i.calibrated_scale},
+                             {"model", i.model},
+                             {"embedding_dim", i.embedding_dim},
+                             {"scored_at", OptionalTimeJson(i.scored_at_ms)}});
+      }
+      Json reports = Json::array();
+      for (const auto& d : s.reports) reports.push_back(DeliveryJson(d));
+      out.push_back({{"study_uid", s.study_uid},
+                     {"patient_id", s.patient.patient_id.empty() ? Json(nullptr) : Json(s.patient.patient_id)},
+                     {"issuer", s.patient.issuer},
+                     {"study_date", s.study_date},
+                     {"study_time", s.study_time},
+                     {"accession_number", s.accession_number},
+                     {"instances", instances},
+                     {"reports", reports}});
+    }
+    PrintJson(out);
+    return kExitOk;
+  }
+  for (const auto& s : *studies) {
+    std::cout << "Study " << s.study_uid << "\n  patient " << PatientLabel(s.patient.patient_id)
+              << (s.patient.issuer.empty() ? "" : " (issuer " + s.patient.issuer + ")") << "  "
+              << s.patient_name << "\n  date " << FormatDicomDate(s.study_date) << "  accession "
+              << (s.accession_number.empty() ? "-" : s.accession_number) << "\n";
+    TextTable table({"SOP INSTANCE UID", "VIEW", "STATE", "PXS", "CALIBRATED", "MODEL", "RECEIVED", "FILE"});
+    for (const auto& i : s.instances) {
+      std::string state = i.job_state + (i.job_reason.empty() ? "" : " (" + i.job_reason + ")");
+      std::string calibrated = i.calibrated ? FormatNumber(i.calibrated) + " " + i.calibrated_scale : "-";
+      table.AddRow({i.sop_instance_uid, i.view_position.empty() ? "-" : i.view_position, state, FormatNumber(i.pxs),
+                    calibrated, i.model.empty() ? "-" : i.model, FormatTimeShort(i.received_at_ms),
+                    i.pruned_at_ms ? "(pruned)" : i.file_path});
+    }
+    table.Print(std::cout);
+    PrintDeliveries("Reports", s.reports);
+    std::cout << '\n';
+  }
+  return kExitOk;
+}
+
+int RunQueue(const Context& ctx, const QueueOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto view = db->Queue(opt.limit);
+  if (!view.ok()) return Fail(ctx, view.status());
+  const int64_t now = NowMs();
+  if (ctx.json) {
+    Json jobs = Json::array();
+    for (const auto& j : view->jobs) {
+      jobs.push_back({{"job_id", j.job_id},
+                      {"state", j.state},
+                      {"sop_instance_uid", j.sop_instance_uid},
+                      {"study_uid", j.study_uid},
+                      {"calling_ae", j.calling_ae},
+                      {"attempts", j.attempts},
+                      {"received_at", FormatTimeIso(j.received_at_ms)},
+                      {"last_reason", j.last_reason}});
+    }
+    Json reports = Json::array();
+    for (const auto& d : view->pending_reports) reports.push_back(DeliveryJson(d));
+    PrintJson(Json{{"queued", view->queued},
+                   {"scoring", view->scoring},
+                   {"reports_pending", view->reports_pending},
+                   {"jobs", jobs},
+                   {"pending_reports", reports}});
+    return kExitOk;
+  }
+  std::cout << "Scoring queue: " << view->queued << " queued, " << view->scoring << " scoring\n";
+  if (!view->jobs.empty()) {
+    TextTable table({"JOB", "STATE", "ATTEMPTS", "RECEIVED", "WAITING", "FROM AE", "SOP INSTANCE UID", "LAST REASON"});
+    for (const auto& j : view->jobs) {
+      table.AddRow({std::to_string(j.job_id), j.state, std::to_string(j.attempts), FormatTimeShort(j.received_at_ms),
+                    FormatDuration(static_cast<double>(now - j.received_at_ms)), j.calling_ae.empty() ? "-" : j.calling_ae,
+                    j.sop_instance_uid, j.last_reason.empty() ? "-" : j.last_reason});
+    }
+    table.Print(std::cout);
+  }
+  PrintDeliveries("Reports waiting to be sent", view->pending_reports);
+  if (view->reports_pending > static_cast<int>(view->pending_reports.size())) {
+    std::cout << "(" << view->reports_pending << " pending in all)\n";
+  }
+  return kExitOk;
+}
+
+int RunFailures(const Context& ctx, const FailuresOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto view = db->Failures(opt.limit);
+  if (!view.ok()) return Fail(ctx, view.status());
+  if (ctx.json) {
+    Json jobs = Json::array();
+    for (const auto& f : view->jobs) {
+      jobs.push_back({{"job_id", f.job_id},
+                      {"sop_instance_uid", f.sop_instance_uid},
+                      {"study_uid", f.study_uid},
+                      {"reason", f.reason},
+                      {"attempts", f.attempts},
+                      {"received_at", FormatTimeIso(f.received_at_ms)},
+                      {"failed_at", FormatTimeIso(f.failed_at_ms)}});
+    }
+    Json failed = Json::array(), retrying = Json::array();
+    for (const auto& d : view->reports) failed.push_back(DeliveryJson(d));
+    for (const auto& d : view->retrying) retrying.push_back(DeliveryJson(d));
+    PrintJson(Json{{"jobs", jobs}, {"reports", failed}, {"reports_retrying", retrying}});
+    return kExitOk;
+  }
+  std::cout << "Failed scoring jobs: " << view->jobs.size() << '\n';
+  if (!view->jobs.empty()) {
+    TextTable table({"JOB", "SOP INSTANCE UID", "ATTEMPTS", "FAILED AT", "REASON"});
+    for (const auto& f : view->jobs) {
+      table.AddRow({std::to_string(f.job_id), f.sop_instance_uid, std::to_string(f.attempts),
+                    FormatTimeShort(f.failed_at_ms), f.reason});
+    }
+    table.Print(std::cout);
+  }
+  PrintDeliveries("Failed report deliveries", view->reports);
+  PrintDeliveries("Report deliveries being retried", view->retrying);
+  if (!view->jobs.empty() || !view->reports.empty()) {
+    std::cout << "Retry with: pxsctl retry SOP_INSTANCE_UID  or  pxsctl retry --all-failed\n";
+  }
+  return kExitOk;
+}
+
+int RunRetry(const Context& ctx, const RetryOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadWrite, &rc);
+  if (!db) return rc;
+  const int64_t now = NowMs();
+  auto result = opt.all_failed ? db->RetryAllFailed(now) : db->Retry(opt.sop_instance_uid, now);
+  Json details{{"target", opt.all_failed ? "all-failed" : opt.sop_instance_uid}};
+  if (result.ok()) {
+    details["jobs_requeued"] = result->jobs_requeued;
+    details["reports_requeued"] = result->reports_requeued;
+    details["skipped_pruned"] = result->skipped_pruned;
+  } else {
+    details["error"] = result.status().ToString();
+  }
+  // The attempt is audited whether or not it changed anything.
+  Status audited = Audit(*db, "retry", details);
+  if (!result.ok()) return Fail(ctx, result.status());
+  if (!audited.ok()) return Fail(ctx, audited);
+  if (ctx.json) {
+    PrintJson(details);
+  } else {
+    std::cout << "Requeued " << result->jobs_requeued << " scoring job(s) and " << result->reports_requeued
+              << " report delivery(ies)";
+    if (result->skipped_pruned) std::cout << "; " << result->skipped_pruned << " failed job(s) not requeued: file pruned";
+    std::cout << '\n';
+  }
+  if (!opt.all_failed && result->jobs_requeued == 0 && result->reports_requeued == 0) {
+    std::cerr << "pxsctl: nothing to retry for " << opt.sop_instance_uid
+              << " (its job is not failed and its study has no failed report)\n";
+    return kExitFindings;
+  }
+  return kExitOk;
+}
+
+int RunExport(const Context& ctx, const ExportOptions& opt) {
+  ExportFilter filter;
+  if (!opt.since.empty()) {
+    filter.received_since_ms = ParseDateUtcMs(opt.since);
+    if (!filter.received_since_ms) return Fail(ctx, kExitUsage, "--since: expected YYYY-MM-DD, got " + opt.since);
+  }
+  if (!opt.until.empty()) {
+    auto day = ParseDateUtcMs(opt.until);
+    if (!day) return Fail(ctx, kExitUsage, "--until: expected YYYY-MM-DD, got " + opt.until);
+    filter.received_until_ms = *day + 24 * 3600 * 1000;  // the whole --until day is included
+  }
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  std::ofstream file;
+  if (!opt.output.empty()) {
+    file.open(opt.output, std::ios::out | std::ios::trunc);
+    if (!file) return Fail(ctx, kExitFindings, opt.output + ": cannot write: " + std::strerror(errno));
+  }
+  std::ostream& out = opt.output.empty() ? std::cout : file;
+  const bool json = opt.format == "json";
+  bool first = true;
+  if (json) {
+    out << "[";
+  } else {
+    out << "patient_id,issuer,study_uid,series_uid,sop_instance_uid,study_date,state,reason,pxs,"
+           "change_from_prior,model,received_at,scored_at\n";
+  }
+  // Streams row by row: an export of a million instances needs no more memory than one.
+  Status status = db->Export(filter, [&](const ExportRow& r) {
+    if (json) {
+      Json row{{"patient_id", r.patient_id.empty() ? Json(nullptr) : Json(r.patient_id)},
+               {"issuer", r.issuer},
+               {"study_uid", r.study_uid},
+               {"series_uid", r.series_uid},
+               {"sop_instance_uid", r.sop_instance_uid},
+               {"study_date", r.study_date},
+               {"state", r.state},
+               {"reason", r.reason},
+               {"pxs", OptionalJson(r.pxs)},
+               {"change_from_prior", OptionalJson(r.change_from_prior)},
+               {"model", r.model},
+               {"received_at", FormatTimeIso(r.received_at_ms)},
+               {"scored_at", OptionalTimeJson(r.scored_at_ms)}};
+      out << (first ? "\n  " : ",\n  ") << row.dump();
+    } else {
+      auto num = [](const std::optional<double>& v) { return v ? FormatNumber(v, 6) : std::string(); };
+      out << CsvField(r.patient_id) << ',' << CsvField(r.issuer) << ',' << CsvField(r.study_uid) << ','
+          << CsvField(r.series_uid) << ',' << CsvField(r.sop_instance_uid) << ',' << CsvField(r.study_date) << ','
+          << r.state << ',' << CsvField(r.reason) << ',' << num(r.pxs) << ',' << num(r.change_from_prior) << ','
+          << CsvField(r.model) << ',' << FormatTimeIso(r.received_at_ms) << ','
+          << (r.scored_at_ms ? FormatTimeIso(*r.scored_at_ms) : "") << '\n';
+    }
+    first = false;
+  });
+  if (json) out << (first ? "]\n" : "\n]\n");
+  out.flush();
+  if (!status.ok()) return Fail(ctx, status);
+  if (!out) return Fail(ctx, kExitFindings, "export: write failed");
+  return kExitOk;
+}
+
+int RunStats(const Context& ctx) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto stats = db->ComputeStats(NowMs());
+  if (!stats.ok()) return Fail(ctx, stats.status());
+  const Stats& s = *stats;
+  if (ctx.json) {
+    PrintJson(Json{{"patients", s.patients},
+                   {"studies", s.studies},
+                   {"instances", s.instances},
+                   {"pruned_instances", s.pruned_instances},
+                   {"jobs", s.jobs_by_state},
+                   {"report_deliveries", s.reports_by_state},
+                   {"scores_per_hour_last_24h", s.scores_per_hour},
+                   {"scores_per_hour_mean", s.scores_per_hour_mean},
+                   {"latency_window_days", Stats::kLatencyWindowDays},
+                   {"receipt_to_score", PercentilesJson(s.receipt_to_score)},
+                   {"receipt_to_report_sent", PercentilesJson(s.receipt_to_report_sent)}});
+    return kExitOk;
+  }
+  std::cout << "Patients " << s.patients << ", studies " << s.studies << ", instances " << s.instances << " ("
+            << s.pruned_instances << " files pruned)\n";
+  std::cout << "Jobs:";
+  for (const auto& [state, n] : s.jobs_by_state) std::cout << "  " << state << " " << n;
+  std::cout << "\nReport deliveries:";
+  for (const auto& [state, n] : s.reports_by_state) std::cout << "  " << state << " " << n;
+  std::vector<double> hourly(s.scores_per_hour.begin(), s.scores_per_hour.end());
+  std::cout << "\nScores per hour, last 24 h: " << Sparkline(hourly) << "  (mean " << FormatNumber(s.scores_per_hour_mean, 1)
+            << ", last hour " << (s.scores_per_hour.empty() ? 0 : s.scores_per_hour.back()) << ")\n";
+  std::cout << "Receipt -> score (" << Stats::kLatencyWindowDays << " days): " << PercentilesText(s.receipt_to_score) << '\n';
+  std::cout << "Receipt -> report sent (" << Stats::kLatencyWindowDays
+            << " days): " << PercentilesText(s.receipt_to_report_sent) << '\n';
+  return kExitOk;
+}
+
+int RunVerify(const Context& ctx, const VerifyOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto check = db->QuickCheck();
+  if (!check.ok()) return Fail(ctx, check.status());
+  Json problems = Json::array();
+  int64_t checked = 0;
+  Status status = db->ForEachRecordedFile([&](const RecordedFile& f) {
+    ++checked;
+    const std::string path = ctx.data_dir + "/" + f.file_path;
+    std::string problem;
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0) {
+      problem = std::string("missing (") + std::strerror(errno) + ")";
+    } else if (static_cast<uint64_t>(st.st_size) != f.file_size) {
+      problem = "size " + std::to_string(st.st_size) + " != recorded " + std::to_string(f.file_size);
+    } else if (opt.hash) {
+      auto sha = Sha256HexOfFile(path);
+      if (!sha.ok()) {
+        problem = "unreadable: " + sha.status().message();
+      } else if (*sha != f.sha256) {
+        problem = "sha256 " + *sha + " != recorded " + f.sha256;
+      }
+    }
+    if (problem.empty()) return;
+    problems.push_back({{"sop_instance_uid", f.sop_instance_uid}, {"file_path", f.file_path}, {"problem", problem}});
+    if (!ctx.json) std::cout << "BAD  " << f.file_path << "  " << f.sop_instance_uid << ": " << problem << '\n';
+  });
+  if (!status.ok()) return Fail(ctx, status);
+  const bool clean = problems.empty() && *check == "ok";
+  if (ctx.json) {
+    PrintJson(Json{{"database_check", *check}, {"files_checked", checked}, {"hashes_checked", opt.hash},
+                   {"problems", problems}, {"ok", clean}});
+  } else {
+    std::cout << "Database check: " << *check << "\nFiles checked: " << checked
+              << (opt.hash ? " (size and SHA-256)" : " (size only)") << ", problems: " << problems.size() << '\n';
+  }
+  return clean ? kExitOk : kExitFindings;
+}
+
+int RunPrune(const Context& ctx, const PruneOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, opt.apply ? Database::Mode::kReadWrite : Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  const int64_t now = NowMs();
+  const int64_t cutoff = now - static_cast<int64_t>(opt.older_than_days) * 24 * 3600 * 1000;
+  auto candidates = db->PruneCandidates(cutoff);
+  if (!candidates.ok()) return Fail(ctx, candidates.status());
+  uint64_t bytes = 0;
+  for (const auto& c : *candidates) bytes += c.file_size;
+
+  if (!opt.apply) {
+    if (ctx.json) {
+      Json files = Json::array();
+      for (const auto& c : *candidates) files.push_back(c.file_path);
+      PrintJson(Json{{"dry_run", true}, {"received_before", FormatTimeIso(cutoff)}, {"files", candidates->size()},
+                     {"bytes", bytes}, {"paths", files}});
+    } else {
+      std::cout << "Dry run: " << candidates->size() << " file(s), " << bytes << " bytes received before "
+                << FormatTimeShort(cutoff) << " would be deleted (results and embeddings are kept).\n";
+      for (size_t i = 0; i < candidates->size() && i < 20; ++i) std::cout << "  " << (*candidates)[i].file_path << '\n';
+      if (candidates->size() > 20) std::cout << "  ...\n";
+      std::cout << "Run again with --apply to delete them.\n";
+    }
+    return kExitOk;
+  }
+
+  // Delete first, then mark: a crash in between leaves files already gone but not yet
+  // marked, which the next prune run marks (ENOENT counts as deleted).
+  std::vector<int64_t> deleted;
+  Json errors = Json::array();
+  uint64_t deleted_bytes = 0;
+  for (const auto& c : *candidates) {
+    const std::string path = ctx.data_dir + "/" + c.file_path;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+      errors.push_back({{"file_path", c.file_path}, {"error", std::strerror(errno)}});
+      continue;
+    }
+    deleted.push_back(c.instance_id);
+    deleted_bytes += c.file_size;
+  }
+  Status marked = db->MarkPruned(deleted, now);
+  Json details{{"older_than_days", opt.older_than_days},
+               {"received_before", FormatTimeIso(cutoff)},
+               {"deleted", deleted.size()},
+               {"bytes", deleted_bytes},
+               {"errors", errors.size()}};
+  if (!marked.ok()) details["mark_error"] = marked.ToString();
+  Status audited = Audit(*db, "prune", details);
+  if (!marked.ok()) return Fail(ctx, marked);
+  if (!audited.ok()) return Fail(ctx, audited);
+  if (ctx.json) {
+    details["error_details"] = errors;
+    PrintJson(details);
+  } else {
+    std::cout << "Deleted " << deleted.size() << " file(s), " << deleted_bytes << " bytes; results kept.\n";
+    for (const auto& e : errors) {
+      std::cout << "FAILED  " << e["file_path"].get<std::string>() << ": " << e["error"].get<std::string>() << '\n';
+    }
+  }
+  return errors.empty() ? kExitOk : kExitFindings;
+}
+
+int RunAudit(const Context& ctx, const AuditOptions& opt) {
+  int rc = kExitOk;
+  auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
+  if (!db) return rc;
+  auto entries = db->RecentAudit(opt.limit);
+  if (!entries.ok()) return Fail(ctx, entries.status());
+  if (ctx.json) {
+    Json out = Json::array();
+    for (const auto& e : *entries) {
+      out.push_back({{"at", FormatTimeIso(e.at_ms)}, {"unix_user", e.unix_user}, {"action", e.action}, {"details", e.details}});
+    }
+    PrintJson(out);
+    return kExitOk;
+  }
+  TextTable table({"WHEN", "USER", "ACTION", "DETAILS"});
+  for (const auto& e : *entries) table.AddRow({FormatTimeShort(e.at_ms), e.unix_user, e.action, e.details});
+  table.Print(std::cout);
+  return kExitOk;
+}
+
+}  // namespace pxs::ctl
