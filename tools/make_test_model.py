@@ -13,6 +13,9 @@ Fixtures (each a few kB, committed so the C++ tests need no Python):
   pxs_test_model_no_anchors.pt  the same without the `anchors` buffer (must be refused)
   pxs_test_model_nan.pt         returns NaN for an (almost) all-white input (must be an
                                 error, not a score) and finite embeddings otherwise
+  pxs_test_model_320.pt         the same network with the published preprocessing (336 -> 320,
+                                no mean/std): the parity test's preprocessing at full size
+  pxs_test_model_autocrop.pt    64x64 with autocrop on (threshold 2), for the parity test
 """
 
 import argparse
@@ -134,6 +137,19 @@ def write_tiny(out_dir):
     save(Package(net, None), os.path.join(out_dir, "pxs_test_model_no_anchors.pt"), meta)
     nan_meta = dict(meta, name="pxs-test-tiny-nan")
     save(NanForWhitePackage(net, anchors), os.path.join(out_dir, "pxs_test_model_nan.pt"), nan_meta)
+
+    published = [0.0] * 3, [1.0] * 3
+    with torch.no_grad():
+        anchors320 = net(synthetic_anchor_inputs(TINY_ANCHORS, 320, *published, seed=7))
+    meta320 = metadata("pxs-test-tiny-320", 320, 336, TINY_EMBEDDING, TINY_ANCHORS, *published, None,
+                       "none: random weights, synthetic anchors (parity-test fixture)",
+                       "parity tests of the PXS node only")
+    save(Package(net, anchors320), os.path.join(out_dir, "pxs_test_model_320.pt"), meta320)
+    meta_crop = metadata("pxs-test-tiny-autocrop", TINY_INPUT, TINY_INPUT + 8, TINY_EMBEDDING, TINY_ANCHORS,
+                         mean, std, None, "none: random weights, synthetic anchors (parity-test fixture)",
+                         "parity tests of the PXS node only")
+    meta_crop["preprocessing"]["autocrop"] = True
+    save(Package(net, anchors), os.path.join(out_dir, "pxs_test_model_autocrop.pt"), meta_crop)
 
 
 def write_densenet121(path, anchors=10):

@@ -9,8 +9,8 @@
 //   kNotFound     file missing
 //   kCorrupt      empty file, not DICOM, truncated, no Pixel Data, dimensions that
 //                 do not match the pixel data, undecodable compressed data
-//   kUnsupported  colour (SamplesPerPixel != 1), BitsAllocated other than 8/16,
-//                 multi-frame, a transfer syntax DCMTK cannot decode (JPEG 2000)
+//   kUnsupported  colour (SamplesPerPixel != 1), BitsAllocated other than 8/16, a frame > 512 MiB,
+//                 a transfer syntax DCMTK cannot decode (JPEG 2000)
 #pragma once
 
 #include <string>
