@@ -96,17 +96,29 @@ std::string GetString(DcmItem* item, const DcmTagKey& tag) {
   return v.c_str();
 }
 
+// True if a top-level text value of the data set has a byte above 0x7F, i.e. depends
+// on its Specific Character Set.
+bool HasNonAsciiText(DcmItem* item) {
+  for (unsigned long i = 0; i < item->card(); ++i) {
+    DcmElement* e = item->getElement(i);
+    if (e == nullptr || !e->isaString() || e->getLength() > 1024) continue;
+    OFString value;
+    if (e->getOFStringArray(value).good() && !IsAscii(value.c_str())) return true;
+  }
+  return false;
+}
+
 StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
   auto src = std::make_unique<SourceImage>();
-  // Only the header is needed; stopping before Pixel Data keeps large images cheap.
-  OFCondition cond = src->file.loadFileUntilTag(path.c_str(), EXS_Unknown, EGL_noChange,
-                                                DCM_MaxReadLength, ERM_autoDetect, DCM_PixelData);
+  // Only the header is needed: values over 4 kB (Pixel Data) are left on disk.
+  OFCondition cond = src->file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096);
   if (cond.bad()) return Status::Corrupt(path + ": cannot read as DICOM: " + cond.text());
   src->dataset = src->file.getDataset();
-  // Copy names and descriptions as UTF-8 so our own (UTF-8) text can sit next to them.
+  // Names and descriptions with characters beyond ASCII are copied as UTF-8, so our own
+  // (UTF-8) text can sit next to them in one character set. Pure ASCII needs nothing.
   OFString charset;
   if (src->dataset->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).good() &&
-      !charset.empty()) {
+      !charset.empty() && HasNonAsciiText(src->dataset)) {
     cond = src->dataset->convertToUTF8();
     if (cond.bad()) {
       return Status::Unsupported(path + ": Specific Character Set '" + std::string(charset.c_str()) +
@@ -344,6 +356,10 @@ TrendThresholds PublishedPxsThresholds() {
   return t;
 }
 
+std::string SrSeriesUidForStudy(const std::string& study_uid) {
+  return UidFromName("PXS\\SR series\\" + study_uid);
+}
+
 std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer) {
   // Separators keep ("AB","C") and ("A","BC") apart.
   return UidFromName("PXS\\" + issuer + "\\" + patient_id);
@@ -500,8 +516,8 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   }
 
   const bool utf8 = !IsAscii(in.model.intended_use) || !IsAscii(in.model.name) ||
-                    !IsAscii(in.node.device_observer_name) ||
-                    !GetString(src.dataset, DCM_SpecificCharacterSet).empty();
+                    !IsAscii(in.model.version) || !IsAscii(in.node.device_observer_name) ||
+                    HasNonAsciiText(src.dataset);
   if (utf8) PXS_DCMTK_CHECK("character set", doc.setSpecificCharacterSetType(DSRTypes::CS_UTF8));
   PXS_DCMTK_CHECK("manufacturer", doc.setManufacturer(in.node.manufacturer.c_str()));
   PXS_DCMTK_CHECK("model name", doc.setManufacturerModelName(in.node.model_name.c_str()));
@@ -516,12 +532,14 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   PXS_DCMTK_CHECK("instance number", doc.setInstanceNumber(std::to_string(std::max(1, in.version)).c_str()));
   if (in.predecessor) {
     const SrPredecessor& p = *in.predecessor;
-    PXS_DCMTK_CHECK("predecessor",
-                    doc.getPredecessorDocuments().addItem(
-                        (p.study_uid.empty() ? src.study_uid : p.study_uid).c_str(), p.series_uid.c_str(),
-                        (p.sop_class_uid.empty() ? DSRTypes::documentTypeToSOPClassUID(doc.getDocumentType())
-                                 : p.sop_class_uid.c_str()),
-                        p.sop_instance_uid.c_str()));
+    const std::string study = p.study_uid.empty() ? src.study_uid : p.study_uid;
+    const std::string series = p.series_uid.empty() ? SrSeriesUidForStudy(study) : p.series_uid;
+    const std::string sop_class = p.sop_class_uid.empty()
+                                      ? DSRTypes::documentTypeToSOPClassUID(doc.getDocumentType())
+                                      : p.sop_class_uid;
+    PXS_DCMTK_CHECK("predecessor", doc.getPredecessorDocuments().addItem(
+                                       study.c_str(), series.c_str(), sop_class.c_str(),
+                                       p.sop_instance_uid.c_str()));
   }
   // Every image referenced in the content must be listed as evidence (dciodvfy checks).
   const std::string source_series = GetString(src.dataset, DCM_SeriesInstanceUID);
@@ -544,7 +562,7 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   // UIDs of our own: every version of a study's SR in one series (derived from the
   // study), each SR a fresh random 2.25 UID.
   SrResult result;
-  result.series_uid = UidFromName("PXS\\SR series\\" + src.study_uid);
+  result.series_uid = SrSeriesUidForStudy(src.study_uid);
   result.sop_instance_uid = RandomUid();
   PXS_DCMTK_CHECK("series UID", ds->putAndInsertString(DCM_SeriesInstanceUID, result.series_uid.c_str()));
   PXS_DCMTK_CHECK("SOP instance UID",

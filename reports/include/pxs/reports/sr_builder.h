@@ -66,8 +66,8 @@ struct SrPriorStudy {
 struct SrPredecessor {
   std::string sop_instance_uid;
   std::string sop_class_uid;  // empty: the class this builder writes (Enhanced SR)
-  std::string series_uid;
-  std::string study_uid;
+  std::string series_uid;  // empty: SrSeriesUidForStudy(study)
+  std::string study_uid;   // empty: the source image's study
 };
 
 // Who made the report: the node, as device observer and in the equipment module.
@@ -123,6 +123,9 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& input, const std::string
 // 128 bits of SHA-256("PXS" + issuer + patient id)>, the same in every study and
 // after restarts, so viewers can link the patient's time points.
 std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer);
+
+// The Series Instance UID of the node's SRs in a study (all versions share it).
+std::string SrSeriesUidForStudy(const std::string& study_uid);
 
 // The qualitative reading of a change from prior_pxs to pxs.
 enum class PxsTrend { kImproved, kStable, kWorsened };
