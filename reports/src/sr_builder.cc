@@ -236,57 +236,60 @@ Status FillGroup(Measurements& g, const SrInput& in, const GroupSpec& spec,
   return Status::Ok();
 }
 
-// Adds one child below the current node of `tree` (cursor moves to it).
+// Adds one item after the tree's current node (on the same level); the cursor moves
+// to it, so successive calls keep the given order.
 template <typename SetValue>
-Status AddChild(DSRDocumentTree& tree, size_t parent, DSRTypes::E_RelationshipType rel,
-                DSRTypes::E_ValueType type, const DSRCodedEntryValue& concept_name, SetValue set_value) {
-  if (tree.gotoNode(parent) == 0) return Status::Internal("SR: lost node " + std::to_string(parent));
+Status AddNext(DSRDocumentTree& tree, DSRTypes::E_RelationshipType rel, DSRTypes::E_ValueType type,
+               const DSRCodedEntryValue& concept_name, SetValue set_value) {
   PXS_DCMTK_CHECK(std::string("add ") + concept_name.getCodeMeaning().c_str(),
-                  tree.addChildContentItem(rel, type, concept_name));
+                  tree.addContentItem(rel, type, concept_name));
   PXS_DCMTK_CHECK(std::string("value of ") + concept_name.getCodeMeaning().c_str(),
                   set_value(tree.getCurrentContentItem()));
   return Status::Ok();
 }
 
-Status AddText(DSRDocumentTree& tree, size_t parent, DSRTypes::E_RelationshipType rel,
+Status AddText(DSRDocumentTree& tree, DSRTypes::E_RelationshipType rel,
                const DSRCodedEntryValue& concept_name, const std::string& text) {
-  return AddChild(tree, parent, rel, DSRTypes::VT_Text, concept_name,
-                  [&](DSRContentItem& item) { return item.setStringValue(text.c_str()); });
+  return AddNext(tree, rel, DSRTypes::VT_Text, concept_name,
+                 [&](DSRContentItem& item) { return item.setStringValue(text.c_str()); });
 }
 
-// The rows DCMTK has no class for, added to one TID 1501 group: the rest of TID 1502,
-// the study the values come from, TID 4019 algorithm identification, and (current
-// group only) the comparison with the most recent prior.
+// The rows DCMTK has no class for, added to one TID 1501 group right after its Time
+// Point (so all observation context precedes the measurements, as in TID 1501): the
+// rest of TID 1502, the study the values come from, TID 4019 algorithm identification.
 Status ExtendGroup(DSRDocumentTree& tree, size_t group, const GroupSpec& spec,
                    const std::string& parameters) {
   const auto obs = DSRTypes::RT_hasObsContext;
   const auto mod = DSRTypes::RT_hasConceptMod;
-  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Code, CODE_DCM_TimePointType,
-                               [&](DSRContentItem& item) {
-                                 return item.setCodeValue(spec.order == 1 ? DSRCodedEntryValue(CODE_UMLS_Baseline)
-                                                                          : codes::TimePointFollowUp());
-                               }));
-  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Num, CODE_DCM_TimePointOrder,
-                               [&](DSRContentItem& item) {
-                                 return item.setNumericValue(DSRNumericMeasurementValue(
-                                     std::to_string(spec.order).c_str(), codes::NoUnit()));
-                               }));
-  PXS_RETURN_IF_ERROR(AddText(tree, group, obs, CODE_DCM_SubjectTimePointIdentifier,
-                              "TP" + std::to_string(spec.order)));
-  PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_UIDRef,
-                               CODE_DCM_ProcedureStudyInstanceUID, [&](DSRContentItem& item) {
-                                 return item.setStringValue(spec.study_uid.c_str());
-                               }));
-  if (!spec.study_date.empty()) {
-    PXS_RETURN_IF_ERROR(AddChild(tree, group, obs, DSRTypes::VT_Date, CODE_DCM_StudyDate,
-                                 [&](DSRContentItem& item) {
-                                   return item.setStringValue(spec.study_date.c_str());
-                                 }));
+  if (tree.gotoNode(group) == 0 || tree.gotoNamedChildNode(CODE_UMLS_TimePoint) == 0) {
+    return Status::Internal("SR: measurement group " + std::to_string(group) + " has no Time Point");
   }
-  PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmName, spec.model_name));
-  PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmVersion, spec.model_version));
+  PXS_RETURN_IF_ERROR(AddNext(tree, obs, DSRTypes::VT_Code, CODE_DCM_TimePointType,
+                              [&](DSRContentItem& item) {
+                                return item.setCodeValue(spec.order == 1 ? DSRCodedEntryValue(CODE_UMLS_Baseline)
+                                                                         : codes::TimePointFollowUp());
+                              }));
+  PXS_RETURN_IF_ERROR(AddNext(tree, obs, DSRTypes::VT_Num, CODE_DCM_TimePointOrder,
+                              [&](DSRContentItem& item) {
+                                return item.setNumericValue(DSRNumericMeasurementValue(
+                                    std::to_string(spec.order).c_str(), codes::NoUnit()));
+                              }));
+  PXS_RETURN_IF_ERROR(AddText(tree, obs, CODE_DCM_SubjectTimePointIdentifier,
+                              "TP" + std::to_string(spec.order)));
+  PXS_RETURN_IF_ERROR(AddNext(tree, obs, DSRTypes::VT_UIDRef, CODE_DCM_ProcedureStudyInstanceUID,
+                              [&](DSRContentItem& item) {
+                                return item.setStringValue(spec.study_uid.c_str());
+                              }));
+  if (!spec.study_date.empty()) {
+    PXS_RETURN_IF_ERROR(AddNext(tree, obs, DSRTypes::VT_Date, CODE_DCM_StudyDate,
+                                [&](DSRContentItem& item) {
+                                  return item.setStringValue(spec.study_date.c_str());
+                                }));
+  }
+  PXS_RETURN_IF_ERROR(AddText(tree, mod, CODE_DCM_AlgorithmName, spec.model_name));
+  PXS_RETURN_IF_ERROR(AddText(tree, mod, CODE_DCM_AlgorithmVersion, spec.model_version));
   if (!parameters.empty()) {
-    PXS_RETURN_IF_ERROR(AddText(tree, group, mod, CODE_DCM_AlgorithmParameters, parameters));
+    PXS_RETURN_IF_ERROR(AddText(tree, mod, CODE_DCM_AlgorithmParameters, parameters));
   }
   return Status::Ok();
 }
