@@ -514,7 +514,11 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
                             " measurement groups, expected " + std::to_string(specs.size()));
   }
   for (size_t i = 0; i < specs.size(); ++i) {
-    const std::string params = i == 0 ? ThresholdParameters(in.model.trend, stable_delta) : "";
+    std::string params;
+    if (i == 0) {
+      params = ThresholdParameters(in.model.trend, stable_delta);
+      if (!in.model.calibration_scale.empty()) params += "; calibration=" + in.model.calibration_scale;
+    }
     PXS_RETURN_IF_ERROR(ExtendGroup(tree, group_nodes[i], specs[i], params));
   }
 

@@ -26,7 +26,6 @@ inline DSRCodedEntryValue SiameseChangeScore() { return Private("PXSSIAM", "Siam
 inline DSRCodedEntryValue StableChangeThreshold() {
   return Private("PXSSTABLE", "PXS stable change threshold");
 }
-inline DSRCodedEntryValue CalibrationScale() { return Private("PXSSCALE", "Calibration scale"); }
 
 // --- Units (UCUM) ---
 inline DSRCodedEntryValue ScoreUnit() { return {"{score}", "UCUM", "score"}; }

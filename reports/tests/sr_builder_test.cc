@@ -289,6 +289,8 @@ TEST(SrBuilderTest, LongitudinalCourses) {
     EXPECT_EQ(cur.calibrated, pxs * 1.5);
     EXPECT_EQ(cur.time_point_order, static_cast<int>(in.priors.size()) + 1);
     EXPECT_EQ(cur.study_uid, Header(source, DCM_StudyInstanceUID));
+    ASSERT_EQ(cur.algorithm_parameters.size(), 1u);
+    EXPECT_NE(cur.algorithm_parameters[0].find("calibration=mRALE"), std::string::npos);
     if (in.priors.empty()) {
       EXPECT_EQ(cur.time_point_type, "Baseline");
       EXPECT_FALSE(cur.pxs_change.has_value());

@@ -18,6 +18,8 @@
 #include <set>
 #include <thread>
 
+#include "pxs/reports/sr_builder.h"
+#include "pxs/reports/sr_reader.h"
 #include "pxs/sender/dicom_sender.h"
 #include "pxs/sender/sender_worker.h"
 #include "pxs/storage/admin.h"
@@ -216,6 +218,46 @@ TEST(StoreFilesTest, UnreachableReceiverAndUnreadableFileAreReported) {
   EXPECT_NE(results[1].error.find("junk.dcm"), std::string::npos) << results[1].error;
 }
 
+// The node's own SR (reports/ builder) arrives unchanged: same SOP Instance UID, same
+// numbers when read back from the receiver's copy.
+TEST(StoreFilesTest, BuiltSrArrivesWithItsContent) {
+  const fs::path source = fs::path(PXS_SOURCE_DIR) / ".." / "shared" / "data" / "dicom" / "cr_mono2_explicit_le.dcm";
+  if (!fs::exists(source)) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/dicom not found (shared test data is not present on this machine)";
+  }
+  TempDir tmp;
+  SrInput in;
+  in.source_image_path = source.string();
+  in.model.name = "pxs-demo-cxr14";
+  in.model.version = "1.0.0";
+  in.model.trend = PublishedPxsThresholds();
+  in.pxs = 5.25;
+  in.priors = {{"2.25.42", "20260101", "", "", 3.5, std::nullopt, "pxs-demo-cxr14", "1.0.0", 9.5}};
+  in.node.device_observer_uid = "2.25.7";
+  const fs::path sr = tmp.path() / "sr.dcm";
+  auto built = BuildStructuredReport(in, sr.string());
+  ASSERT_TRUE(built.ok()) << built.status().ToString();
+
+  StoreScp pacs(FreeLoopbackPort(), tmp.path() / "pacs", tmp.path() / "pacs.log");
+  pacs.Start();
+  auto results = StoreFiles({"127.0.0.1", pacs.port(), "PACS"}, {sr.string()}, StoreOptions{});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].ok) << results[0].error;
+  EXPECT_EQ(results[0].sop_instance_uid, built->sop_instance_uid);
+  pacs.Stop();
+  std::vector<fs::path> received;
+  for (const auto& e : fs::directory_iterator(tmp.path() / "pacs")) received.push_back(e.path());
+  ASSERT_EQ(received.size(), 1u);
+  auto content = ReadStructuredReport(received[0].string());
+  ASSERT_TRUE(content.ok()) << content.status().ToString();
+  EXPECT_EQ(content->sop_instance_uid, built->sop_instance_uid);
+  EXPECT_EQ(content->summary, built->summary);
+  ASSERT_FALSE(content->groups.empty());
+  EXPECT_EQ(content->groups[0].pxs, 5.25);
+  EXPECT_EQ(content->groups[0].pxs_change, 5.25 - 3.5);
+  EXPECT_EQ(content->groups[0].siamese_change, 9.5);
+}
+
 // Outbox fixture: a real database in a temp folder, SR files under data_dir.
 class SenderWorkerTest : public ::testing::Test {
  protected:
@@ -285,11 +327,19 @@ TEST_F(SenderWorkerTest, ReceiverDownThenUpDeliversEverythingQueuedOnce) {
     EXPECT_NE(r.last_error.find("association"), std::string::npos) << r.last_error;
   }
 
+  // A restart in between: the outbox is in the database, nothing is lost.
+  worker.Stop();
+  db_.reset();
+  auto reopened = Database::Open((tmp_.path() / "pxs.db").string(), Database::Mode::kReadWrite);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  db_ = std::move(*reopened);
+  SenderWorker restarted(db_.get(), options_);
+
   StoreScp pacs(port_, tmp_.path() / "pacs", tmp_.path() / "pacs.log");
   pacs.Start();
   clock_offset_ms_ = 6000;  // past the first backoff (5 s)
   EXPECT_EQ(DueNow(), 4);
-  sent = worker.SendDueReports();
+  sent = restarted.SendDueReports();
   ASSERT_TRUE(sent.ok());
   EXPECT_EQ(*sent, 4);
   EXPECT_EQ(pacs.ReceivedUids(), uids);
@@ -300,7 +350,7 @@ TEST_F(SenderWorkerTest, ReceiverDownThenUpDeliversEverythingQueuedOnce) {
 
   // Nothing confirmed is sent again, even much later.
   clock_offset_ms_ = 3600 * 1000;
-  sent = worker.SendDueReports();
+  sent = restarted.SendDueReports();
   ASSERT_TRUE(sent.ok());
   EXPECT_EQ(*sent, 0);
   EXPECT_EQ(pacs.ReceivedUids().size(), 4u);
