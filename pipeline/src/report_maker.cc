@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <tuple>
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <spdlog/spdlog.h>
 
 #include "pxs/reports/sr_builder.h"
@@ -47,6 +49,20 @@ SrModelInfo ToSrModel(const scoring::ModelInfo& m) {
   return out;
 }
 
+// The node's Device Observer UID must stay the same across restarts (it identifies this
+// installation in every SR), so it is generated once and kept in data_dir/node-uid.
+std::string DeviceObserverUid(const std::string& data_dir) {
+  fs::path file = fs::path(data_dir) / "node-uid";
+  std::ifstream in(file);
+  std::string uid;
+  if (in && std::getline(in, uid) && !uid.empty()) return uid;
+  char buf[100];
+  dcmGenerateUniqueIdentifier(buf, SITE_INSTANCE_UID_ROOT);
+  uid = buf;
+  std::ofstream(file) << uid << "\n";
+  return uid;
+}
+
 std::string HostName() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "pxsnode";
@@ -57,7 +73,8 @@ std::string HostName() {
 
 ReportMaker::ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
                          std::function<void()> on_recorded)
-    : options_(options), db_(db), model_(model), on_recorded_(std::move(on_recorded)) {}
+    : options_(options), db_(db), model_(model), on_recorded_(std::move(on_recorded)),
+      device_observer_uid_(DeviceObserverUid(options.data_dir)) {}
 
 void ReportMaker::SetSendTo(const std::vector<std::string>& send_to) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -124,6 +141,7 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   in.node.station_name = options_.ae_title;
   in.node.ae_title = options_.ae_title;
   in.node.device_observer_name = HostName();
+  in.node.device_observer_uid = device_observer_uid_;
 
   fs::path rel = fs::path("reports") / job.study_uid / ("sr-v" + std::to_string(in.version) + ".dcm");
   fs::path out = fs::path(options_.data_dir) / rel;

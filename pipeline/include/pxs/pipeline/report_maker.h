@@ -46,6 +46,7 @@ class ReportMaker {
   Database* db_;
   const scoring::ModelInfo* model_;
   std::function<void()> on_recorded_;
+  std::string device_observer_uid_;
   std::mutex mu_;  // guards options_.send_to
 };
 
