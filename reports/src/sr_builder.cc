@@ -368,7 +368,24 @@ std::string TrackingUidForPatient(const std::string& patient_id, const std::stri
   return UidFromName("PXS\\" + issuer + "\\" + patient_id);
 }
 
+// Numbers that cannot be written as DS (NaN, infinity) are refused up front, naming
+// which one, rather than producing an SR a PACS would reject.
+Status CheckFinite(const SrInput& in) {
+  auto bad = [&](const std::string& what) {
+    return Status::InvalidArgument(in.source_image_path + ": " + what + " is not a finite number");
+  };
+  if (!std::isfinite(in.pxs)) return bad("PXS");
+  if (in.calibrated && !std::isfinite(*in.calibrated)) return bad("calibrated PXS");
+  for (const auto& p : in.priors) {
+    if (!std::isfinite(p.pxs)) return bad("PXS of prior study " + p.study_uid);
+    if (p.calibrated && !std::isfinite(*p.calibrated)) return bad("calibrated PXS of prior study " + p.study_uid);
+    if (p.siamese_change && !std::isfinite(*p.siamese_change)) return bad("Siamese change to " + p.study_uid);
+  }
+  return Status::Ok();
+}
+
 StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& output_path) {
+  PXS_RETURN_IF_ERROR(CheckFinite(in));
   auto loaded = LoadSource(in.source_image_path);
   if (!loaded.ok()) return loaded.status();
   SourceImage& src = **loaded;

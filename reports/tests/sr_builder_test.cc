@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -156,6 +158,23 @@ TEST(SrBuilderTest, RefusesMissingAndNonDicomSource) {
   r = BuildStructuredReport(in, (tmp.path() / "sr.dcm").string());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("text.dcm"), std::string::npos) << r.status().ToString();
+  EXPECT_FALSE(fs::exists(tmp.path() / "sr.dcm"));
+}
+
+TEST(SrBuilderTest, RefusesNonFiniteNumbers) {
+  TempDir tmp;
+  SrInput in;
+  in.model = DemoModel();
+  in.source_image_path = (tmp.path() / "any.dcm").string();
+  in.pxs = 3.0;
+  in.priors = {{"2.25.9", "20260101", "", "", std::nan(""), std::nullopt, "m", "1", std::nullopt}};
+  auto r = BuildStructuredReport(in, (tmp.path() / "sr.dcm").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("2.25.9"), std::string::npos) << r.status().ToString();
+  in.priors.clear();
+  in.pxs = std::numeric_limits<double>::infinity();
+  EXPECT_FALSE(BuildStructuredReport(in, (tmp.path() / "sr.dcm").string()).ok());
   EXPECT_FALSE(fs::exists(tmp.path() / "sr.dcm"));
 }
 
