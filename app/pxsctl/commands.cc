@@ -561,7 +561,7 @@ int RunPrune(const Context& ctx, const PruneOptions& opt) {
       PrintJson(Json{{"dry_run", true}, {"received_before", FormatTimeIso(cutoff)}, {"files", candidates->size()},
                      {"bytes", bytes}, {"paths", files}});
     } else {
-      std::cout << "Dry run: " << candidates->size() << " file(s), " << bytes << " bytes received before "
+      std::cout << "Dry run: " << candidates->size() << " file(s), " << FormatBytes(bytes) << ", received before "
                 << FormatTimeShort(cutoff) << " would be deleted (results and embeddings are kept).\n";
       for (size_t i = 0; i < candidates->size() && i < 20; ++i) std::cout << "  " << (*candidates)[i].file_path << '\n';
       if (candidates->size() > 20) std::cout << "  ...\n";
@@ -598,7 +598,7 @@ int RunPrune(const Context& ctx, const PruneOptions& opt) {
     details["error_details"] = errors;
     PrintJson(details);
   } else {
-    std::cout << "Deleted " << deleted.size() << " file(s), " << deleted_bytes << " bytes; results kept.\n";
+    std::cout << "Deleted " << deleted.size() << " file(s), " << FormatBytes(deleted_bytes) << "; results kept.\n";
     for (const auto& e : errors) {
       std::cout << "FAILED  " << e["file_path"].get<std::string>() << ": " << e["error"].get<std::string>() << '\n';
     }

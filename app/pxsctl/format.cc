@@ -90,6 +90,19 @@ std::string FormatNumber(std::optional<double> value, int decimals, bool with_si
   return buf;
 }
 
+std::string FormatBytes(uint64_t bytes) {
+  static const char* const kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f %s" : "%.1f %s", value, kUnits[unit]);
+  return buf;
+}
+
 std::optional<int64_t> ParseDateUtcMs(const std::string& text) {
   std::string digits;
   for (char c : text) {
@@ -127,7 +140,8 @@ std::string Sparkline(const std::vector<double>& values) {
   const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
   std::string line;
   for (double v : values) {
-    int level = *hi > *lo ? static_cast<int>(std::lround((v - *lo) / (*hi - *lo) * 7)) : 3;
+    // A flat series sits at the bottom when it is all zeros, mid-height otherwise.
+    int level = *hi > *lo ? static_cast<int>(std::lround((v - *lo) / (*hi - *lo) * 7)) : (v == 0 ? 0 : 3);
     line += kBlocks[std::clamp(level, 0, 7)];
   }
   return line;

@@ -29,6 +29,7 @@ std::string FormatTimeIso(int64_t unix_ms);
 std::string FormatDicomDate(const std::string& da);
 // "1h 02m", "35s", "120 ms" for durations.
 std::string FormatDuration(double ms);
+std::string FormatBytes(uint64_t bytes);  // "1.5 GiB"
 std::string FormatNumber(std::optional<double> value, int decimals = 2, bool with_sign = false);
 // Start of a UTC day from "YYYY-MM-DD" or "YYYYMMDD"; nullopt when malformed.
 std::optional<int64_t> ParseDateUtcMs(const std::string& text);

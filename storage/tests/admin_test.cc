@@ -1,0 +1,183 @@
+// pxs::AdminDatabase (pxsctl's queries and maintenance) against real SQLite files.
+#include "pxs/storage/admin.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "test_db_util.h"
+
+namespace pxs {
+namespace {
+
+using testing_util::MakeInstance;
+using testing_util::MakeScore;
+using testing_util::ScratchDir;
+
+int64_t Now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class AdminTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = Database::Open(dir_.db(), Database::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    db_ = std::move(*db);
+  }
+  std::unique_ptr<AdminDatabase> Admin(Database::Mode mode = Database::Mode::kReadOnly) {
+    auto admin = AdminDatabase::Open(dir_.db(), mode);
+    EXPECT_TRUE(admin.ok()) << admin.status().ToString();
+    return admin.ok() ? std::move(*admin) : nullptr;
+  }
+  // Claims everything queued and scores it: pxs from the map, absent = fail for good.
+  void ScoreQueued(const std::map<std::string, double>& pxs, int64_t scored_at_ms = 1'700'000'060'000) {
+    auto jobs = db_->ClaimJobs(1000);
+    ASSERT_TRUE(jobs.ok());
+    for (const Job& job : *jobs) {
+      auto it = pxs.find(job.sop_instance_uid);
+      if (it == pxs.end()) {
+        ASSERT_TRUE(db_->FailJobAttempt(job.id, "unreadable", 1).ok());
+      } else {
+        ASSERT_TRUE(db_->CompleteJob(MakeScore(job.id, it->second, scored_at_ms)).ok());
+      }
+    }
+  }
+
+  ScratchDir dir_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(AdminTest, StudyHistoryAveragesEachStudyAndComparesWithThePreviousScoredOne) {
+  ASSERT_TRUE(db_->RecordInstances({MakeInstance("1.1", "9.1", "P1", "20200101"), MakeInstance("1.2", "9.1", "P1", "20200101"),
+                                    MakeInstance("1.3", "9.2", "P1", "20200601"),  // will fail: no PXS
+                                    MakeInstance("1.4", "9.3", "P1", "20210101")},
+                                   nullptr)
+                  .ok());
+  ScoreQueued({{"1.1", 2.0}, {"1.2", 4.0}, {"1.4", 5.0}});
+  auto admin = Admin();
+  auto history = admin->StudyHistory({"P1", "HOSP"});
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 3u);
+  const auto& first = (*history)[0];
+  EXPECT_EQ(first.study_uid, "9.1");
+  EXPECT_EQ(first.instances, 2);
+  EXPECT_EQ(first.scored, 2);
+  EXPECT_DOUBLE_EQ(*first.pxs, 3.0);
+  EXPECT_FALSE(first.change_from_previous);
+  EXPECT_EQ(first.model, "pxs-densenet121 1.0");
+  EXPECT_FALSE((*history)[1].pxs);
+  EXPECT_FALSE((*history)[1].change_from_previous);
+  EXPECT_DOUBLE_EQ(*(*history)[2].change_from_previous, 2.0);  // vs 9.1, skipping unscored 9.2
+  EXPECT_TRUE(admin->StudyHistory({"P1", "OTHER"})->empty());
+  EXPECT_EQ(admin->PatientsWithId("P1")->size(), 1u);
+}
+
+TEST_F(AdminTest, FindPatientsMatchesPrefixesLiterally) {
+  auto a = MakeInstance("1.1", "9.1", "A_1");
+  auto b = MakeInstance("1.2", "9.2", "AB1");
+  b.patient_name = "Smith^Jane";
+  ASSERT_TRUE(db_->RecordInstances({a, b}, nullptr).ok());
+  auto admin = Admin();
+  auto hits = admin->FindPatients("A_", 10);
+  ASSERT_EQ(hits->size(), 1u);  // '_' is not a wildcard here
+  EXPECT_EQ((*hits)[0].patient_id, "A_1");
+  hits = admin->FindPatients("smi", 10);  // names, case-insensitive
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].patient_id, "AB1");
+  EXPECT_EQ((*hits)[0].instances, 1);
+  EXPECT_EQ(admin->FindPatients("", 1)->size(), 1u);  // limit
+  EXPECT_TRUE(admin->FindPatients("zzz", 10)->empty());
+}
+
+TEST_F(AdminTest, StatsCountStatesAndMeasureLatencies) {
+  const int64_t now = Now();
+  ASSERT_TRUE(db_->RecordInstances({MakeInstance("1.1", "9.1", "P1", "20200101", now - 10'000),
+                                    MakeInstance("1.2", "9.2", "P1", "20200201", now - 20'000),
+                                    MakeInstance("1.3", "9.3", "P2", "20200201", now)},
+                                   nullptr)
+                  .ok());
+  auto jobs = db_->ClaimJobs(2);
+  ASSERT_EQ(jobs->size(), 2u);
+  ASSERT_TRUE(db_->CompleteJob(MakeScore((*jobs)[0].id, 1.0, now - 5'000)).ok());  // 1.1: 5 s
+  ASSERT_TRUE(db_->CompleteJob(MakeScore((*jobs)[1].id, 1.0, now - 5'000)).ok());  // 1.2: 15 s
+  ASSERT_TRUE(db_->RecordReport("2.1", "9.1", 1, "r.dcm", {"PACS", "ARCHIVE"}).ok());
+  auto due = db_->DueReports(now + 60'000, 10);
+  ASSERT_EQ(due->size(), 2u);
+  ASSERT_TRUE(db_->MarkReportSent((*due)[0].id).ok());
+
+  auto stats = Admin()->ComputeStats(Now() + 1);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->patients, 2);
+  EXPECT_EQ(stats->studies, 3);
+  EXPECT_EQ(stats->instances, 3);
+  EXPECT_EQ(stats->jobs_by_state.at("scored"), 2);
+  EXPECT_EQ(stats->jobs_by_state.at("queued"), 1);
+  EXPECT_EQ(stats->jobs_by_state.at("failed"), 0);
+  EXPECT_EQ(stats->reports_by_state.at("sent"), 1);
+  EXPECT_EQ(stats->reports_by_state.at("pending"), 1);
+  ASSERT_EQ(stats->scores_per_hour.size(), 24u);
+  EXPECT_EQ(stats->scores_per_hour.back(), 2);
+  EXPECT_EQ(stats->receipt_to_score.count, 2);
+  EXPECT_DOUBLE_EQ(stats->receipt_to_score.p50_ms, 5'000);
+  EXPECT_DOUBLE_EQ(stats->receipt_to_score.max_ms, 15'000);
+  EXPECT_EQ(stats->receipt_to_report_sent.count, 1);
+  EXPECT_GE(stats->receipt_to_report_sent.p50_ms, 10'000);
+  EXPECT_LT(stats->receipt_to_report_sent.p50_ms, 60'000);
+}
+
+TEST_F(AdminTest, PruneKeepsUnfinishedWorkAndRetryCannotRevivePrunedFiles) {
+  const int64_t old = Now() - 100LL * 24 * 3600 * 1000;
+  ASSERT_TRUE(db_->RecordInstances({MakeInstance("1.1", "9.1", "P1", "20200101", old),
+                                    MakeInstance("1.2", "9.2", "P1", "20200101", old),
+                                    MakeInstance("1.3", "9.3", "P1", "20200101", old),
+                                    MakeInstance("1.4", "9.4", "P1", "20200101", Now())},
+                                   nullptr)
+                  .ok());
+  auto jobs = db_->ClaimJobs(2);  // 1.1 scored, 1.2 failed; 1.3 stays queued
+  ASSERT_TRUE(db_->CompleteJob(MakeScore((*jobs)[0].id, 1.0)).ok());
+  ASSERT_TRUE(db_->FailJobAttempt((*jobs)[1].id, "unreadable", 1).ok());
+
+  auto admin = Admin(Database::Mode::kReadWrite);
+  auto candidates = admin->PruneCandidates(Now() - 30LL * 24 * 3600 * 1000);
+  ASSERT_TRUE(candidates.ok());
+  std::vector<std::string> uids;
+  std::vector<int64_t> ids;
+  for (const auto& c : *candidates) {
+    uids.push_back(c.sop_instance_uid);
+    ids.push_back(c.instance_id);
+  }
+  EXPECT_EQ(uids, (std::vector<std::string>{"1.1", "1.2"}));
+  ASSERT_TRUE(admin->MarkPruned(ids, Now()).ok());
+  EXPECT_TRUE(admin->PruneCandidates(Now())->empty());  // 1.3 and 1.4 are not final yet
+  std::vector<std::string> recorded;
+  ASSERT_TRUE(admin->ForEachRecordedFile([&](const RecordedFile& f) { recorded.push_back(f.sop_instance_uid); }).ok());
+  EXPECT_EQ(recorded, (std::vector<std::string>{"1.3", "1.4"}));
+  auto retried = admin->Retry("1.2", Now());
+  ASSERT_TRUE(retried.ok());
+  EXPECT_EQ(retried->jobs_requeued, 0);
+  EXPECT_EQ(retried->skipped_pruned, 1);
+  EXPECT_EQ(admin->RetryAllFailed(Now())->skipped_pruned, 1);
+  EXPECT_EQ(*db_->CountJobs(JobState::kFailed), 1);
+  // The score of the pruned instance is still there.
+  EXPECT_EQ(db_->PatientHistory({"P1", "HOSP"})->size(), 1u);
+  EXPECT_EQ(admin->Retry("no.such.uid", Now()).status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(AdminTest, AuditRowsAreStoredNewestFirst) {
+  auto admin = Admin(Database::Mode::kReadWrite);
+  ASSERT_TRUE(admin->AddAudit({1000, "alice", "retry", "{\"target\":\"all-failed\"}"}).ok());
+  ASSERT_TRUE(admin->AddAudit({2000, "bob", "prune", "{\"deleted\":3}"}).ok());
+  auto entries = Admin()->RecentAudit(10);
+  ASSERT_TRUE(entries.ok());
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[0].unix_user, "bob");
+  EXPECT_EQ((*entries)[0].action, "prune");
+  EXPECT_EQ((*entries)[1].at_ms, 1000);
+  EXPECT_EQ((*entries)[1].details, "{\"target\":\"all-failed\"}");
+}
+
+TEST_F(AdminTest, QuickCheckIsOkOnAHealthyDatabase) { EXPECT_EQ(*Admin()->QuickCheck(), "ok"); }
+
+}  // namespace
+}  // namespace pxs
