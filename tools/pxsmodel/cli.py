@@ -16,7 +16,9 @@ DEFAULT_INTENDED_USE = ("Research use: pulmonary x-ray severity (PXS) score of a
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for PyTorch (default: PyTorch's choice)")
+                   help="CPU threads for PyTorch (default: PyTorch's choice). On a machine busy "
+                        "with other work, 1 can be many times faster than 2 (OpenMP threads "
+                        "wait for each other)")
 
 
 def build_parser() -> argparse.ArgumentParser:

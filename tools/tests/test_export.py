@@ -54,7 +54,7 @@ class ExportTest(unittest.TestCase):
         cls.code, cls.out, cls.err = helpers.run_cli([
             "export", "--checkpoint", cls.checkpoint, "--anchors", cls.anchors,
             "--out", cls.package_path, "--name", "test-pxs", "--version", "0.1.0",
-            "--input-size", "64", "--resize", "72", "--threads", "2"])
+            "--input-size", "64", "--resize", "72", "--threads", "1"])
 
     @classmethod
     def tearDownClass(cls):

@@ -16,7 +16,7 @@ def train_args(images, labels, out, *extra):
             "--backbone", "compact", "--embedding-dim", "16", "--input-size", "32",
             "--epochs", "2", "--finetune-epochs", "1", "--pairs-per-epoch", "16",
             "--batch-size", "8", "--anchor-count", "4", "--test-fraction", "0.25",
-            "--val-fraction", "0.2", "--seed", "5", "--threads", "2", *extra]
+            "--val-fraction", "0.2", "--seed", "5", "--threads", "1", *extra]
 
 
 class TrainTest(unittest.TestCase):
