@@ -165,7 +165,7 @@ TEST_F(ScpEndToEnd, EveryManifestFileIsHandledAsTheManifestSays) {
     }
   }
   EXPECT_EQ(static_cast<int>(StoredFiles().size()), stored);
-  EXPECT_NE(sent.output.find("Rejected Presentation Context"), std::string::npos)
+  EXPECT_NE(sent.output.find("No presentation context for: (CT)"), std::string::npos)
       << "the CT file should have found no accepted presentation context";
 }
 
