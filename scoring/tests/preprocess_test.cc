@@ -158,6 +158,31 @@ TEST(Preprocess, OutputSizeAndModelInputNormalisation) {
   }
 }
 
+TEST(Preprocess, FusedPathEqualsStepByStep) {
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  const int sizes[][2] = {{97, 131}, {400, 300}, {336, 336}, {500, 77}};
+  for (auto [w, h] : sizes) {
+    for (int variant = 0; variant < 4; ++variant) {
+      std::vector<uint16_t> v;
+      for (int i = 0; i < w * h; ++i) {
+        const int x = i % w, y = i / w;
+        v.push_back(static_cast<uint16_t>((x * 9 + y * 5 + (next() >> 24)) % 4096));
+      }
+      DecodedImage d = Gray(w, h, v);
+      d.monochrome1 = variant & 1;
+      PreprocessingParams p;
+      p.equalize_histogram = (variant & 2) == 0;
+      p.resize_short_side = 72;
+      p.center_crop = 64;
+      auto fused = Preprocess(d, p);
+      auto steps = PreprocessStepByStep(d, p);
+      ASSERT_TRUE(fused.ok() && steps.ok()) << w << "x" << h;
+      EXPECT_EQ(fused->gray.pixels, steps->gray.pixels) << w << "x" << h << " variant " << variant;
+    }
+  }
+}
+
 TEST(Preprocess, TooSmallForTheCropIsRefused) {
   PreprocessingParams p;  // 336 / 320
   // 4000x2 resizes to (int(336*4000/2), 336): fine; but a crop larger than the short side is

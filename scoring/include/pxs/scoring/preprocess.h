@@ -55,8 +55,11 @@ void ResizedSize(int width, int height, int short_side, int* out_width, int* out
 // round((h - size) / 2), round((w - size) / 2) with Python's round half to even.
 StatusOr<Image8> CenterCrop(const Image8& image, int size);
 
-// All of the above, as the package's parameters say.
+// All of the above, as the package's parameters say. Without autocrop it runs a fused,
+// faster path with identical output.
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params);
+// The same, one step after the other (reference for the fused path; used with autocrop).
+StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params);
 
 // The float model input, channel-major [3][H][W]: v / 255, then (x - mean) / std.
 std::vector<float> ToModelInput(const PreprocessedImage& image, const PreprocessingParams& params);
