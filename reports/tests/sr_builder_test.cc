@@ -376,6 +376,18 @@ TEST(SrBuilderTest, Latin1SourceIsCopiedAsUtf8AndPredecessorIsReferenced) {
   EXPECT_EQ(c1->intended_use, in.model.intended_use);
   EXPECT_EQ(c1->summary.rfind("PXS 1.2 (normal/minimal; baseline, no prior)", 0), 0u) << c1->summary;
 
+  // Two scored images: both in the image library and the evidence, still valid.
+  SrInput two = in;
+  two.scored_images = {{Header(latin1, DCM_SOPClassUID), Header(latin1, DCM_SOPInstanceUID), ""},
+                       {"1.2.840.10008.5.1.4.1.1.1", "2.25.31415926535", ""}};
+  const std::string both = (tmp.path() / "two-images.dcm").string();
+  ASSERT_TRUE(BuildStructuredReport(two, both).ok());
+  ExpectValidSr(both);
+  auto c_both = ReadStructuredReport(both);
+  ASSERT_TRUE(c_both.ok());
+  EXPECT_EQ(c_both->referenced_image_uids,
+            (std::vector<std::string>{Header(latin1, DCM_SOPInstanceUID), "2.25.31415926535"}));
+
   in.version = 2;
   in.predecessor = SrPredecessor{r1->sop_instance_uid, "", r1->series_uid, ""};
   const std::string v2 = (tmp.path() / "v2.dcm").string();

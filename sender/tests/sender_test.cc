@@ -218,6 +218,47 @@ TEST(StoreFilesTest, UnreachableReceiverAndUnreadableFileAreReported) {
   EXPECT_NE(results[1].error.find("junk.dcm"), std::string::npos) << results[1].error;
 }
 
+TEST(StoreFilesTest, ReceiverAbortingMidBatchFailsTheRestWithTheReason) {
+  TempDir tmp;
+  StoreScp pacs(FreeLoopbackPort(), tmp.path() / "pacs", tmp.path() / "pacs.log", {"--abort-after"});
+  pacs.Start();
+  std::vector<std::string> files;
+  for (int i = 0; i < 3; ++i) {
+    fs::path p = tmp.path() / ("sr" + std::to_string(i) + ".dcm");
+    WriteSr(p, i);
+    files.push_back(p.string());
+  }
+  auto results = StoreFiles({"127.0.0.1", pacs.port(), "PACS"}, files, StoreOptions{});
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& r : results) {
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.dimse_status, 0xFFFF) << "no response was received";
+    EXPECT_FALSE(r.error.empty());
+  }
+  EXPECT_NE(results[1].error.find("lost"), std::string::npos) << results[1].error;
+}
+
+TEST(StoreFilesTest, SlowReceiverHitsTheDimseTimeout) {
+  TempDir tmp;
+  StoreScp pacs(FreeLoopbackPort(), tmp.path() / "pacs", tmp.path() / "pacs.log", {"--sleep-during", "4"});
+  pacs.Start();
+  fs::path sr = tmp.path() / "sr.dcm";
+  WriteSr(sr, 1);
+  StoreOptions opts;
+  opts.dimse_timeout_s = 1;
+  // After the timeout DCMTK aborts and waits for the peer to close, up to the ACSE
+  // (ARTIM) timeout: the worst case for a hung receiver is DIMSE + ACSE timeout.
+  opts.acse_timeout_s = 1;
+  const auto started = std::chrono::steady_clock::now();
+  auto results = StoreFiles({"127.0.0.1", pacs.port(), "PACS"}, {sr.string()}, opts);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_FALSE(results[0].error.empty());
+  EXPECT_LT(waited, std::chrono::milliseconds(3500)) << "the 1 s DIMSE and ACSE timeouts must cut the wait short; error: "
+                                                    << results[0].error;
+}
+
 // The node's own SR (reports/ builder) arrives unchanged: same SOP Instance UID, same
 // numbers when read back from the receiver's copy.
 TEST(StoreFilesTest, BuiltSrArrivesWithItsContent) {

@@ -20,8 +20,10 @@ struct StoreTarget {
 struct StoreOptions {
   std::string calling_ae = "PXSNODE";
   int connect_timeout_s = 10;  // TCP connect
-  int acse_timeout_s = 30;     // association negotiation and release
+  int acse_timeout_s = 30;     // association negotiation, release, and after an abort
+                               // the wait for the peer to close (DCMTK's ARTIM timer)
   int dimse_timeout_s = 60;    // waiting for each C-STORE response
+  // So a receiver that hangs holds the sender for at most dimse + acse timeout.
   uint32_t max_pdu = 65536;
 };
 
