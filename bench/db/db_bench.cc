@@ -7,12 +7,14 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "pxs/storage/admin.h"
 #include "pxs/storage/database.h"
@@ -64,14 +66,47 @@ double TimeProcess(const std::string& command, int* exit_code, double* first_ms)
   return runs[runs.size() / 2];
 }
 
+// Durable ingest (synchronous=FULL, as the node runs): `threads` callers each record
+// `calls` single-instance batches, like SCP associations. Returns instances/second;
+// with group commit, more threads should share fsyncs instead of queueing for them.
+double IngestRate(const std::string& dir, int threads, int calls) {
+  const std::string path = dir + "/ingest_" + std::to_string(threads) + ".db";
+  auto opened = pxs::Database::Open(path, pxs::Database::Mode::kReadWrite);
+  if (!opened.ok()) return Check(opened.status(), "open ingest db"), 0.0;
+  pxs::Database& db = **opened;
+  std::atomic<int> errors{0};
+  auto start = Clock::now();
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (int c = 0; c < calls; ++c) {
+        pxs::ReceivedInstance in;
+        in.sop_instance_uid = "1.2.826.0.1.3680043.10.9." + std::to_string(t) + "." + std::to_string(c);
+        in.study_uid = "1.2.826.0.1.3680043.10.8." + std::to_string(t) + "." + std::to_string(c / 2);
+        in.patient = {PatientId(c % 50), "HOSP"};
+        in.file_path = "dicom/" + in.sop_instance_uid + ".dcm";
+        in.sha256 = std::string(64, '0');
+        if (!db.RecordInstances({in}, nullptr).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  const double seconds = MsSince(start) / 1000;
+  opened->reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  if (errors) std::cerr << "db_bench: " << errors << " ingest errors\n";
+  return threads * calls / seconds;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"db_bench: generate a large PXS node database and time history/queue queries"};
   int instances = 1'000'000, patients = 200'000, queries = 200, embedding_dim = 128, chunk = 20'000;
+  int ingest_calls = 200;
   double queued_fraction = 0.01, failed_fraction = 0.005, report_fraction = 0.05;
   std::string dir;
-  bool keep = false;
+  bool keep = false, reuse = false;
   std::string pxsctl = PXS_BINARY_DIR "/bin/pxsctl";
   app.add_option("--instances", instances, "instances to generate")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--patients", patients, "patients they belong to")->capture_default_str()->check(CLI::PositiveNumber);
@@ -81,6 +116,9 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "scratch folder (default: a new one under the system temp dir)");
   app.add_option("--pxsctl", pxsctl, "pxsctl binary for the process timings")->capture_default_str();
   app.add_flag("--keep", keep, "keep the generated database");
+  app.add_flag("--reuse", reuse, "time an existing database in --dir (from --keep) instead of generating one");
+  app.add_option("--ingest-calls", ingest_calls, "durable single-instance RecordInstances calls per thread")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (dir.empty()) {
@@ -93,14 +131,18 @@ int main(int argc, char** argv) {
   }
   std::filesystem::create_directories(dir);
   const std::string path = pxs::DatabasePathFor(dir);
-  std::filesystem::remove(path);
-  std::cout << "Generating " << instances << " instances over " << patients << " patients in " << path << '\n';
+  if (reuse && !std::filesystem::exists(path)) {
+    std::cerr << "db_bench: --reuse: " << path << " does not exist\n";
+    return 1;
+  }
+  if (!reuse) std::filesystem::remove(path);
+  std::cout << (reuse ? "Reusing " : "Generating ") << instances << " instances over " << patients << " patients in " << path << '\n';
 
   std::mt19937_64 rng(42);
   std::vector<int> studies_of_patient(static_cast<size_t>(patients), 0);
   const int to_leave_queued = static_cast<int>(queued_fraction * instances);
   auto gen_start = Clock::now();
-  {
+  if (!reuse) {
     auto opened = pxs::Database::OpenNonDurableForBenchmark(path);
     if (!opened.ok()) return Check(opened.status(), "open"), 1;
     pxs::Database& db = **opened;
@@ -184,9 +226,9 @@ int main(int argc, char** argv) {
       if ((first / chunk) % 10 == 9) std::cout << "  " << first + count << " instances\n" << std::flush;
     }
   }
-  const double generate_s = MsSince(gen_start) / 1000;
+  const double generate_s = reuse ? 0.0 : MsSince(gen_start) / 1000;
   const auto db_bytes = std::filesystem::file_size(path);
-  std::cout << "Generated in " << generate_s << " s; database " << db_bytes / (1024 * 1024) << " MiB\n";
+  std::cout << (reuse ? "Existing" : "Generated in " + std::to_string(generate_s) + " s;") << " database " << db_bytes / (1024 * 1024) << " MiB\n";
 
   auto admin = pxs::AdminDatabase::Open(path, pxs::Database::Mode::kReadOnly);
   if (!admin.ok()) return Check(admin.status(), "open read-only"), 1;
@@ -195,6 +237,7 @@ int main(int argc, char** argv) {
 
   std::vector<double> history_ms, worker_history_ms, queue_ms;
   size_t studies_seen = 0;
+  std::string sample_patient;  // one that exists, for the process timing
   std::uniform_int_distribution<int> pick(0, patients - 1);
   for (int q = 0; q < queries; ++q) {
     const std::string id = PatientId(pick(rng));
@@ -207,6 +250,7 @@ int main(int argc, char** argv) {
     if (!history.ok()) return Check(history.status(), "StudyHistory"), 1;
     history_ms.push_back(MsSince(start));
     studies_seen += history->size();
+    sample_patient = id;
 
     start = Clock::now();
     auto scores = (*reader)->PatientHistory(keys->front());  // the report worker's query (with embeddings)
@@ -224,9 +268,13 @@ int main(int argc, char** argv) {
   const std::string base = pxsctl + " --db " + path + " ";
   double history_first_ms = 0, queue_first_ms = 0;
   const double history_process_ms =
-      TimeProcess(base + "history " + PatientId(pick(rng)), &history_rc, &history_first_ms);
+      TimeProcess(base + "history " + sample_patient, &history_rc, &history_first_ms);
   const double queue_process_ms = TimeProcess(base + "queue", &queue_rc, &queue_first_ms);
 
+  const double ingest_1 = IngestRate(dir, 1, ingest_calls);
+  const double ingest_4 = IngestRate(dir, 4, ingest_calls);
+  std::printf("durable ingest, 1-instance batches:   1 thread %.0f/s, 4 threads %.0f/s (group commit)\n", ingest_1,
+              ingest_4);
   std::printf("history query (pxsctl history):       p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu runs, %.1f studies/patient)\n",
               history.p50, history.p99, history.max, history_ms.size(),
               history_ms.empty() ? 0.0 : static_cast<double>(studies_seen) / static_cast<double>(history_ms.size()));
@@ -255,7 +303,9 @@ int main(int argc, char** argv) {
                                 {"pxsctl_queue_process_ms", queue_process_ms},
                                 {"pxsctl_history_process_first_ms", history_first_ms},
                                 {"pxsctl_queue_process_first_ms", queue_first_ms},
-                                {"pxsctl_exit_codes", {history_rc, queue_rc}}};
+                                {"pxsctl_exit_codes", {history_rc, queue_rc}},
+                                {"durable_ingest_per_s_1_thread", ingest_1},
+                                {"durable_ingest_per_s_4_threads", ingest_4}};
   if (!keep) {
     admin->reset();
     reader->reset();
