@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 namespace pxs {
@@ -59,6 +60,14 @@ bool AssociationLost(const OFCondition& cond) {
 
 }  // namespace
 
+void DisableNagleForDcmtk() {
+  // DCMTK 3.6.7 leaves Nagle's algorithm on unless TCP_NODELAY is set in the
+  // environment; a small SR would then wait on delayed ACKs. overwrite=0 keeps an
+  // operator's explicit choice.
+  static std::once_flag once;
+  std::call_once(once, [] { ::setenv("TCP_NODELAY", "1", 0); });
+}
+
 std::string DimseStatusText(uint16_t status) {
   char hex[16];
   std::snprintf(hex, sizeof hex, "0x%04X", status);
@@ -78,10 +87,7 @@ std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::ve
   }
   if (sop_classes.empty()) return results;
 
-  // DCMTK 3.6.7 leaves Nagle's algorithm on unless TCP_NODELAY is set in the
-  // environment; one small SR per round trip would otherwise wait on delayed ACKs.
-  // overwrite=0 keeps an operator's explicit choice.
-  ::setenv("TCP_NODELAY", "1", 0);
+  DisableNagleForDcmtk();
 
   DcmSCU scu;
   scu.setAETitle(options.calling_ae.c_str());

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -200,6 +201,9 @@ TEST(StoreFilesTest, BatchOverOneAssociationArrivesIntact) {
   }
   EXPECT_EQ(pacs.ReceivedUids(), uids);
   EXPECT_EQ(pacs.AssociationsSeen(), 1) << "a batch must reuse one association";
+  // DCMTK disables Nagle's algorithm only when TCP_NODELAY is set in the environment.
+  ASSERT_NE(std::getenv("TCP_NODELAY"), nullptr);
+  EXPECT_NE(std::string(std::getenv("TCP_NODELAY")), "0");
 }
 
 TEST(StoreFilesTest, UnreachableReceiverAndUnreadableFileAreReported) {

@@ -41,10 +41,16 @@ struct StoreFileResult {
 // (same order as files); a failure that stops the association (refused, aborted)
 // fails the files not yet sent, with that reason. Presentation contexts are proposed
 // for the SOP classes found in the files (Explicit and Implicit VR Little Endian).
-// Disables Nagle's algorithm on the socket (DCMTK reads TCP_NODELAY from the
-// environment; it is set to 1 unless the operator set it).
+// Disables Nagle's algorithm on the socket (see DisableNagleForDcmtk()).
 std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::vector<std::string>& files,
                                         const StoreOptions& options);
+
+// Turns Nagle's algorithm off for every DCMTK association of the process (DCMTK 3.6.7
+// has no API for it; it reads the TCP_NODELAY environment variable, which this sets
+// to 1 unless the operator set it). setenv() is not safe while other threads read the
+// environment, so call it at start-up before any thread runs; StoreFiles() calls it
+// too (once), for programs that did not.
+void DisableNagleForDcmtk();
 
 // Human-readable text of a C-STORE status, e.g. "0xA700 Refused: Out of Resources".
 std::string DimseStatusText(uint16_t status);
