@@ -142,14 +142,27 @@ StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
 }
 
 // The priors sorted oldest first, and which of them the current study is compared to.
+// Studies dated after this one (an old study received late) are not priors of it and
+// are left out; a study without a date cannot be placed and is kept.
 struct PriorPlan {
   std::vector<const SrPriorStudy*> sorted;
   const SrPriorStudy* compared = nullptr;  // most recent prior with the same model
+  size_t later_studies_left_out = 0;
 };
 
-PriorPlan PlanPriors(const SrInput& in) {
+PriorPlan PlanPriors(const SrInput& in, const std::string& study_uid, const std::string& study_date,
+                     const std::string& study_time) {
   PriorPlan plan;
-  for (const auto& p : in.priors) plan.sorted.push_back(&p);
+  for (const auto& p : in.priors) {
+    if (p.study_uid == study_uid) continue;  // this study itself is not its own prior
+    const bool later = !study_date.empty() && !p.study_date.empty() &&
+                       std::tie(p.study_date, p.study_time) > std::tie(study_date, study_time);
+    if (later) {
+      ++plan.later_studies_left_out;
+      continue;
+    }
+    plan.sorted.push_back(&p);
+  }
   std::stable_sort(plan.sorted.begin(), plan.sorted.end(), [](auto* a, auto* b) {
     return std::tie(a->study_date, a->study_time) < std::tie(b->study_date, b->study_time);
   });
@@ -389,11 +402,11 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   auto loaded = LoadSource(in.source_image_path);
   if (!loaded.ok()) return loaded.status();
   SourceImage& src = **loaded;
-  const PriorPlan plan = PlanPriors(in);
+  const PriorPlan plan = PlanPriors(in, src.study_uid, src.study_date, src.study_time);
   const double stable_delta =
       in.stable_delta_override >= 0 ? in.stable_delta_override : in.model.trend.stable_delta;
   const int order = in.time_point_order > 0 ? in.time_point_order
-                                            : static_cast<int>(in.priors.size()) + 1;
+                                            : static_cast<int>(plan.sorted.size()) + 1;
   std::string tracking_uid = in.tracking_uid;
   if (tracking_uid.empty()) {
     tracking_uid = src.patient_id.empty() ? UidFromName("PXS\\study\\" + src.study_uid)

@@ -196,9 +196,9 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     in.model = DemoModel("1.1.0");
     in.node = TestNode();
     in.pxs = 7.4 + built * 0.01;
-    SrPriorStudy same{"2.25.111", "20260302", "101500", "2.25.112", 4.1, std::nullopt,
+    SrPriorStudy same{"2.25.111", "20000302", "101500", "2.25.112", 4.1, std::nullopt,
                       "pxs-demo-cxr14", "1.1.0", 13.75};
-    SrPriorStudy other{"2.25.221", "20260305", "090000", "", 6.0, std::nullopt, "pxs-demo-cxr14",
+    SrPriorStudy other{"2.25.221", "20000305", "090000", "", 6.0, std::nullopt, "pxs-demo-cxr14",
                        "1.0.0", std::nullopt};
     in.priors = {other, same};
     const std::string out = (tmp.path() / (row.at("file") + ".sr.dcm")).string();
@@ -234,7 +234,7 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     EXPECT_EQ(cur.algorithm_version, "1.1.0");
     ASSERT_EQ(cur.algorithm_parameters.size(), 1u);
     EXPECT_NE(cur.algorithm_parameters[0].find("stable_delta=1"), std::string::npos);
-    // Priors oldest first: the comparable one (03-02), then the other model's (03-05).
+    // Priors oldest first: the comparable one (2000-03-02), then the other model's (03-05).
     EXPECT_EQ(c->groups[1].study_uid, "2.25.111");
     EXPECT_EQ(c->groups[1].pxs, 4.1);
     EXPECT_EQ(c->groups[1].comparison_note, "");
@@ -246,13 +246,44 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     for (const auto& g : c->groups) EXPECT_EQ(g.tracking_uid, cur.tracking_uid);
     EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(row.at("patient_id"), Header(source, DCM_IssuerOfPatientID)));
     char expected_summary[128];
-    std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2026-03-02: 4.1; %+.1f, worsened)",
+    std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2000-03-02: 4.1; %+.1f, worsened)",
                   in.pxs, in.pxs - 4.1);
     EXPECT_EQ(c->summary.rfind(expected_summary, 0), 0u) << c->summary;
     EXPECT_EQ(r->summary, c->summary);
     ++built;
   }
   EXPECT_GE(built, 10) << "expected the manifest to list at least 10 scorable files";
+}
+
+TEST(SrBuilderTest, StudiesDatedAfterThisOneAreNotPriors) {
+  const fs::path source = kSharedData / "dicom" / "cr_mono2_explicit_le.dcm";
+  if (!fs::exists(source)) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/dicom not found (shared test data is not present on this machine)";
+  }
+  const std::string date = Header(source.string(), DCM_StudyDate);
+  ASSERT_EQ(date.size(), 8u);
+  TempDir tmp;
+  SrInput in;
+  in.source_image_path = source.string();
+  in.model = DemoModel();
+  in.node = TestNode();
+  in.pxs = 6.0;
+  in.priors = {{"2.25.100", "19990101", "", "", 2.0, std::nullopt, "pxs-demo-cxr14", "1.0.0", 4.0},
+               {"2.25.200", "29991231", "", "", 9.5, std::nullopt, "pxs-demo-cxr14", "1.0.0", 7.0},
+               {Header(source.string(), DCM_StudyInstanceUID), date, "", "", 6.0, std::nullopt,
+                "pxs-demo-cxr14", "1.0.0", std::nullopt}};
+  const std::string out = (tmp.path() / "sr.dcm").string();
+  auto r = BuildStructuredReport(in, out);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ExpectValidSr(out);
+  auto c = ReadStructuredReport(out);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->groups.size(), 2u) << "only the 1999 study is a prior";
+  EXPECT_EQ(c->groups[1].study_uid, "2.25.100");
+  EXPECT_EQ(c->groups[0].time_point_order, 2);
+  EXPECT_EQ(c->groups[0].pxs_change, 4.0);
+  EXPECT_EQ(c->groups[0].siamese_change, 4.0);
+  EXPECT_EQ(c->groups[0].trend, "worsened");
 }
 
 // The synthetic courses of ../shared/data/longitudinal: each study's SR compares with

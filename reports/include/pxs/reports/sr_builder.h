@@ -91,10 +91,12 @@ struct SrInput {
   SrModelInfo model;
   double pxs = 0;
   std::optional<double> calibrated;
-  // Priors of the same patient, any order (sorted by date/time inside). Priors scored
-  // by another model name or version are listed but not compared numerically.
+  // Other scored studies of the same patient, any order (sorted by date/time inside).
+  // Those scored by another model name or version are listed but not compared
+  // numerically; those dated after this study (received late) are left out.
   std::vector<SrPriorStudy> priors;
-  // 1 for the patient's first (baseline) study. 0: derived as priors.size() + 1.
+  // 1 for the patient's first (baseline) study. 0: derived as 1 + the number of
+  // priors not dated after this study.
   int time_point_order = 0;
   // Empty: TrackingUidForPatient(patient id, issuer) of the source image (or, for a
   // patient without id, a UID derived from the study so it is at least stable).
