@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-BACKBONES = ("densenet121", "resnet18", "compact")
+BACKBONES = ("densenet121", "resnet18", "compact", "compact-gn")
 
 
 class CompactCnn(nn.Module):
@@ -24,17 +24,23 @@ class CompactCnn(nn.Module):
     Global pooling makes it independent of the input size.
     """
 
-    def __init__(self, embedding_dim: int = 128, width: int = 16):
+    def __init__(self, embedding_dim: int = 128, width: int = 16, group_norm: bool = False):
         super().__init__()
+
+        def norm(channels: int) -> nn.Module:
+            # GroupNorm behaves the same in training and evaluation: with small pair batches
+            # BatchNorm's running statistics can make eval-mode embeddings drift.
+            return nn.GroupNorm(8, channels) if group_norm else nn.BatchNorm2d(channels)
+
         channels = [3, width, width * 2, width * 4, width * 8, width * 8]
         blocks = []
         for c_in, c_out in zip(channels[:-1], channels[1:]):
             blocks += [
                 nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
+                norm(c_out),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
+                norm(c_out),
                 nn.ReLU(inplace=True),
             ]
         self.features = nn.Sequential(*blocks)
@@ -56,6 +62,8 @@ def build_backbone(name: str, embedding_dim: int) -> nn.Module:
         return models.resnet18(weights=None, num_classes=embedding_dim)
     if name == "compact":
         return CompactCnn(embedding_dim=embedding_dim)
+    if name == "compact-gn":
+        return CompactCnn(embedding_dim=embedding_dim, group_norm=True)
     raise ValueError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
 
 

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CSV: image, patient_id, abnormal (or label / no_finding), [severity]")
     tr.add_argument("--out", required=True, help="output folder (checkpoints, package, card)")
     tr.add_argument("--backbone", choices=BACKBONES, default="compact",
-                    help="densenet121 (published, slow on CPU), resnet18, compact (default)")
+                    help="densenet121 (published, slow on CPU), resnet18, compact (default), "
+                         "compact-gn (compact with GroupNorm instead of BatchNorm)")
     tr.add_argument("--embedding-dim", type=int, default=0,
                     help="embedding size (default 1000 for densenet121, else 128)")
     tr.add_argument("--input-size", type=int, default=224, help="centre crop size (default 224)")
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for the model card
     try:
         if args.command == "export":
             from . import export

@@ -17,7 +17,7 @@ def _count(records, indices, label) -> int:
 
 def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, part: Dict,
            history: List[Dict], best: Dict, test_result: Optional[Dict], package_path: str,
-           package_bytes: int) -> str:
+           package_bytes: int, plot_path: Optional[str] = None) -> str:
     today = datetime.date.today().isoformat()
     lines = [f"# Model card: {name} {meta['version']}", "",
              f"Written by `pxs-model train` on {today}. Package: `{package_path}` "
@@ -73,7 +73,8 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
         ]
         if test_result.get("spearman_severity") is not None:
             lines.append(f"- Spearman of PXS vs severity: {_fmt(test_result['spearman_severity'])}.")
-        lines += ["", "Plot: `test_evaluation.png` next to the package (PXS by label count, ROC)."]
+        if plot_path:
+            lines += ["", f"Plot (PXS by label count, ROC): `{plot_path}`."]
     else:
         lines.append("No test part (test fraction 0): no held-out metrics.")
     lines += ["", "## Limitations", "",

@@ -186,8 +186,9 @@ def run(args) -> int:
     last_path = os.path.join(args.out, "checkpoint_last.pt")
     log_path = os.path.join(args.out, "train_log.jsonl")
     config = _config_of(args)
-    command_line = "pxs-model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command_line = "pxs-model " + " ".join(shlex.quote(a) for a in getattr(args, "argv", sys.argv[1:]))
 
+    first_command_line = command_line  # what checkpoints record: the run's original command
     resume_state = None
     if args.resume:
         if not os.path.isfile(last_path):
@@ -197,7 +198,9 @@ def run(args) -> int:
                    if k not in ("epochs", "finetune_epochs") and resume_state["config"].get(k) != v}
         if changed:
             raise DataError(f"--resume: options differ from the interrupted run: {changed}")
-        command_line = resume_state.get("command_line", command_line) + "  (resumed)"
+        first_command_line = resume_state.get("command_line", command_line)
+        command_line = (resume_state.get("command_line", "?") + "\n# interrupted, then resumed with:\n"
+                        + command_line)
     elif os.path.isfile(last_path) and not args.overwrite:
         raise DataError(f"{last_path} exists: add --resume to continue that run, or --overwrite")
 
@@ -301,7 +304,7 @@ def run(args) -> int:
         _save(last_path, {
             "format": package.CHECKPOINT_FORMAT, "backbone": args.backbone,
             "embedding_dim": args.embedding_dim, "preprocessing": preprocessing,
-            "config": config, "command_line": command_line, "split": split,
+            "config": config, "command_line": first_command_line, "split": split,
             "epoch": epoch + 1, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
             "history": history, "best": best, "rng_python": random.getstate(),
             "rng_numpy": np.random.get_state(), "rng_torch": torch.get_rng_state(),
@@ -360,7 +363,8 @@ def finish(args, net, cache: ImageCache, part, anchor_idx, preprocessing, config
         handle.write(modelcard.render(
             name=name, meta=meta, config=config, command_line=command_line, records=records,
             part=part, history=history, best=best, test_result=test_result,
-            package_path=pkg_path, package_bytes=os.path.getsize(pkg_path)))
+            package_path=pkg_path, package_bytes=os.path.getsize(pkg_path),
+            plot_path=os.path.join(args.out, "test_evaluation.png") if test_result else None))
     print(f"model card written: {card_path}", file=sys.stderr)
     return 0
 
