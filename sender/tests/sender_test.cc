@@ -401,6 +401,35 @@ TEST_F(SenderWorkerTest, ReceiverDownThenUpDeliversEverythingQueuedOnce) {
   EXPECT_EQ(pacs.ReceivedUids().size(), 4u);
 }
 
+TEST_F(SenderWorkerTest, OneAssociationPerDestinationAndAMissingFileFailsAlone) {
+  const uint16_t viewer_port = FreeLoopbackPort();
+  options_.destinations.push_back({"viewer", "VIEWER", "127.0.0.1", viewer_port});
+  StoreScp pacs(port_, tmp_.path() / "pacs", tmp_.path() / "pacs.log");
+  StoreScp viewer(viewer_port, tmp_.path() / "viewer", tmp_.path() / "viewer.log");
+  pacs.Start();
+  viewer.Start();
+  std::multiset<std::string> both, pacs_only;
+  for (int i = 0; i < 3; ++i) both.insert(QueueReport(i, {"pacs", "viewer"}));
+  pacs_only.insert(QueueReport(3, {"pacs"}));
+  const std::string lost = QueueReport(4, {"pacs"});
+  fs::remove(tmp_.path() / "reports" / "sr4.dcm");
+
+  SenderWorker worker(db_.get(), options_);
+  auto sent = worker.SendDueReports();
+  ASSERT_TRUE(sent.ok());
+  EXPECT_EQ(*sent, 3 + 3 + 1);
+  std::multiset<std::string> expected_pacs = both;
+  expected_pacs.insert(pacs_only.begin(), pacs_only.end());
+  EXPECT_EQ(pacs.ReceivedUids(), expected_pacs);
+  EXPECT_EQ(viewer.ReceivedUids(), both);
+  EXPECT_EQ(pacs.AssociationsSeen(), 1);
+  EXPECT_EQ(viewer.AssociationsSeen(), 1);
+  FailuresView f = Failures();
+  ASSERT_EQ(f.retrying.size(), 1u);
+  EXPECT_EQ(f.retrying[0].sr_sop_instance_uid, lost);
+  EXPECT_NE(f.retrying[0].last_error.find("sr4.dcm"), std::string::npos) << f.retrying[0].last_error;
+}
+
 TEST_F(SenderWorkerTest, ReceiverRejectingSrEndsFailedWithReasonAfterMaxAttempts) {
   // A PACS that accepts CT images only: SR presentation contexts are refused.
   const fs::path cfg = tmp_.path() / "ct-only.cfg";
