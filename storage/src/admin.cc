@@ -24,6 +24,14 @@ namespace {
   " d.state, d.attempts, d.next_attempt_at, d.last_error, d.sent_at, d.updated_at"              \
   " FROM report_deliveries d JOIN reports r ON r.id = d.report_ref "
 
+// The counts behind `pxsctl patients`, for the patients in a CTE named hit.
+#define PXS_PATIENT_SUMMARY                                                                    \
+  " SELECT hit.patient_id, hit.issuer, hit.name, count(DISTINCT s.id), count(i.id),"           \
+  "  coalesce(sum(j.state = 'scored'), 0), coalesce(max(i.received_at), 0)"                   \
+  " FROM hit LEFT JOIN studies s ON s.patient_ref = hit.id"                                    \
+  " LEFT JOIN instances i ON i.study_ref = s.id LEFT JOIN jobs j ON j.instance_ref = i.id"     \
+  " GROUP BY hit.id ORDER BY hit.patient_id IS NULL, hit.patient_id, hit.issuer, hit.id"
+
 ReportDelivery ReadDelivery(const Query& q) {
   ReportDelivery d;
   d.delivery_id = q.Int(0);
@@ -59,16 +67,6 @@ Status CollectDeliveries(Query& q, std::vector<ReportDelivery>* out) {
 std::string ModelLabel(const std::string& name, const std::string& version) {
   if (name.empty()) return {};
   return version.empty() ? name : name + " " + version;
-}
-
-// Escapes LIKE wildcards so a user's prefix matches literally (ESCAPE '\').
-std::string LikePrefix(const std::string& prefix) {
-  std::string escaped;
-  for (char c : prefix) {
-    if (c == '\\' || c == '%' || c == '_') escaped += '\\';
-    escaped += c;
-  }
-  return escaped + "%";
 }
 
 LatencyPercentiles Percentiles(std::vector<double> values) {
@@ -120,17 +118,21 @@ class SqliteAdminDatabase final : public AdminDatabase {
 
 StatusOr<std::vector<PatientSummary>> SqliteAdminDatabase::FindPatients(const std::string& prefix,
                                                                        int limit) {
-  // Pick the patients first (LIMIT before aggregating), then count their data.
-  Query q = conn_->Prepare(
-      "WITH hit AS (SELECT id, patient_id, issuer, name FROM patients"
-      "  WHERE ?1 = '%' OR patient_id LIKE ?1 ESCAPE '\\' OR name LIKE ?1 ESCAPE '\\'"
-      "  ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?2)"
-      " SELECT hit.patient_id, hit.issuer, hit.name, count(DISTINCT s.id), count(i.id),"
-      "  coalesce(sum(j.state = 'scored'), 0), coalesce(max(i.received_at), 0)"
-      " FROM hit LEFT JOIN studies s ON s.patient_ref = hit.id"
-      " LEFT JOIN instances i ON i.study_ref = s.id LEFT JOIN jobs j ON j.instance_ref = i.id"
-      " GROUP BY hit.id ORDER BY hit.patient_id IS NULL, hit.patient_id, hit.issuer, hit.id");
-  q.With(LikePrefix(prefix), limit);
+  // Pick the patients first (LIMIT before aggregating), then count their data. A
+  // prefix is a range [prefix, prefix + 0xFF) on the NOCASE indexes of id and name,
+  // so the search stays an index lookup at hundreds of thousands of patients.
+  Query q = prefix.empty()
+                ? conn_->Prepare(
+                      "WITH hit AS (SELECT id, patient_id, issuer, name FROM patients"
+                      "  ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?3)"
+                      PXS_PATIENT_SUMMARY)
+                : conn_->Prepare(
+                      "WITH matched AS (SELECT id, patient_id, issuer, name FROM patients"
+                      "  WHERE patient_id >= ?1 COLLATE NOCASE AND patient_id < ?2 COLLATE NOCASE"
+                      "  UNION SELECT id, patient_id, issuer, name FROM patients WHERE name >= ?1 AND name < ?2),"
+                      " hit AS (SELECT * FROM matched ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?3)"
+                      PXS_PATIENT_SUMMARY);
+  q.With(prefix, prefix + "\xFF", limit);
   std::vector<PatientSummary> patients;
   PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
     PatientSummary p;

@@ -120,6 +120,10 @@ CREATE TABLE audit (
   details   TEXT NOT NULL DEFAULT ''
 );
 )sql",
+    // --- 2: case-insensitive PatientID prefix search (pxsctl patients) uses an index
+    R"sql(
+CREATE INDEX patients_by_id_nocase ON patients(patient_id COLLATE NOCASE);
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion,
@@ -139,11 +143,11 @@ Status RefuseNewer(const std::string& path, int found) {
                              "); install the matching or a newer pxsnode/pxsctl");
 }
 
-Status Migrate(Connection& conn) {
+Status Migrate(Connection& conn, int up_to_version) {
   StatusOr<int> before = ReadUserVersion(conn);
   if (!before.ok()) return before.status();
   if (*before > kSchemaVersion) return RefuseNewer(conn.path(), *before);
-  for (int target = *before + 1; target <= kSchemaVersion; ++target) {
+  for (int target = *before + 1; target <= up_to_version; ++target) {
     Transaction tx(&conn);
     PXS_RETURN_IF_ERROR(tx.Begin());
     // Another process may have migrated between our read and BEGIN IMMEDIATE.
@@ -191,8 +195,16 @@ StatusOr<std::unique_ptr<Connection>> OpenNodeDatabase(const std::string& path, 
   PXS_RETURN_IF_ERROR(conn.Exec("PRAGMA journal_mode = WAL"));
   PXS_RETURN_IF_ERROR(conn.Exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF"));
   PXS_RETURN_IF_ERROR(conn.Exec("PRAGMA foreign_keys = ON"));
-  PXS_RETURN_IF_ERROR(Migrate(conn));
+  PXS_RETURN_IF_ERROR(Migrate(conn, kSchemaVersion));
   return opened;
+}
+
+Status CreateAtSchemaVersionForTest(const std::string& path, int version) {
+  if (version < 0 || version > kSchemaVersion) return Status::InvalidArgument("no schema version " + std::to_string(version));
+  StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(path, /*read_only=*/false);
+  if (!conn.ok()) return conn.status();
+  PXS_RETURN_IF_ERROR((*conn)->Exec("PRAGMA journal_mode = WAL"));
+  return Migrate(**conn, version);
 }
 
 }  // namespace pxs::sqlite

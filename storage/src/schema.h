@@ -16,4 +16,8 @@ namespace pxs::sqlite {
 StatusOr<std::unique_ptr<Connection>> OpenNodeDatabase(const std::string& path, Database::Mode mode,
                                                        bool durable = true);
 
+// Creates (or brings) a database file at exactly `version` of the schema, for
+// migration tests: the file can then be filled as an older release would have.
+Status CreateAtSchemaVersionForTest(const std::string& path, int version);
+
 }  // namespace pxs::sqlite

@@ -80,14 +80,18 @@ TEST_F(AdminTest, FindPatientsMatchesPrefixesLiterally) {
   ASSERT_TRUE(db_->RecordInstances({a, b}, nullptr).ok());
   auto admin = Admin();
   auto hits = admin->FindPatients("A_", 10);
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
   ASSERT_EQ(hits->size(), 1u);  // '_' is not a wildcard here
   EXPECT_EQ((*hits)[0].patient_id, "A_1");
   hits = admin->FindPatients("smi", 10);  // names, case-insensitive
+  ASSERT_TRUE(hits.ok()) << hits.status().ToString();
   ASSERT_EQ(hits->size(), 1u);
   EXPECT_EQ((*hits)[0].patient_id, "AB1");
   EXPECT_EQ((*hits)[0].instances, 1);
   EXPECT_EQ(admin->FindPatients("", 1)->size(), 1u);  // limit
   EXPECT_TRUE(admin->FindPatients("zzz", 10)->empty());
+  EXPECT_EQ(admin->FindPatients("a_", 10)->size(), 1u);  // ids case-insensitive too
+  EXPECT_EQ(admin->FindPatients("A", 10)->size(), 2u);
 }
 
 TEST_F(AdminTest, StatsCountStatesAndMeasureLatencies) {

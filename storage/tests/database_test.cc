@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "pxs/storage/admin.h"
+#include "schema.h"  // private: CreateAtSchemaVersionForTest
 #include "test_db_util.h"
 
 namespace pxs {
@@ -66,6 +67,56 @@ TEST(DatabaseTest, MigratesAnExistingEmptyFile) {
   ASSERT_TRUE(db);
   EXPECT_EQ(*ReadSchemaVersion(dir.db()), kSchemaVersion);
   EXPECT_EQ(Record(*db, {MakeInstance("1.1", "9.1", "P1")}).at(0), InsertOutcome::kInserted);
+}
+
+void ExecSql(const std::string& path, const std::string& sql) {
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK) << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(raw);
+}
+
+int CountRows(const std::string& path, const std::string& sql) {
+  sqlite3* raw = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(raw, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  int rows = 0;
+  while (sqlite3_step(stmt) == SQLITE_ROW) ++rows;
+  sqlite3_finalize(stmt);
+  sqlite3_close(raw);
+  return rows;
+}
+
+TEST(DatabaseTest, MigratesAVersion1DatabaseKeepingItsData) {
+  ScratchDir dir;
+  ASSERT_TRUE(sqlite::CreateAtSchemaVersionForTest(dir.db(), 1).ok());
+  ASSERT_EQ(*ReadSchemaVersion(dir.db()), 1);
+  // Filled the way a version-1 node would have (this test lives in storage/).
+  ExecSql(dir.db(),
+          "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES ('P1', 'HOSP', 'DOE^P1', 1);"
+          "INSERT INTO studies (patient_ref, study_uid, study_date, created_at) VALUES (1, '9.1', '20200101', 1);"
+          "INSERT INTO instances (sop_instance_uid, study_ref, file_path, file_size, sha256, received_at)"
+          " VALUES ('1.1', 1, 'dicom/1.1.dcm', 10, 'ab', 1);"
+          "INSERT INTO jobs (instance_ref, state, created_at, updated_at) VALUES (1, 'queued', 1, 1);");
+  EXPECT_EQ(CountRows(dir.db(), "SELECT 1 FROM sqlite_master WHERE name = 'patients_by_id_nocase'"), 0);
+
+  // Readers never migrate: they ask for pxsnode to be started first.
+  auto reader = Database::Open(dir.db(), Database::Mode::kReadOnly);
+  ASSERT_FALSE(reader.ok());
+  EXPECT_NE(reader.status().message().find("older"), std::string::npos) << reader.status().message();
+
+  auto db = OpenOrDie(dir.db());
+  ASSERT_TRUE(db);
+  EXPECT_EQ(*ReadSchemaVersion(dir.db()), kSchemaVersion);
+  EXPECT_EQ(CountRows(dir.db(), "SELECT 1 FROM sqlite_master WHERE name = 'patients_by_id_nocase'"), 1);
+  EXPECT_TRUE(*db->HasInstance("1.1"));
+  auto jobs = db->ClaimJobs(5);
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].patient.patient_id, "P1");
+  EXPECT_EQ((*jobs)[0].file_path, "dicom/1.1.dcm");
 }
 
 TEST(DatabaseTest, RefusesNewerSchemaInBothModes) {
