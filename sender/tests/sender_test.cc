@@ -277,7 +277,7 @@ TEST(StoreFilesTest, BuiltSrArrivesWithItsContent) {
   in.model.version = "1.0.0";
   in.model.trend = PublishedPxsThresholds();
   in.pxs = 5.25;
-  in.priors = {{"2.25.42", "20260101", "", "", 3.5, std::nullopt, "pxs-demo-cxr14", "1.0.0", 9.5}};
+  in.priors = {{"2.25.42", "20000101", "", "", 3.5, std::nullopt, "pxs-demo-cxr14", "1.0.0", 9.5}};
   in.node.device_observer_uid = "2.25.7";
   const fs::path sr = tmp.path() / "sr.dcm";
   auto built = BuildStructuredReport(in, sr.string());
