@@ -281,6 +281,18 @@ TEST_F(PxsctlTest, ExitCodes) {
   EXPECT_EQ(RunPxsctl("--config " + dir_.path() + "/none.toml queue").exit_code, 3);
 }
 
+TEST_F(PxsctlTest, FindsTheDatabaseThroughTheNodeConfiguration) {
+  // The smallest configuration LoadConfig accepts: data_dir and an existing model file.
+  const std::string config = dir_.path() + "/pxsnode.toml";
+  std::ofstream(dir_.path() + "/model.pt") << "placeholder";
+  std::ofstream(config) << "[node]\ndata_dir = \"" << dir_.path() << "\"\n[scoring]\nmodel = \"model.pt\"\n";
+  RunResult r = RunPxsctl("--config " + config + " queue --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(Json::parse(r.out)["queued"], 1);
+  // verify resolves recorded paths against the configured data_dir.
+  EXPECT_EQ(RunPxsctl("-c " + config + " verify").exit_code, 0);
+}
+
 TEST_F(PxsctlTest, RefusesANewerSchema) {
   // Bump the version the way a newer pxsnode's migration would.
   sqlite3* raw = nullptr;
