@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   CLI::App app{"pxsctl: query and maintain a PXS node's results database"};
   app.set_version_flag("--version", std::string("pxsctl ") + PXS_VERSION);
   app.require_subcommand(1);
+  app.footer("Exit codes: 0 ok; 1 problems found or not found; 2 usage; 3 configuration or database cannot be "
+             "opened.\nDetails: docs/pxsctl.md");
   // Global options may also follow the subcommand (pxsctl queue --db x.db).
   app.fallthrough();
 
@@ -30,6 +32,7 @@ int main(int argc, char** argv) {
   db_opt->excludes(config_opt);
   app.add_option("--data-dir", data_dir, "folder recorded file paths are relative to (default: the database's folder)");
 
+  app.add_flag("--json", json, "print JSON instead of tables (also accepted after the command)");
   auto add_json = [&](CLI::App* cmd) { cmd->add_flag("--json", json, "print JSON instead of a table"); };
 
   PatientsOptions patients;
