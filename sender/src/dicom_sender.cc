@@ -113,7 +113,7 @@ std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::ve
     std::string why = "association with " + peer + " failed: " + cond.text();
     if (cond == NET_EC_NoAcceptablePresentationContexts) {
       why = "association with " + peer + " refused every presentation context: the receiver does "
-            "not accept the SOP class(es) " ;
+            "not accept the SOP class(es) ";
       for (const auto& cls : sop_classes) why += cls + " (" + dcmFindNameOfUID(cls.c_str(), "?") + ") ";
       why.pop_back();
     }
@@ -143,8 +143,8 @@ std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::ve
       continue;
     }
     r.dimse_status = status;
-    // Success, or a warning (0x0001, 0xB...): the receiver kept the object.
-    r.ok = status == STATUS_Success || status == 0x0001 || (status & 0xF000) == 0xB000;
+    // Success, or a C-STORE warning (0xB000, 0xB006, 0xB007): the receiver kept the object.
+    r.ok = status == STATUS_Success || (status & 0xF000) == 0xB000;
     if (!r.ok) r.error = peer + " answered " + DimseStatusText(status);
   }
   cond = scu.releaseAssociation();
