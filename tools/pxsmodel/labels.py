@@ -9,7 +9,8 @@ Accepted columns (header names, case-sensitive, extra columns ignored):
   ``label`` (normal/abnormal) or ``no_finding`` (1 = normal; the NIH ChestX-ray14 layout of
   ``../shared/data/cxr14/labels.csv``);
 * ``severity`` (optional): a number, e.g. mRALE; empty cells allowed;
-* ``label_count`` (optional) or the 14 NIH finding columns: the number of positive labels;
+* ``label_count`` (optional) or the 14 NIH finding columns: the number of positive labels
+  (without a label column, ``label_count > 0`` means abnormal);
 * ``time_point``, ``follow_up`` or ``study_date`` (optional): order within a patient series.
 """
 
@@ -28,7 +29,7 @@ NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass
 PATIENT_COLUMNS = ("patient_id", "synthetic_patient_id")
 LABEL_COLUMNS = ("abnormal", "label", "no_finding")
 ORDER_COLUMNS = ("time_point", "follow_up", "study_date")
-EXPECTED_HEADER_TEXT = ("image, patient_id, and one of abnormal / label / no_finding "
+EXPECTED_HEADER_TEXT = ("image, patient_id, and one of abnormal / label / no_finding / label_count "
                         "(optional: severity, label_count or the 14 NIH finding columns, "
                         "time_point / follow_up / study_date)")
 
@@ -73,7 +74,8 @@ def read_labels(csv_path: str, image_dir: str, require_label: bool = True,
         header = reader.fieldnames or []
         patient_col = next((c for c in PATIENT_COLUMNS if c in header), None)
         label_col = next((c for c in LABEL_COLUMNS if c in header), None)
-        if "image" not in header or patient_col is None or (require_label and label_col is None):
+        label_source = label_col or ("label_count" if "label_count" in header else None)
+        if "image" not in header or patient_col is None or (require_label and label_source is None):
             raise DataError(f"{csv_path}: wrong header {','.join(header) or '(empty file)'}; "
                             f"expected columns {EXPECTED_HEADER_TEXT}")
         has_nih = all(f in header for f in NIH_FINDINGS)
