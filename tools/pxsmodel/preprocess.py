@@ -1,20 +1,22 @@
 """Image loading and preprocessing, step for step as in docs/model-package.md.
 
-The C++ scoring engine implements the same steps; both must give the same tensor for the
-same image, so every choice that the contract leaves open is pinned down here:
+The C++ scoring engine (scoring/src/preprocess.cc) implements the same steps, faithful to
+the published QTIM-Lab/PXS-score code, and tools/reference_pxs.py is its Python reference;
+both must give the same tensor for the same image, so this module does exactly what they do:
 
 * decode the *stored* pixel values (no Modality LUT / VOI LUT: the min-max step below
   makes linear rescales irrelevant), first frame of a multi-frame object;
-* unsigned data: clear the bits above HighBit (some writers leave overlay/garbage bits);
-* min-max to 8 bit: ``round((v - min) * 255 / (max - min))`` (round half to even, as numpy),
-  a constant image becomes all zeros;
+* unsigned data: keep only bits HighBit-BitsStored+1 .. HighBit (some writers leave
+  overlay or garbage bits above HighBit);
+* min-max to 8 bit in float64, ``(v - min) / (max - min) * 255``, *truncated* (numpy
+  ``astype(uint8)``); a uniform image is an error (nothing to score);
 * MONOCHROME1 is inverted after the min-max step (``255 - v``);
+* optional autocrop (PXS-updated, *before* the equalisation): keep the bounding box of rows
+  and columns with a value ``> threshold``; an image with none becomes 1x1;
 * histogram equalisation with ``cv2.equalizeHist``;
-* optional autocrop: keep the bounding box of pixels ``> threshold``; an image with no
-  such pixel is left as it is;
 * resize so the short side is ``resize_short_side`` with PIL bilinear + antialias
-  (torchvision ``Resize`` on a PIL image), centre crop, 3 identical channels, float in
-  [0, 1], then ``(x - mean) / std`` per channel.
+  (torchvision ``Resize`` on a PIL image), centre crop (torchvision ``CenterCrop``), 3
+  identical channels, float ``v / 255``, then ``(x - mean) / std`` per channel.
 
 PNG (and other PIL-readable) files go through the same steps from "min-max" on; 16-bit
 PNGs keep their full range, RGB(A) PNGs are converted to luminance.
@@ -102,7 +104,9 @@ def _decode_dicom(path: str) -> DecodedImage:
     pixel_representation = int(ds.get("PixelRepresentation", 0))
     high_bit = ds.get("HighBit")
     if pixel_representation == 0 and high_bit is not None and int(high_bit) < 31:
-        mask = (1 << (int(high_bit) + 1)) - 1
+        high_bit = int(high_bit)
+        bits_stored = int(ds.get("BitsStored", high_bit + 1))
+        mask = (1 << (high_bit + 1)) - (1 << max(high_bit - bits_stored + 1, 0))
         pixels = np.bitwise_and(pixels.astype(np.int64), mask)
     return DecodedImage(pixels=pixels, monochrome1=(photometric == "MONOCHROME1"),
                         source_kind="dicom")
@@ -134,15 +138,14 @@ def decode_image(path: str) -> DecodedImage:
     raise DataError(f"{path}: neither a DICOM Part 10 file nor a PNG/JPEG image")
 
 
-def to_uint8(decoded: DecodedImage) -> np.ndarray:
-    """Min-max to 8 bit, then invert MONOCHROME1 (so bright = dense, as in MONOCHROME2)."""
+def to_uint8(decoded: DecodedImage, where: str = "image") -> np.ndarray:
+    """Min-max to 8 bit (truncating, as the published code and the node), then invert
+    MONOCHROME1 (so bright = dense, as in MONOCHROME2)."""
     values = decoded.pixels.astype(np.float64)
     low, high = float(values.min()), float(values.max())
-    if high > low:
-        scaled = np.round((values - low) * (255.0 / (high - low)))
-    else:
-        scaled = np.zeros_like(values)
-    out = np.clip(scaled, 0, 255).astype(np.uint8)
+    if not high > low:
+        raise DataError(f"{where}: blank image (all pixels equal {low:g}): nothing to score")
+    out = ((values - low) / (high - low) * 255.0).astype(np.uint8)
     if decoded.monochrome1:
         out = 255 - out
     return out
@@ -153,21 +156,23 @@ def autocrop(image: np.ndarray, threshold: int) -> np.ndarray:
     rows = np.flatnonzero((image > threshold).any(axis=1))
     cols = np.flatnonzero((image > threshold).any(axis=0))
     if rows.size == 0 or cols.size == 0:
-        return image
+        return image[:1, :1]  # as the published function (and the node) do
     return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
 def to_8bit_display(path: str, preprocessing: Dict) -> np.ndarray:
     """Steps up to and including autocrop: an equalised 8-bit 2-D image."""
-    return equalize_and_crop(to_uint8(decode_image(path)), preprocessing)
+    return equalize_and_crop(to_uint8(decode_image(path), path), preprocessing)
 
 
 def equalize_and_crop(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
-    """Histogram equalisation and optional autocrop of an 8-bit image."""
-    if preprocessing.get("equalize_histogram", True):
-        image = cv2.equalizeHist(image)
+    """Optional autocrop, then histogram equalisation of an 8-bit image (PXS-updated crops
+    first: the threshold applies to the min-max image)."""
     if preprocessing.get("autocrop", False):
         image = autocrop(image, int(preprocessing.get("autocrop_threshold", 2)))
+    if preprocessing.get("equalize_histogram", True):
+        image = np.ascontiguousarray(image)
+        image = cv2.equalizeHist(image)
     return image
 
 
@@ -202,7 +207,7 @@ def preprocess_files(paths: Sequence[str], preprocessing: Dict) -> torch.Tensor:
 def pixel_hash(path: str) -> str:
     """Hash of the decoded 8-bit image: two files with the same picture hash alike even when
     one is DICOM and the other PNG (used to find duplicate images)."""
-    return pixel_hash_of(to_uint8(decode_image(path)))
+    return pixel_hash_of(to_uint8(decode_image(path), path))
 
 
 def pixel_hash_of(image: np.ndarray) -> str:

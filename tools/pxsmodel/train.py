@@ -83,8 +83,10 @@ class ImageCache:
         seen: Dict[str, Record] = {}
         progress = Progress("loading images", len(records))
         for i, rec in enumerate(records, start=1):
-            decoded = preprocess.decode_image(rec.path)
-            image8 = preprocess.to_uint8(decoded)
+            try:
+                image8 = preprocess.to_uint8(preprocess.decode_image(rec.path), rec.path)
+            except DataError as exc:
+                raise DataError(f"labels row {rec.row} ({rec.image}): {exc}") from exc
             digest = preprocess.pixel_hash_of(image8)
             if digest in seen:
                 log(f"warning: row {rec.row} ({rec.image}) is the same image as row "

@@ -37,7 +37,7 @@ class PreprocessTest(unittest.TestCase):
         # Independent re-implementation of the steps with PIL directly.
         from PIL import Image
         raw = np.array(Image.open(png)).astype(np.float64)
-        u8 = np.round((raw - raw.min()) * 255 / (raw.max() - raw.min())).astype(np.uint8)
+        u8 = ((raw - raw.min()) / (raw.max() - raw.min()) * 255).astype(np.uint8)  # truncation
         eq = cv2.equalizeHist(u8)
         resized = np.array(Image.fromarray(eq).resize((40, 40), Image.BILINEAR))
         crop = resized[4:36, 4:36].astype(np.float32) / 255
@@ -78,7 +78,23 @@ class PreprocessTest(unittest.TestCase):
         u8 = preprocess.to_uint8(preprocess.DecodedImage(framed, False, "png"))
         cropped = preprocess.autocrop(u8, 2)
         self.assertEqual(cropped.shape, (60, 40))
-        self.assertEqual(preprocess.autocrop(np.zeros((5, 5), np.uint8), 2).shape, (5, 5))
+        # Nothing above the threshold: 1x1, as the published function and the node.
+        self.assertEqual(preprocess.autocrop(np.zeros((5, 5), np.uint8), 2).shape, (1, 1))
+
+    def test_autocrop_happens_before_equalisation(self):
+        framed = np.zeros((80, 80))
+        framed[10:70, 20:60] = self.image[:60, :40] * 0.9 + 0.1
+        png = helpers.write_png(self.path("framed.png"), framed)
+        pre = dict(PRE, autocrop=True)
+        image = preprocess.to_8bit_display(png, pre)
+        self.assertEqual(image.shape, (60, 40))
+        u8 = preprocess.to_uint8(preprocess.decode_image(png))
+        self.assertTrue(np.array_equal(image, cv2.equalizeHist(np.ascontiguousarray(u8[10:70, 20:60]))))
+
+    def test_blank_image_is_an_error(self):
+        png = helpers.write_png(self.path("blank.png"), np.full((20, 20), 0.5))
+        with self.assertRaisesRegex(DataError, "blank.png.*blank image"):
+            preprocess.preprocess_file(png, PRE)
 
     def test_mean_std_applied(self):
         png = helpers.write_png(self.path("a.png"), self.image)
@@ -95,6 +111,34 @@ class PreprocessTest(unittest.TestCase):
             preprocess.preprocess_file(bad, PRE)
         with self.assertRaisesRegex(DataError, "not found"):
             preprocess.preprocess_file(self.path("missing.png"), PRE)
+
+    def test_parity_with_the_node_reference_pipeline(self):
+        """tools/reference_pxs.py is the scoring engineer's Python reference the C++ node is
+        checked against bit for bit; our tensors must be identical to its tensors."""
+        ref_path = os.path.join(helpers.TOOLS_DIR, "reference_pxs.py")
+        if not os.path.isfile(ref_path):
+            self.skipTest("SKIPPED: tools/reference_pxs.py not found")
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("reference_pxs", ref_path)
+        reference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(reference)
+        framed = np.zeros((90, 70))
+        framed[5:85, 8:66] = helpers.chest_like(11, 80)[:, :58] * 0.95 + 0.05
+        cases = [
+            ("mono2_12bit.dcm", (framed * 4095).round(), 12, "MONOCHROME2", False),
+            ("mono1_16bit.dcm", 65535 - (framed * 65535).round(), 16, "MONOCHROME1", False),
+            ("dirty_10bit.dcm", (framed * 1023).round(), 10, "MONOCHROME2", True),
+            ("odd_values.dcm", (framed * 3001 + 17).round(), 12, "MONOCHROME2", False),
+        ]
+        for name, stored, bits, photometric, dirty in cases:
+            path = helpers.write_dicom(self.path(name), stored.astype(np.uint16), bits_stored=bits,
+                                       photometric=photometric, garbage_above_high_bit=dirty)
+            for autocrop in (False, True):
+                pre = dict(preprocess.DEFAULT_PREPROCESSING, resize_short_side=50, center_crop=48,
+                           autocrop=autocrop, mean=[0.1, 0.2, 0.3], std=[0.5, 0.6, 0.7])
+                ours = preprocess.preprocess_file(path, pre)
+                theirs = reference.to_tensor(reference.dicom_to_8bit(path, pre), pre)[0]
+                self.assertTrue(torch.equal(ours, theirs), f"{name}, autocrop {autocrop}")
 
     def test_shared_cxr14_image_if_present(self):
         folder = os.path.join(helpers.SHARED_DATA, "cxr14", "images")
