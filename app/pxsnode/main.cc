@@ -28,6 +28,7 @@
 #include "pxs/scoring/scorer.h"
 #include "pxs/scp/ingest.h"
 #include "pxs/scp/storage_scp.h"
+#include "pxs/sender/dicom_sender.h"
 #include "pxs/sender/sender_worker.h"
 #include "pxs/storage/database.h"
 
@@ -78,9 +79,10 @@ int Run(const std::string& config_path) {
   SetUpLogging(cfg.node.log_level);
   spdlog::info("pxsnode {} starting with {}", PXS_VERSION, cfg.source_path);
 
-  // DCMTK 3.6.7 disables Nagle's algorithm only when this is set (our SCP also sets
-  // TCP_NODELAY on each accepted socket; this covers the sender's sockets).
-  setenv("TCP_NODELAY", "1", 1);
+  // DCMTK 3.6.7 disables Nagle's algorithm only when TCP_NODELAY is in the environment
+  // (our SCP also sets it on each accepted socket; this covers the sender's). Before any
+  // thread starts: setenv is not thread-safe.
+  pxs::DisableNagleForDcmtk();
 
   std::error_code ec;
   fs::create_directories(cfg.node.data_dir, ec);
@@ -117,6 +119,8 @@ int Run(const std::string& config_path) {
   sender_options.destinations = cfg.destinations;
   sender_options.store.calling_ae = cfg.node.ae_title;
   sender_options.store.max_pdu = cfg.scp.max_pdu;
+  sender_options.store.acse_timeout_s = cfg.scp.acse_timeout_s;
+  sender_options.store.dimse_timeout_s = cfg.scp.dimse_timeout_s;
   sender_options.max_attempts = cfg.reports.max_attempts;
   sender_options.retry_initial_s = cfg.reports.retry_initial_s;
   sender_options.retry_max_s = cfg.reports.retry_max_s;
@@ -202,7 +206,7 @@ int Run(const std::string& config_path) {
         spdlog::error("SIGHUP: config not reloaded, keeping the running one: {}", fresh.status().message());
       } else {
         scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
-        // TODO(sender): sender.SetDestinations(fresh->destinations);
+        sender.SetDestinations(fresh->destinations);
         reports.SetSendTo(fresh->reports.send_to);
         spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}); other keys "
                      "need a restart",

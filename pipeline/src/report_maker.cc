@@ -100,10 +100,23 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
     auto later = [](const StudyScore& a, const StudyScore& b) {
       return std::tie(a.study_date, a.study_time, a.scored_at_ms) > std::tie(b.study_date, b.study_time, b.scored_at_ms);
     };
+    // This study's own date/time: only studies before it are priors (a study sent late
+    // is compared with what came before it, not with later ones).
+    std::string this_date, this_time;
+    for (const StudyScore& s : *history) {
+      if (s.study_uid == job.study_uid) {
+        this_date = s.study_date;
+        this_time = s.study_time;
+      }
+    }
+    auto before_this = [&](const StudyScore& s) {
+      if (this_date.empty() || s.study_date.empty()) return s.scored_at_ms < score.scored_at_ms;
+      return std::tie(s.study_date, s.study_time) < std::tie(this_date, this_time);
+    };
     // PatientHistory returns every scored instance; keep one (the latest scored) per study.
     std::map<std::string, const StudyScore*> per_study;
     for (const StudyScore& s : *history) {
-      if (s.study_uid == job.study_uid) continue;
+      if (s.study_uid == job.study_uid || !before_this(s)) continue;
       auto& slot = per_study[s.study_uid];
       if (!slot || s.scored_at_ms > slot->scored_at_ms) slot = &s;
     }

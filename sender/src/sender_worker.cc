@@ -118,8 +118,13 @@ StatusOr<int> SenderWorker::SendDueReports() {
     }
   };
 
+  std::vector<Destination> destinations;
+  {
+    std::lock_guard lock(mutex_);  // SetDestinations() may swap the list (SIGHUP)
+    destinations = options_.destinations;
+  }
   for (const auto& r : *due) {
-    StatusOr<Destination> dest = ResolveDestination(r.destination, options_.destinations);
+    StatusOr<Destination> dest = ResolveDestination(r.destination, destinations);
     if (!dest.ok()) {
       // Retrying cannot help until the config changes; keep the SR, mark it failed so
       // it shows in `pxsctl failures` and can be retried after the fix.
@@ -169,6 +174,11 @@ StatusOr<int> SenderWorker::SendDueReports() {
     else spdlog::warn("{}; first error: {}", line, first_error);
   }
   return sent;
+}
+
+void SenderWorker::SetDestinations(std::vector<Destination> destinations) {
+  std::lock_guard lock(mutex_);
+  options_.destinations = std::move(destinations);
 }
 
 }  // namespace pxs

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -28,17 +29,26 @@ namespace pxs::testing {
 inline std::string BinDir() { return std::string(PXS_BINARY_DIR) + "/bin"; }
 inline std::string TestModelPath() { return std::string(PXS_SOURCE_DIR) + "/tests/fixtures/pxs_test_model.pt"; }
 
-// A port nobody listens on right now (bind to 0, read it back, release it).
+// A port nobody listens on right now (bind to 0, read it back, release it). The kernel
+// may hand the same port out twice in a row, so ports already given are skipped.
 inline uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  static std::vector<uint16_t> given;
+  for (int tries = 0; tries < 50; ++tries) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    uint16_t port = ntohs(addr.sin_port);
+    if (std::find(given.begin(), given.end(), port) == given.end()) {
+      given.push_back(port);
+      return port;
+    }
+  }
+  return 0;
 }
 
 inline bool PortOpen(uint16_t port) {

@@ -58,6 +58,8 @@ class SenderWorker {
   void Stop();
   // A new report was recorded: send now instead of at the next poll.
   void Wake();
+  // SIGHUP: a new [[destinations]] list for the next pass (thread-safe).
+  void SetDestinations(std::vector<Destination> destinations);
 
   // One pass over what is due now: returns how many reports were confirmed sent.
   // Start() calls it in a loop; tests and `pxsctl` may call it directly (not while
