@@ -91,6 +91,7 @@ class ImageCache:
             if digest in seen:
                 log(f"warning: row {rec.row} ({rec.image}) is the same image as row "
                     f"{seen[digest].row} ({seen[digest].image}); dropped")
+                progress.update(i)
                 continue
             seen[digest] = rec
             image = preprocess.equalize_and_crop(image8, preprocessing)

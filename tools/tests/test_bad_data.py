@@ -143,7 +143,6 @@ class BadDataTest(unittest.TestCase):
             package.load_anchor_images([], PRE)
 
     def test_export_cli_with_unusable_anchor_folder(self):
-        from test_export import SiameseNetworkDenseNet121Shape  # noqa: F401 (shape reference)
         empty = self.path("empty_anchors")
         os.makedirs(empty, exist_ok=True)
         # Our own trainer's checkpoint format with a tiny backbone keeps this test fast.
@@ -157,6 +156,24 @@ class BadDataTest(unittest.TestCase):
         self.assertEqual(code, 2)
         self.assertIn("no usable anchor image", err)
         self.assertFalse(os.path.exists(self.path("y.pt")))
+
+    def test_training_drops_duplicate_pictures_and_names_unreadable_rows(self):
+        from pxsmodel import labels, train
+        images = self.path("train_dups")
+        shutil.copytree(self.images, images)
+        shutil.copy(os.path.join(images, "img000.dcm"), os.path.join(images, "again.dcm"))
+        csv_path = self.write_labels("train_dups.csv", [
+            "image,patient_id,abnormal", "img000.dcm,P0,0", "img004.png,P4,1", "again.dcm,P8,0"])
+        records = labels.read_labels(csv_path, images)
+        warnings = []
+        cache = train.ImageCache(records, PRE, log=warnings.append)
+        self.assertEqual([r.image for r in cache.records], ["img000.dcm", "img004.png"])
+        self.assertIn("row 4 (again.dcm) is the same image as row 2", warnings[0])
+        helpers.write_png(os.path.join(images, "blank.png"), np.zeros((20, 20)))
+        csv_path = self.write_labels("train_blank.csv", [
+            "image,patient_id,abnormal", "img000.dcm,P0,0", "blank.png,P9,1"])
+        with self.assertRaisesRegex(Exception, "row 3 \\(blank.png\\).*blank image"):
+            train.ImageCache(labels.read_labels(csv_path, images), PRE)
 
     def test_training_without_normals_is_refused(self):
         labels = self.write_labels("no_normals.csv", [
