@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from . import metrics, package, preprocess
-from .errors import DataError, warn
+from .errors import warn
 from .labels import Record, order_key, read_labels
 from .progress import Progress
 
@@ -166,4 +166,4 @@ def _blank(value) -> str:
     return "" if value is None else str(value)
 
 
-__all__ = ["run", "compute_metrics", "drop_duplicate_images", "format_report", "plot", "DataError"]
+__all__ = ["run", "compute_metrics", "drop_duplicate_images", "format_report", "plot"]
