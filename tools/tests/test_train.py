@@ -96,6 +96,21 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(meta["anchor_count"], 1)
         self.assertEqual(meta["input"]["width"], 32)
 
+    def test_other_backbones_train_and_package(self):
+        for backbone, dim in (("resnet18", 12), ("compact-gn", 8)):
+            out = os.path.join(self.tmp.name, backbone)
+            code, _o, err = helpers.run_cli([
+                "train", "--images", self.images, "--labels", self.labels, "--out", out,
+                "--backbone", backbone, "--embedding-dim", str(dim), "--input-size", "32",
+                "--epochs", "1", "--finetune-epochs", "0", "--pairs-per-epoch", "8",
+                "--batch-size", "4", "--test-fraction", "0", "--val-fraction", "0",
+                "--anchor-count", "3", "--threads", "1"])
+            self.assertEqual(code, 0, err)
+            module, meta = package.load_package(os.path.join(out, f"{backbone}.pt"))
+            self.assertEqual(tuple(module.anchors.shape), (3, dim))
+            with open(os.path.join(out, "MODEL_CARD.md"), encoding="utf-8") as handle:
+                self.assertIn("No test part", handle.read())
+
     def test_rerun_without_resume_is_refused_and_changed_options_too(self):
         code, _o, err = helpers.run_cli(train_args(self.images, self.labels, self.out))
         self.assertEqual(code, 2)
