@@ -85,7 +85,6 @@ TEST_F(ConfigTest, BadValuesNameFileKeyAndFault) {
       {"[node]\nprot = 1\n[scoring]\nmodel=\"model.pt\"\n", "[node] prot: unknown key"},
       {"[scp]\nmax_associations = \"many\"\n[scoring]\nmodel=\"model.pt\"\n",
        "[scp] max_associations: must be an integer"},
-      {"[scoring]\nmodel=\"missing.pt\"\n", "[scoring] model: file not found"},
       {"[scoring]\nmodel=\"model.pt\"\ndevice=\"tpu\"\n", "[scoring] device: must be auto, cpu, cuda or cuda:N"},
       {"[scoring]\nmodel=\"model.pt\"\n[reports]\nsend_to=[\"nowhere\"]\n", "[reports] send_to: 'nowhere'"},
       {"[scoring]\nmodel=\"model.pt\"\n[[destinations]]\nname=\"p\"\nae_title=\"P\"\nport=104\n",

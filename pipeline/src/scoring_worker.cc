@@ -1,5 +1,8 @@
 #include "pxs/pipeline/scoring_worker.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -82,7 +85,13 @@ class ScoringWorker::Impl {
     return !stopping_;
   }
 
+  // Scoring is background work; C-STORE senders wait on ingest. On a small machine the
+  // worker and its decode threads run at a lower priority (nice +5) so ingest keeps its
+  // latency; on Linux nice is per thread.
+  static void LowerThreadPriority() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 5); }
+
   void Run() {
+    LowerThreadPriority();
     while (true) {
       if (!WaitForWork(std::chrono::milliseconds(options_.poll_interval_ms))) return;
       // Drain everything queued, batch by batch, before sleeping again.
@@ -121,14 +130,29 @@ class ScoringWorker::Impl {
     }
   }
 
-  void ScoreBatch(const std::vector<Job>& jobs) {
+  void ScoreBatch(const std::vector<Job>& claimed) {
     auto batch_start = Clock::now();
+    // A job claimed more often than allowed was interrupted by crashes each time (an
+    // image that takes the process down): it is failed here, never tried again.
+    std::vector<Job> jobs;
+    for (const Job& job : claimed) {
+      if (job.attempts > options_.max_attempts) {
+        LogResult(db_->FailJobAttempt(job.id, "scoring was interrupted " + std::to_string(job.attempts - 1) +
+                                                  " times (the node stopped while scoring it)",
+                                      options_.max_attempts),
+                  job, "failed: interrupted too often");
+      } else {
+        jobs.push_back(job);
+      }
+    }
+    if (jobs.empty()) return;
     // Decode and preprocess in parallel: with 2 decode threads a 2048x2500 image is
     // ready in ~50 ms while inference of the previous one runs on the torch threads.
     std::vector<Prepared> prepared(jobs.size());
     std::vector<std::promise<void>> done(jobs.size());
     for (size_t i = 0; i < jobs.size(); ++i) {
       boost::asio::post(decode_pool_, [this, &jobs, &prepared, &done, i] {
+        LowerThreadPriority();
         auto t0 = Clock::now();
         std::string path = (std::filesystem::path(options_.data_dir) / jobs[i].file_path).string();
         auto decoded = imaging::DecodeDicomFile(path);

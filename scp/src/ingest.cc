@@ -241,6 +241,7 @@ class Ingester::Impl {
     fs::path temp = incoming_dir_ / (sop + "." + std::to_string(::getpid()) + "." +
                                      std::to_string(temp_counter_.fetch_add(1)) + ".tmp");
 
+    auto t_write = std::chrono::steady_clock::now();
     Status written = WriteDurably(ds, xfer, src.calling_ae, temp, &rec.file_size, &rec.sha256);
     if (!written.ok()) {
       std::error_code ec;
@@ -259,7 +260,11 @@ class Ingester::Impl {
     rec.file_path = rel.string();
     rec.received_at_ms = NowMs();
 
+    auto t_commit = std::chrono::steady_clock::now();
     GroupCommitter::Outcome outcome = committer_.Commit(rec, dirs_to_sync);
+    spdlog::debug("ingest {}: write+fsync+hash {:.1f} ms, folder sync + commit {:.1f} ms", sop,
+                  std::chrono::duration<double, std::milli>(t_commit - t_write).count(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_commit).count());
     if (!outcome.status.ok()) {
       return Reject(dimse_status::kOutOfResources, sop, "not recorded: " + outcome.status.ToString());
     }
@@ -291,7 +296,9 @@ class Ingester::Impl {
     if (fd < 0) return Status::IoError("cannot reopen " + temp.string() + ": " + std::strerror(errno));
     struct stat st {};
     int rc = ::fstat(fd, &st);
-    if (rc == 0) rc = ::fsync(fd);
+    // fdatasync flushes the data and the file size; the name becomes durable with the
+    // folder sync in the group commit.
+    if (rc == 0) rc = ::fdatasync(fd);
     int sync_errno = errno;
     ::close(fd);
     if (rc != 0) {

@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""bench/ingest: durable DICOM ingest throughput of pxsnode against peers, same machine,
+same files, alternating runs.
+
+Receivers: (a) pxsnode (fsync + SQLite commit before every Success), (b) DCMTK storescp
+writing files (page cache only), (c) storescp with a per-file sync
+(--exec-sync -xcr 'sync #p/#f'), (d) Orthanc from Debian (fsyncs every file), each as
+shipped and with TCP_NODELAY=1 in the environment of both ends. Senders: DCMTK storescu at
+concurrency 1 and 4 (4 processes, one association each). Also prints the disk's own
+fdatasync write bandwidth (dd conv=fdatasync), the physical ceiling for durable ingest.
+Last line: one JSON object.
+
+    bench/ingest/run.py [--count 100] [--reps 3] [--work DIR] [--no-orthanc]
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.realpath(os.path.join(HERE, "..", ".."))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def disk_fdatasync_mb_s(work):
+    target = os.path.join(work, "dd.bin")
+    out = subprocess.run(["dd", "if=/dev/zero", "of=" + target, "bs=1M", "count=1024", "conv=fdatasync"],
+                         capture_output=True, text=True).stderr
+    os.remove(target)
+    # "... copied, 2.1 s, 500 MB/s"
+    last = out.strip().splitlines()[-1]
+    value, unit = last.split(",")[-1].split()
+    factor = {"kB/s": 1e-3, "MB/s": 1.0, "GB/s": 1e3}.get(unit, 1.0)
+    return float(value) * factor
+
+
+class Receiver:
+    """Starts one receiver with an empty folder; stop() removes it."""
+
+    def __init__(self, kind, work, nodelay, model):
+        self.kind, self.nodelay = kind, nodelay
+        self.dir = os.path.join(work, "recv-" + kind)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.port = free_port()
+        env = dict(os.environ)
+        env.pop("TCP_NODELAY", None)
+        if nodelay:
+            env["TCP_NODELAY"] = "1"
+        log = open(os.path.join(self.dir, "log.txt"), "w")
+        if kind == "pxsnode":
+            self.aet = "PXSNODE"
+            cfg = os.path.join(self.dir, "pxsnode.toml")
+            with open(cfg, "w") as f:
+                f.write('[node]\nport = %d\ndata_dir = "data"\nlog_level = "warn"\n'
+                        '[scp]\nmax_associations = 8\nmin_free_gb = 0.0\nmin_free_percent = 0.0\n'
+                        '[scoring]\nmodel = "%s"\n' % (self.port, model))
+            cmd = [os.path.join(ROOT, "build", "bin", "pxsnode"), "--config", cfg]
+        elif kind in ("storescp", "storescp-sync"):
+            self.aet = "STORESCP"
+            out = os.path.join(self.dir, "out")
+            os.makedirs(out)
+            cmd = ["storescp", "--fork", "-aet", "STORESCP", "-od", out]
+            if kind == "storescp-sync":
+                cmd += ["--exec-sync", "-xcr", "sync #p/#f"]
+            cmd.append(str(self.port))
+        elif kind == "orthanc":
+            self.aet = "ORTHANC"
+            cfg = os.path.join(self.dir, "orthanc.json")
+            with open(cfg, "w") as f:
+                json.dump({"Name": "bench", "StorageDirectory": os.path.join(self.dir, "db"),
+                           "IndexDirectory": os.path.join(self.dir, "db"), "DicomAet": "ORTHANC",
+                           "DicomPort": self.port, "HttpPort": free_port(), "RemoteAccessAllowed": False,
+                           "Plugins": [], "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False}, f)
+            cmd = ["Orthanc", cfg]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir)
+        if not wait_port(self.port, 120):
+            self.stop()
+            raise RuntimeError("%s did not start; see %s/log.txt" % (kind, self.dir))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        subprocess.run(["pkill", "-f", self.dir], capture_output=True)  # storescp --fork children
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def send(receiver, files, concurrency, nodelay):
+    env = dict(os.environ)
+    env.pop("TCP_NODELAY", None)
+    if nodelay:
+        env["TCP_NODELAY"] = "1"
+    groups = [files[i::concurrency] for i in range(concurrency)]
+    start = time.monotonic()
+    procs = [subprocess.Popen(["storescu", "-aec", receiver.aet, "127.0.0.1", str(receiver.port)] + g,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for g in groups]
+    failed = sum(p.wait() != 0 for p in procs)
+    elapsed = time.monotonic() - start
+    if failed:
+        raise RuntimeError("%d storescu process(es) failed against %s" % (failed, receiver.kind))
+    return elapsed
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench-ingest"))
+    ap.add_argument("--cache", default=os.environ.get("PXS_BENCH_CACHE", os.path.join(ROOT, "build", "bench-cache")))
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "pxs-demo-cxr14.pt"))
+    ap.add_argument("--no-orthanc", action="store_true")
+    args = ap.parse_args()
+    if not os.path.exists(os.path.join(ROOT, "build", "bin", "pxsnode")):
+        sys.exit("bench/ingest: build first (build/bin/pxsnode missing)")
+    subprocess.run([sys.executable, os.path.join(HERE, "make_cache.py"), args.cache, "--count", str(args.count)],
+                   check=True)
+    files = sorted(os.path.join(args.cache, f) for f in os.listdir(args.cache) if f.endswith(".dcm"))[: args.count]
+    mb = sum(os.path.getsize(f) for f in files) / 1e6
+    os.makedirs(args.work, exist_ok=True)
+
+    kinds = ["pxsnode", "storescp", "storescp-sync"]
+    if not args.no_orthanc and shutil.which("Orthanc"):
+        kinds.append("orthanc")
+    disk = disk_fdatasync_mb_s(args.work)
+    print("disk fdatasync write bandwidth: %.0f MB/s" % disk)
+    results = {}  # (kind, nodelay, concurrency) -> [files/s]
+    for rep in range(args.reps):
+        for concurrency in (1, 4):
+            for nodelay in (True, False):
+                for kind in kinds:  # alternate receivers within each repetition
+                    r = Receiver(kind, args.work, nodelay, args.model)
+                    try:
+                        secs = send(r, files, concurrency, nodelay)
+                    finally:
+                        r.stop()
+                    rate = len(files) / secs
+                    results.setdefault((kind, nodelay, concurrency), []).append(rate)
+                    print("rep %d c=%d %-8s %-14s %6.1f files/s %7.0f MB/s" %
+                          (rep + 1, concurrency, "nodelay" if nodelay else "shipped", kind, rate, rate * mb / len(files)),
+                          flush=True)
+
+    def med(kind, nodelay, c):
+        return statistics.median(results[(kind, nodelay, c)])
+
+    print("\nmedian of %d runs, %d files of %.1f MB" % (args.reps, len(files), mb / len(files)))
+    summary = {"files": len(files), "mb_per_file": round(mb / len(files), 2), "reps": args.reps,
+               "disk_fdatasync_mb_s": round(disk), "receivers": {}, "ratios": {}}
+    for nodelay in (True, False):
+        for kind in kinds:
+            row = {}
+            for c in (1, 4):
+                fps = med(kind, nodelay, c)
+                row["c%d_files_s" % c] = round(fps, 1)
+                row["c%d_mb_s" % c] = round(fps * mb / len(files), 1)
+            summary["receivers"]["%s%s" % (kind, "" if nodelay else " (shipped)")] = row
+            print("%-26s c=1 %6.1f files/s (%5.0f MB/s)  c=4 %6.1f files/s (%5.0f MB/s)" %
+                  (kind + ("" if nodelay else " as shipped"), row["c1_files_s"], row["c1_mb_s"], row["c4_files_s"],
+                   row["c4_mb_s"]))
+    for c in (1, 4):
+        node = med("pxsnode", True, c)
+        summary["ratios"]["c%d_vs_storescp_sync" % c] = round(node / med("storescp-sync", True, c), 2)
+        summary["ratios"]["c%d_vs_storescp" % c] = round(node / med("storescp", True, c), 2)
+        if "orthanc" in kinds:
+            summary["ratios"]["c%d_vs_orthanc" % c] = round(node / med("orthanc", True, c), 2)
+        summary["ratios"]["c%d_of_disk_fdatasync" % c] = round(node * mb / len(files) / disk, 2)
+    for k, v in summary["ratios"].items():
+        print("pxsnode %s: %.2f" % (k, v))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
