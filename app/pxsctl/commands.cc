@@ -148,6 +148,28 @@ int RunPatients(const Context& ctx, const PatientsOptions& opt) {
   return kExitOk;
 }
 
+// The threshold that separates "stable" from a change, chosen as the SR does (see
+// HistoryOptions): explicit option, config override, the model's metadata, 1.0.
+double HistoryStableDelta(pxs::AdminDatabase& db, const HistoryOptions& opt, const Context& ctx,
+                          const std::vector<pxs::StudyHistoryEntry>& history) {
+  if (opt.stable_delta) return *opt.stable_delta;
+  if (ctx.config_stable_delta >= 0) return ctx.config_stable_delta;
+  for (auto it = history.rbegin(); it != history.rend(); ++it) {
+    const std::string& model = it->model;  // "name version" of the latest scored study
+    size_t space = model.rfind(' ');
+    if (model.empty() || space == std::string::npos || model.find(',') != std::string::npos) continue;
+    auto metadata = db.ModelMetadata(model.substr(0, space), model.substr(space + 1));
+    if (!metadata.ok() || !metadata->has_value()) break;
+    Json json = Json::parse(**metadata, nullptr, /*allow_exceptions=*/false);
+    if (json.is_object() && json.contains("trend") && json["trend"].contains("stable_delta") &&
+        json["trend"]["stable_delta"].is_number()) {
+      return json["trend"]["stable_delta"].get<double>();
+    }
+    break;
+  }
+  return 1.0;
+}
+
 int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   int rc = kExitOk;
   auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
@@ -174,6 +196,7 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   for (const auto& s : *history) {
     if (s.pxs) series.push_back(*s.pxs);
   }
+  const double stable_delta = HistoryStableDelta(*db, opt, ctx, *history);
   if (ctx.json) {
     Json studies = Json::array();
     for (const auto& s : *history) {
@@ -185,12 +208,12 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
                          {"scored", s.scored},
                          {"pxs", OptionalJson(s.pxs)},
                          {"change_from_previous", OptionalJson(s.change_from_previous)},
-                         {"trend", Trend(s.change_from_previous, s.pxs.has_value(), opt.stable_delta)},
+                         {"trend", Trend(s.change_from_previous, s.pxs.has_value(), stable_delta)},
                          {"model", s.model}});
     }
     PrintJson(Json{{"patient_id", key.patient_id},
                    {"issuer", key.issuer},
-                   {"stable_delta", opt.stable_delta},
+                   {"stable_delta", stable_delta},
                    {"studies", studies},
                    {"sparkline", Sparkline(series)}});
     return kExitOk;
@@ -201,7 +224,7 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   for (const auto& s : *history) {
     table.AddRow({FormatDicomDate(s.study_date), s.accession_number.empty() ? "-" : s.accession_number,
                   FormatNumber(s.pxs), FormatNumber(s.change_from_previous, 2, true),
-                  Trend(s.change_from_previous, s.pxs.has_value(), opt.stable_delta),
+                  Trend(s.change_from_previous, s.pxs.has_value(), stable_delta),
                   std::to_string(s.scored) + "/" + std::to_string(s.instances), s.model.empty() ? "-" : s.model,
                   s.study_uid});
   }
@@ -209,7 +232,7 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   if (!series.empty()) {
     auto [lo, hi] = std::minmax_element(series.begin(), series.end());
     std::cout << "PXS over time: " << Sparkline(series) << "  (min " << FormatNumber(*lo) << ", max "
-              << FormatNumber(*hi) << "; stable within +/-" << FormatNumber(opt.stable_delta) << ")\n";
+              << FormatNumber(*hi) << "; stable within +/-" << FormatNumber(stable_delta) << ")\n";
   }
   return kExitOk;
 }

@@ -18,10 +18,14 @@ struct Context {
   std::string db_path;
   std::string data_dir;  // recorded file paths are relative to it
   bool json = false;
+  double config_stable_delta = -1.0;  // [reports] stable_delta of --config (-1: not set)
 };
 
 struct PatientsOptions { std::string prefix; int limit = 50; };
-struct HistoryOptions { std::string patient_id; std::optional<std::string> issuer; double stable_delta = 1.0; };
+// stable_delta: --stable-delta; unset means the config's [reports] stable_delta, else
+// the model's own (metadata "trend"), else 1.0 (the published PXS reading) — the same
+// rule the node applies to the SR, so both say the same trend.
+struct HistoryOptions { std::string patient_id; std::optional<std::string> issuer; std::optional<double> stable_delta; };
 struct QueueOptions { int limit = 20; };
 struct FailuresOptions { int limit = 50; };
 struct RetryOptions { std::string sop_instance_uid; bool all_failed = false; };

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   auto* cmd_history = app.add_subcommand("history", "one patient's studies over time with PXS, change and trend");
   cmd_history->add_option("patient_id", history.patient_id, "PatientID")->required();
   cmd_history->add_option("--issuer", history.issuer, "IssuerOfPatientID (needed when the id exists under several)");
-  cmd_history->add_option("--stable-delta", history.stable_delta, "|change| up to this is 'stable'")->capture_default_str()
+  cmd_history->add_option("--stable-delta", history.stable_delta, "|change| up to this is 'stable' (default: config, else the model's)")
       ->check(CLI::NonNegativeNumber);
 
   std::string study_uid;
@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
     }
     ctx.data_dir = config->node.data_dir;
     ctx.db_path = pxs::DatabasePathFor(ctx.data_dir);
+    ctx.config_stable_delta = config->reports.stable_delta;
   }
   if (!data_dir.empty()) ctx.data_dir = data_dir;
 

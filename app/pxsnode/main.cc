@@ -110,6 +110,10 @@ int Run(const std::string& config_path) {
     return 1;
   }
   const pxs::scoring::ModelInfo& model = (*scorer)->model();
+  if (auto st = (*db)->RecordModel(model.name, model.version, model.metadata_json); !st.ok()) {
+    spdlog::critical("database: cannot record the model: {}", st.ToString());
+    return 1;
+  }
   spdlog::info("model {} {} on {} ({}), {} anchors{}", model.name, model.version, (*scorer)->device(),
                (*scorer)->precision(), model.anchor_count,
                model.not_for_clinical_use ? ", NOT FOR CLINICAL USE" : "");

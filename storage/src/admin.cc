@@ -101,6 +101,7 @@ class SqliteAdminDatabase final : public AdminDatabase {
   StatusOr<Stats> ComputeStats(int64_t now_ms) override;
   Status ForEachRecordedFile(const std::function<void(const RecordedFile&)>& visit) override;
   StatusOr<std::string> QuickCheck() override;
+  StatusOr<std::optional<std::string>> ModelMetadata(const std::string& name, const std::string& version) override;
   StatusOr<std::vector<PruneCandidate>> PruneCandidates(int64_t received_before_ms) override;
   Status MarkPruned(const std::vector<int64_t>& instance_ids, int64_t now_ms) override;
   Status AddAudit(const AuditEntry& entry) override;
@@ -558,6 +559,15 @@ Status SqliteAdminDatabase::ForEachRecordedFile(const std::function<void(const R
     after = page.back().instance_id;
     for (const RecordedFile& file : page) visit(file);
   }
+}
+
+StatusOr<std::optional<std::string>> SqliteAdminDatabase::ModelMetadata(const std::string& name,
+                                                                      const std::string& version) {
+  Query q = conn_->Prepare("SELECT metadata_json FROM models WHERE name = ?1 AND version = ?2");
+  q.With(name, version);
+  std::optional<std::string> json;
+  PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) { json = row.Text(0); }));
+  return json;
 }
 
 StatusOr<std::string> SqliteAdminDatabase::QuickCheck() {

@@ -58,6 +58,8 @@ class SqliteDatabase final : public Database {
   StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) override;
   StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) override;
   Status MarkReportSent(int64_t report_id) override;
+  Status RecordModel(const std::string& name, const std::string& version,
+                     const std::string& metadata_json) override;
   Status MarkReportAttemptFailed(int64_t report_id, const std::string& error,
                                  int64_t next_attempt_at_ms, bool final) override;
 
@@ -506,6 +508,17 @@ StatusOr<std::vector<OutgoingReport>> SqliteDatabase::DueReports(int64_t now_ms,
     due.push_back(std::move(report));
   }
   return due;
+}
+
+Status SqliteDatabase::RecordModel(const std::string& name, const std::string& version,
+                                   const std::string& metadata_json) {
+  PXS_RETURN_IF_ERROR(RequireWritable("RecordModel"));
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "INSERT INTO models(name, version, metadata_json, recorded_at) VALUES (?1, ?2, ?3, ?4)"
+      " ON CONFLICT(name, version) DO UPDATE SET metadata_json = ?3, recorded_at = ?4");
+  q.With(name, version, metadata_json, NowMs());
+  return q.Run();
 }
 
 Status SqliteDatabase::MarkReportSent(int64_t report_id) {

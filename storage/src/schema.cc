@@ -124,6 +124,17 @@ CREATE TABLE audit (
     R"sql(
 CREATE INDEX patients_by_id_nocase ON patients(patient_id COLLATE NOCASE);
 )sql",
+    // --- 3: the metadata of every model that scored here, so that pxsctl reads trends
+    //        with the same thresholds as the SR (the model's, not a constant).
+    R"sql(
+CREATE TABLE models (
+  name          TEXT NOT NULL,
+  version       TEXT NOT NULL,
+  metadata_json TEXT NOT NULL,
+  recorded_at   INTEGER NOT NULL,
+  PRIMARY KEY (name, version)
+);
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion,

@@ -185,3 +185,20 @@ TEST_F(AdminTest, QuickCheckIsOkOnAHealthyDatabase) { EXPECT_EQ(*Admin()->QuickC
 
 }  // namespace
 }  // namespace pxs
+
+namespace pxs {
+namespace {
+
+TEST_F(AdminTest, ModelMetadataIsRecordedPerNameAndVersionAndRefreshed) {
+  EXPECT_FALSE(Admin()->ModelMetadata("m", "1").value().has_value());
+  ASSERT_TRUE(db_->RecordModel("m", "1", R"({"trend":{"stable_delta":0.5}})").ok());
+  ASSERT_TRUE(db_->RecordModel("m", "2", R"({"trend":{"stable_delta":2}})").ok());
+  ASSERT_TRUE(db_->RecordModel("m", "1", R"({"trend":{"stable_delta":0.25}})").ok());  // refreshed
+  auto admin = Admin();
+  EXPECT_EQ(admin->ModelMetadata("m", "1").value().value(), R"({"trend":{"stable_delta":0.25}})");
+  EXPECT_EQ(admin->ModelMetadata("m", "2").value().value(), R"({"trend":{"stable_delta":2}})");
+  EXPECT_FALSE(admin->ModelMetadata("other", "1").value().has_value());
+}
+
+}  // namespace
+}  // namespace pxs

@@ -18,7 +18,7 @@
 namespace pxs {
 
 // The schema version this binary creates and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // The schema version of an existing database file (0 when it has no schema yet).
 StatusOr<int> ReadSchemaVersion(const std::string& db_path);
@@ -234,6 +234,9 @@ class AdminDatabase {
   virtual Status ForEachRecordedFile(const std::function<void(const RecordedFile&)>& visit) = 0;
   // SQLite's own consistency check; "ok" or the problems it found.
   virtual StatusOr<std::string> QuickCheck() = 0;
+  // The metadata.json of a model recorded by Database::RecordModel, if any.
+  virtual StatusOr<std::optional<std::string>> ModelMetadata(const std::string& name,
+                                                             const std::string& version) = 0;
 
   // Non-pruned instances received before the cutoff whose job is final (scored,
   // skipped or failed): their files may be deleted, results and embeddings stay.

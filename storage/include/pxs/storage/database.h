@@ -149,6 +149,11 @@ class Database {
   // then scored time). Empty for a patient without id.
   virtual StatusOr<std::vector<StudyScore>> PatientHistory(const PatientKey& patient) = 0;
 
+  // Records (or refreshes) the metadata.json of the model the node scores with, at
+  // start-up, so that admin tools interpret scores with the model's own thresholds.
+  virtual Status RecordModel(const std::string& name, const std::string& version,
+                             const std::string& metadata_json) = 0;
+
   // --- reports outbox (report worker, sender) --------------------------------------
   // Records an SR written for a study and queues it for each destination, in one
   // transaction. version is 1 for a study's first SR, then 2, 3, ...
