@@ -39,3 +39,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: all ${#packages[@]} packages present"
+
+# The interoperability test sends with an independent DICOM implementation (dcmjs-dimse,
+# from the npm registry, pinned in tests/interop/package-lock.json).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get install -y -q --no-install-recommends nodejs npm
+fi
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/interop/node_modules/dcmjs-dimse" ]; then
+  npm ci --prefix "$here/tests/interop" --no-audit --no-fund --loglevel=error || \
+    echo "install-deps: npm ci failed; the interoperability test will be skipped"
+fi
