@@ -272,7 +272,10 @@ int RunStudy(const Context& ctx, const std::string& study_uid) {
                              {"calibrated_scale", i.calibrated_scale},
                              {"model", i.model},
                              {"embedding_dim", i.embedding_dim},
-                             {"scored_at", OptionalTimeJson(i.scored_at_ms)}});
+                             {"scored_at", OptionalTimeJson(i.scored_at_ms)},
+                             {"queue_ms", OptionalJson(i.queue_ms)},
+                             {"decode_ms", OptionalJson(i.decode_ms)},
+                             {"inference_ms", OptionalJson(i.inference_ms)}});
       }
       Json reports = Json::array();
       for (const auto& d : s.reports) reports.push_back(DeliveryJson(d));

@@ -24,6 +24,7 @@
 
 #include "pxs/config/config.h"
 #include "pxs/pipeline/report_maker.h"
+#include "pxs/pipeline/report_worker.h"
 #include "pxs/pipeline/scoring_worker.h"
 #include "pxs/scoring/scorer.h"
 #include "pxs/scp/ingest.h"
@@ -135,16 +136,14 @@ int Run(const std::string& config_path) {
                             .send_to = cfg.reports.send_to,
                             .stable_delta_override = cfg.reports.stable_delta},
                            db->get(), &model, [&sender] { sender.Wake(); });
+  pxs::ReportWorker report_worker(&reports, db->get());
   pxs::ScoringWorker scoring({.data_dir = cfg.node.data_dir,
                               .max_batch = cfg.scoring.max_batch,
                               .max_wait_ms = cfg.scoring.max_wait_ms,
                               .max_attempts = cfg.scoring.max_attempts},
-                             db->get(), scorer->get(), [&reports](const pxs::Job& job, const pxs::ScoreRecord& score) {
-                               auto made = reports.MakeReport(job, score);
-                               if (!made.ok()) {
-                                 spdlog::error("report for study {} not made: {}", job.study_uid,
-                                               made.status().ToString());
-                               }
+                             db->get(), scorer->get(),
+                             [&report_worker](const pxs::Job& job, const pxs::ScoreRecord& score) {
+                               report_worker.Enqueue(job, score);
                              });
 
   pxs::IngestOptions ingest_options;
@@ -169,6 +168,10 @@ int Run(const std::string& config_path) {
                                      .min_free_percent = cfg.scp.min_free_percent};
   pxs::StorageScp scp(scp_options, ingester->get());
 
+  if (auto st = report_worker.Start(); !st.ok()) {
+    spdlog::critical("report worker: {}", st.ToString());
+    return 1;
+  }
   if (auto st = scoring.Start(); !st.ok()) {
     spdlog::critical("scoring worker: {}", st.ToString());
     return 1;
@@ -230,6 +233,7 @@ int Run(const std::string& config_path) {
     clean = scp.Stop(cfg.scp.shutdown_grace_s);
     if (!clean) spdlog::warn("associations still running after {} s; leaving without them", cfg.scp.shutdown_grace_s);
     scoring.Stop();
+    report_worker.Stop();  // makes the reports of everything scored so far
     sender.Stop();
     watchdog.cancel();
     reload_signal.cancel();

@@ -234,7 +234,7 @@ StatusOr<std::vector<StudyDetails>> SqliteAdminDatabase::Study(const std::string
         " i.view_position, i.transfer_syntax_uid, i.file_path, i.file_size, i.sha256, i.calling_ae,"
         " i.peer_address, i.received_at, i.pruned_at, j.state, j.reason, j.attempts, sc.pxs,"
         " sc.raw_distance, sc.calibrated, sc.calibrated_scale, sc.model_name, sc.model_version,"
-        " length(sc.embedding), sc.scored_at"
+        " length(sc.embedding), sc.scored_at, sc.queue_ms, sc.decode_ms, sc.inference_ms"
         " FROM instances i JOIN jobs j ON j.instance_ref = i.id LEFT JOIN scores sc ON sc.job_ref = j.id"
         " WHERE i.study_ref = ?1 ORDER BY i.received_at, i.id");
     q.With(study_ref);
@@ -264,6 +264,9 @@ StatusOr<std::vector<StudyDetails>> SqliteAdminDatabase::Study(const std::string
       i.model = ModelLabel(row.Text(21), row.Text(22));
       i.embedding_dim = static_cast<size_t>(row.Int(23)) / sizeof(float);
       i.scored_at_ms = row.OptInt(24);
+      i.queue_ms = row.OptReal(25);
+      i.decode_ms = row.OptReal(26);
+      i.inference_ms = row.OptReal(27);
       details.instances.push_back(std::move(i));
     }));
     Query reports = conn_->Prepare(PXS_DELIVERY_COLUMNS "WHERE r.study_uid = ?1 ORDER BY r.version, d.id");

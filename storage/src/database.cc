@@ -60,6 +60,7 @@ class SqliteDatabase final : public Database {
   Status MarkReportSent(int64_t report_id) override;
   Status RecordModel(const std::string& name, const std::string& version,
                      const std::string& metadata_json) override;
+  StatusOr<std::vector<ScoredJob>> ScoredWithoutReport(int64_t since_ms) override;
   Status MarkReportAttemptFailed(int64_t report_id, const std::string& error,
                                  int64_t next_attempt_at_ms, bool final) override;
 
@@ -508,6 +509,50 @@ StatusOr<std::vector<OutgoingReport>> SqliteDatabase::DueReports(int64_t now_ms,
     due.push_back(std::move(report));
   }
   return due;
+}
+
+StatusOr<std::vector<Database::ScoredJob>> SqliteDatabase::ScoredWithoutReport(int64_t since_ms) {
+  std::vector<ScoredJob> found;
+  std::lock_guard guard(mutex_);
+  // scores_by_time bounds the scan; reports_by_study answers NOT EXISTS per row.
+  Query q = conn_->Prepare(
+      "SELECT j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts,"
+      " i.received_at, sc.pxs, sc.raw_distance, sc.calibrated, sc.calibrated_scale, sc.embedding,"
+      " sc.model_name, sc.model_version, sc.queue_ms, sc.decode_ms, sc.inference_ms, sc.scored_at"
+      " FROM scores sc JOIN jobs j ON j.id = sc.job_ref JOIN instances i ON i.id = j.instance_ref"
+      " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
+      " WHERE sc.scored_at >= ?1 AND NOT EXISTS (SELECT 1 FROM reports r"
+      "   WHERE r.study_uid = s.study_uid AND r.created_at >= sc.scored_at)"
+      " ORDER BY sc.scored_at, sc.id");
+  q.With(since_ms);
+  while (true) {
+    StatusOr<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ScoredJob sj;
+    sj.job.id = q.Int(0);
+    sj.job.sop_instance_uid = q.Text(1);
+    sj.job.study_uid = q.Text(2);
+    sj.job.file_path = q.Text(3);
+    sj.job.patient.patient_id = q.Text(4);  // NULL reads as "": no id
+    sj.job.patient.issuer = q.Text(5);
+    sj.job.attempts = static_cast<int>(q.Int(6));
+    sj.job.received_at_ms = q.Int(7);
+    sj.score.job_id = sj.job.id;
+    sj.score.pxs = q.Real(8);
+    sj.score.raw_distance = q.Real(9);
+    sj.score.calibrated = q.OptReal(10);
+    sj.score.calibrated_scale = q.Text(11);
+    sj.score.embedding = q.Floats(12);
+    sj.score.model_name = q.Text(13);
+    sj.score.model_version = q.Text(14);
+    sj.score.queue_ms = q.Real(15);
+    sj.score.decode_ms = q.Real(16);
+    sj.score.inference_ms = q.Real(17);
+    sj.score.scored_at_ms = q.Int(18);
+    found.push_back(std::move(sj));
+  }
+  return found;
 }
 
 Status SqliteDatabase::RecordModel(const std::string& name, const std::string& version,

@@ -200,5 +200,28 @@ TEST_F(AdminTest, ModelMetadataIsRecordedPerNameAndVersionAndRefreshed) {
   EXPECT_FALSE(admin->ModelMetadata("other", "1").value().has_value());
 }
 
+TEST_F(AdminTest, ScoredWithoutReportFindsWhatACrashLeftBetweenScoreAndReport) {
+  ASSERT_TRUE(db_->RecordInstances({MakeInstance("2.1", "8.1", "P2", "20200101"),
+                                    MakeInstance("2.2", "8.2", "P2", "20200201")},
+                                   nullptr)
+                  .ok());
+  const int64_t scored_at = 1'700'000'060'000;
+  ScoreQueued({{"2.1", 1.0}, {"2.2", 2.0}}, scored_at);
+  auto lost = db_->ScoredWithoutReport(0);
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  ASSERT_EQ(lost->size(), 2u);
+  EXPECT_EQ((*lost)[0].job.study_uid, "8.1");
+  EXPECT_EQ((*lost)[0].job.patient.patient_id, "P2");
+  EXPECT_DOUBLE_EQ((*lost)[0].score.pxs, 1.0);
+  EXPECT_FALSE((*lost)[0].score.embedding.empty());
+  // A report made (now, i.e. after the score) for study 8.1 settles it; 8.2 stays.
+  ASSERT_TRUE(db_->RecordReport("7.1", "8.1", 1, "reports/8.1/sr-v1.dcm", {}).ok());
+  lost = db_->ScoredWithoutReport(0);
+  ASSERT_EQ(lost->size(), 1u);
+  EXPECT_EQ((*lost)[0].job.study_uid, "8.2");
+  // Only scores since the given time are looked at.
+  EXPECT_TRUE(db_->ScoredWithoutReport(scored_at + 1)->empty());
+}
+
 }  // namespace
 }  // namespace pxs

@@ -73,6 +73,8 @@ struct InstanceDetails {
   std::string model;
   size_t embedding_dim = 0;
   std::optional<int64_t> scored_at_ms;
+  // Where the time went between receipt and score (scoring worker's own measurements).
+  std::optional<double> queue_ms, decode_ms, inference_ms;
 };
 
 struct ReportDelivery {

@@ -149,6 +149,14 @@ class Database {
   // then scored time). Empty for a patient without id.
   virtual StatusOr<std::vector<StudyScore>> PatientHistory(const PatientKey& patient) = 0;
 
+  // Scored jobs (scored at or after since_ms) whose study has no report made after the
+  // score: work the report worker lost to a crash between scoring and reporting.
+  struct ScoredJob {
+    Job job;
+    ScoreRecord score;
+  };
+  virtual StatusOr<std::vector<ScoredJob>> ScoredWithoutReport(int64_t since_ms) = 0;
+
   // Records (or refreshes) the metadata.json of the model the node scores with, at
   // start-up, so that admin tools interpret scores with the model's own thresholds.
   virtual Status RecordModel(const std::string& name, const std::string& version,
