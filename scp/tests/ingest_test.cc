@@ -26,7 +26,9 @@ class IngestTest : public ::testing::Test {
     auto db = Database::Open(DatabasePathFor(dir_.str()), Database::Mode::kReadWrite);
     ASSERT_TRUE(db.ok()) << db.status().ToString();
     db_ = std::move(*db);
-    auto ing = Ingester::Create({.data_dir = dir_.str()}, db_.get());
+    IngestOptions options;
+    options.data_dir = dir_.str();
+    auto ing = Ingester::Create(options, db_.get());
     ASSERT_TRUE(ing.ok()) << ing.status().ToString();
     ingester_ = std::move(*ing);
   }
