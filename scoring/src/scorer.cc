@@ -91,6 +91,7 @@ struct Scorer::Impl {
   torch::jit::Module module;
   torch::Device device{torch::kCPU};
   torch::ScalarType dtype = torch::kFloat32;
+  bool channels_last = false;
   std::vector<std::vector<float>> anchors;
   torch::Tensor mean, inv_std;  // [1,3,1,1] on the device, fp32
   std::mutex forward_mutex;     // ScoreBatch is documented as single-caller; this makes misuse safe
@@ -103,7 +104,8 @@ struct Scorer::Impl {
       batch_u8 = batch_u8.to(device, /*non_blocking=*/true);  // bytes, not floats: 4x less to copy
     }
     torch::Tensor x = batch_u8.to(torch::kFloat32).div_(255.f).expand({-1, 3, -1, -1});
-    x = ((x - mean) * inv_std).to(dtype).contiguous();
+    x = ((x - mean) * inv_std).to(dtype).contiguous(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                  : at::MemoryFormat::Contiguous);
     torch::jit::IValue out = module.forward({x});
     if (!out.isTensor()) throw std::runtime_error("forward() did not return a tensor");
     return out.toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -127,6 +129,7 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
   StatusOr<torch::ScalarType> dtype = ResolvePrecision(options.precision, impl->device);
   if (!dtype.ok()) return dtype.status();
   impl->dtype = *dtype;
+  impl->channels_last = options.channels_last;
   ConfigureThreads(options.intra_op_threads, options.inter_op_threads);
 
   // 1. Load the TorchScript file and its metadata.json.
@@ -172,7 +175,10 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
     impl->module.to(impl->device, impl->dtype);
     if (options.optimize) {
       impl->module = torch::jit::freeze(impl->module);
-      if (!impl->device.is_cuda()) impl->module = torch::jit::optimize_for_inference(impl->module);
+      // optimize_for_inference rewrites convolutions for MKLDNN's blocked layout, which
+      // makes a channels-last input pointless; channels-last keeps the frozen graph as is.
+      if (!impl->device.is_cuda() && !options.channels_last)
+        impl->module = torch::jit::optimize_for_inference(impl->module);
     }
     const auto& pp = mi.preprocessing;
     impl->mean = torch::tensor({pp.mean[0], pp.mean[1], pp.mean[2]}).view({1, 3, 1, 1}).to(impl->device);

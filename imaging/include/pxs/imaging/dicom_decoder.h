@@ -2,7 +2,8 @@
 // stored values (no Modality LUT, no VOI LUT, no MONOCHROME1 inversion), with the bits
 // above HighBit masked off. Handles every transfer syntax the SCP accepts: implicit and
 // explicit VR little endian, explicit VR big endian, deflated, JPEG baseline / extended /
-// lossless (process 14, SV1), JPEG-LS lossless and near-lossless, RLE.
+// lossless (process 14, SV1), JPEG-LS lossless and near-lossless, RLE. A multi-frame
+// object gives its first frame.
 //
 // Never crashes on bad input and never allocates from Rows x Columns before checking
 // them against the pixel data actually present. Errors:

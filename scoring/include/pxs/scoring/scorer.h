@@ -32,6 +32,7 @@ struct ScorerOptions {
   int inter_op_threads = 1;        // process-wide; only the first Scorer can set it
   bool optimize = true;            // torch::jit::freeze + optimize_for_inference
   int warmup_batch = 1;            // batch size of the warm-up passes at Create (0: none)
+  bool channels_last = false;      // NHWC input (with optimize: freeze only, no MKLDNN rewrite)
 };
 
 struct ScoreResult {
