@@ -14,8 +14,6 @@ import datetime
 import json
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -24,27 +22,10 @@ import time
 import pydicom
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import free_port, wait_port  # noqa: E402
 ROOT = os.path.realpath(os.path.join(HERE, "..", ".."))
 BIN = os.path.join(ROOT, "build", "bin")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, timeout=120):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def iso_ms(text):

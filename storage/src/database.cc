@@ -37,6 +37,24 @@ int64_t NowMs() {
       .count();
 }
 
+// The columns of a Job, for queries joining jobs j, instances i, studies s, patients p;
+// ReadJobColumns() reads them back from columns 0..7.
+#define PXS_JOB_COLUMNS \
+  "j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts, i.received_at"
+
+Job ReadJobColumns(const Query& q) {
+  Job job;
+  job.id = q.Int(0);
+  job.sop_instance_uid = q.Text(1);
+  job.study_uid = q.Text(2);
+  job.file_path = q.Text(3);
+  job.patient.patient_id = q.Text(4);  // NULL reads as "": no id
+  job.patient.issuer = q.Text(5);
+  job.attempts = static_cast<int>(q.Int(6));
+  job.received_at_ms = q.Int(7);
+  return job;
+}
+
 class SqliteDatabase final : public Database {
  public:
   explicit SqliteDatabase(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
@@ -300,8 +318,7 @@ StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
   PXS_RETURN_IF_ERROR(tx.Begin());
   {
     Query q = conn_->Prepare(
-        "SELECT j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer,"
-        " j.attempts, i.received_at"
+        "SELECT " PXS_JOB_COLUMNS
         " FROM jobs j JOIN instances i ON i.id = j.instance_ref"
         " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
         " WHERE j.state = 'queued' ORDER BY j.id LIMIT ?1");
@@ -310,15 +327,8 @@ StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
       StatusOr<bool> row = q.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      Job job;
-      job.id = q.Int(0);
-      job.sop_instance_uid = q.Text(1);
-      job.study_uid = q.Text(2);
-      job.file_path = q.Text(3);
-      job.patient.patient_id = q.Text(4);  // NULL reads as "": no id
-      job.patient.issuer = q.Text(5);
-      job.attempts = static_cast<int>(q.Int(6)) + 1;
-      job.received_at_ms = q.Int(7);
+      Job job = ReadJobColumns(q);
+      job.attempts += 1;  // the claim being made counts
       jobs.push_back(std::move(job));
     }
   }
@@ -516,8 +526,7 @@ StatusOr<std::vector<Database::ScoredJob>> SqliteDatabase::ScoredWithoutReport(i
   std::lock_guard guard(mutex_);
   // scores_by_time bounds the scan; reports_by_study answers NOT EXISTS per row.
   Query q = conn_->Prepare(
-      "SELECT j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts,"
-      " i.received_at, sc.pxs, sc.raw_distance, sc.calibrated, sc.calibrated_scale, sc.embedding,"
+      "SELECT " PXS_JOB_COLUMNS ", sc.pxs, sc.raw_distance, sc.calibrated, sc.calibrated_scale, sc.embedding,"
       " sc.model_name, sc.model_version, sc.queue_ms, sc.decode_ms, sc.inference_ms, sc.scored_at"
       " FROM scores sc JOIN jobs j ON j.id = sc.job_ref JOIN instances i ON i.id = j.instance_ref"
       " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
@@ -530,14 +539,7 @@ StatusOr<std::vector<Database::ScoredJob>> SqliteDatabase::ScoredWithoutReport(i
     if (!row.ok()) return row.status();
     if (!*row) break;
     ScoredJob sj;
-    sj.job.id = q.Int(0);
-    sj.job.sop_instance_uid = q.Text(1);
-    sj.job.study_uid = q.Text(2);
-    sj.job.file_path = q.Text(3);
-    sj.job.patient.patient_id = q.Text(4);  // NULL reads as "": no id
-    sj.job.patient.issuer = q.Text(5);
-    sj.job.attempts = static_cast<int>(q.Int(6));
-    sj.job.received_at_ms = q.Int(7);
+    sj.job = ReadJobColumns(q);
     sj.score.job_id = sj.job.id;
     sj.score.pxs = q.Real(8);
     sj.score.raw_distance = q.Real(9);

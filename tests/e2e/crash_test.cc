@@ -23,22 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace pxs::testing;
 
-// The SOP Instance UIDs storescu -v reported Success for ("Sending file" then the response).
-std::set<std::string> AcknowledgedFiles(const std::string& storescu_log) {
-  std::set<std::string> acked;
-  std::istringstream in(storescu_log);
-  std::string line, current;
-  while (std::getline(in, line)) {
-    size_t at = line.find("Sending file: ");
-    if (at != std::string::npos) current = line.substr(at + 14);
-    if (line.find("Received Store Response (Success)") != std::string::npos && !current.empty()) {
-      acked.insert(current);
-      current.clear();
-    }
-  }
-  return acked;
-}
-
 TEST(CrashTest, KillNineAtRandomMomentsLosesNothingAcknowledged) {
   TempDir dir("pxs-crash");
   uint16_t port = FreePort();
@@ -83,7 +67,7 @@ TEST(CrashTest, KillNineAtRandomMomentsLosesNothingAcknowledged) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 700));
     node.process().Kill(SIGKILL);
     sender.Wait(std::chrono::seconds(60));
-    for (const std::string& f : AcknowledgedFiles(sender.Log())) acked.insert(f);
+    for (const std::string& f : ParseStorescuLog(sender.Log()).succeeded) acked.insert(f);
   }
   ASSERT_GT(acked.size(), 10u) << "too few acknowledged instances to mean anything";
 

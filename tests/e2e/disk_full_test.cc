@@ -60,22 +60,9 @@ TEST_F(DiskFull, StoresGetA700WhenFullAndSucceedAgainWhenSpaceReturns) {
   ASSERT_TRUE(node_->Start(config)) << node_->Log();
 
   // 20 instances of 2 MiB each: about 40 MiB into a 24 MiB file system.
-  std::vector<std::string> files;
   std::map<std::string, std::string> sop_of;
-  std::string study = NewUid(), series = NewUid();
-  for (int i = 0; i < 20; ++i) {
-    SyntheticCr spec;
-    spec.study_uid = study;
-    spec.series_uid = series;
-    spec.sop_uid = NewUid();
-    spec.rows = spec.cols = 1024;
-    spec.seed = static_cast<uint32_t>(i);
-    fs::path f = dir_.path() / "send" / (std::to_string(i) + ".dcm");
-    fs::create_directories(f.parent_path());
-    ASSERT_TRUE(WriteSyntheticCr(f.string(), spec));
-    files.push_back(f.string());
-    sop_of[f.string()] = spec.sop_uid;
-  }
+  std::vector<std::string> files = WriteSyntheticSeries((dir_.path() / "send").string(), 20, 1024, &sop_of);
+  ASSERT_EQ(files.size(), 20u);
   auto store = [&](const std::vector<std::string>& which, const std::string& log) {
     std::vector<std::string> argv = {"storescu", "-v", "-nh", "-aec", "PXSNODE", "127.0.0.1", std::to_string(port)};
     argv.insert(argv.end(), which.begin(), which.end());
@@ -85,17 +72,9 @@ TEST_F(DiskFull, StoresGetA700WhenFullAndSucceedAgainWhenSpaceReturns) {
   EXPECT_NE(first.output.find("Refused: OutOfResources"), std::string::npos) << first.output;
   EXPECT_NE(node_->Log().find("0xA700"), std::string::npos);
 
-  // Which files were acknowledged? Each "Sending file" is followed by its response.
-  std::set<std::string> acked, refused;
-  {
-    std::istringstream in(first.output);
-    std::string line, current;
-    while (std::getline(in, line)) {
-      if (auto at = line.find("Sending file: "); at != std::string::npos) current = line.substr(at + 14);
-      if (line.find("Received Store Response (Success)") != std::string::npos) acked.insert(current);
-      if (line.find("Refused: OutOfResources") != std::string::npos) refused.insert(current);
-    }
-  }
+  StorescuOutcomes outcomes = ParseStorescuLog(first.output);
+  const std::set<std::string>& acked = outcomes.succeeded;
+  const std::set<std::string>& refused = outcomes.out_of_resources;
   EXPECT_GT(acked.size(), 0u);
   EXPECT_GT(refused.size(), 0u);
   EXPECT_TRUE(fs::is_empty(node_dir / "data" / "incoming")) << "a refused instance left its temp file";

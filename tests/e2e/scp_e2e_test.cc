@@ -234,21 +234,8 @@ TEST_F(ScpEndToEnd, EightConcurrentSendersWithTwentyFiveFilesEachAllLand) {
 
 TEST_F(ScpEndToEnd, SigtermDuringATransferLosesNothingAcknowledgedAndLeavesNoPartialFile) {
   StartNode();
-  const int kFiles = 60;
-  std::vector<std::string> files;
-  std::string study = NewUid(), series = NewUid();
-  for (int f = 0; f < kFiles; ++f) {
-    SyntheticCr spec;
-    spec.study_uid = study;
-    spec.series_uid = series;
-    spec.sop_uid = NewUid();
-    spec.rows = spec.cols = 512;
-    spec.seed = static_cast<uint32_t>(f);
-    fs::path p = dir_.path() / "send" / (std::to_string(f) + ".dcm");
-    fs::create_directories(p.parent_path());
-    ASSERT_TRUE(WriteSyntheticCr(p.string(), spec));
-    files.push_back(p.string());
-  }
+  std::vector<std::string> files = WriteSyntheticSeries((dir_.path() / "send").string(), 60, 512);
+  ASSERT_EQ(files.size(), 60u);
   std::vector<std::string> argv = {"storescu", "-v", "-aet", "STORESCU", "-aec", "PXSNODE", "127.0.0.1",
                                    std::to_string(port_)};
   argv.insert(argv.end(), files.begin(), files.end());

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -62,10 +64,35 @@ inline bool WriteSyntheticCr(const std::string& path, const SyntheticCr& spec) {
   return file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good();
 }
 
+// Writes `count` synthetic CR files of one new study/series into folder (0.dcm, 1.dcm,
+// ...), size x size pixels; returns their paths, and each path's SOP Instance UID in sop_of.
+inline std::vector<std::string> WriteSyntheticSeries(const std::string& folder, int count, int size,
+                                                     std::map<std::string, std::string>* sop_of = nullptr);
+
 // A fresh 2.25 UID (random 96-bit suffix: unique enough for a test run).
 inline std::string NewUid() {
   static std::mt19937_64 rng(std::random_device{}());
   return "2.25." + std::to_string(rng() >> 4) + std::to_string(rng() % 100000000 + 100000000);
+}
+
+inline std::vector<std::string> WriteSyntheticSeries(const std::string& folder, int count, int size,
+                                                     std::map<std::string, std::string>* sop_of) {
+  std::filesystem::create_directories(folder);
+  std::vector<std::string> files;
+  std::string study = NewUid(), series = NewUid();
+  for (int i = 0; i < count; ++i) {
+    SyntheticCr spec;
+    spec.study_uid = study;
+    spec.series_uid = series;
+    spec.sop_uid = NewUid();
+    spec.rows = spec.cols = size;
+    spec.seed = static_cast<uint32_t>(i);
+    std::string path = folder + "/" + std::to_string(i) + ".dcm";
+    if (!WriteSyntheticCr(path, spec)) return {};
+    files.push_back(path);
+    if (sop_of) (*sop_of)[path] = spec.sop_uid;
+  }
+  return files;
 }
 
 }  // namespace pxs::testing

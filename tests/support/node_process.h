@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <set>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -141,6 +143,25 @@ inline CommandResult RunCommand(const std::vector<std::string>& argv, const std:
   r.exit_code = p.Wait(std::chrono::minutes(10));
   r.output = p.Log();
   return r;
+}
+
+// What `storescu -v` reported for each file: each "Sending file: X" line is followed by
+// the response to that file.
+struct StorescuOutcomes {
+  std::set<std::string> succeeded;
+  std::set<std::string> out_of_resources;  // "Refused: OutOfResources" (0xA700)
+};
+inline StorescuOutcomes ParseStorescuLog(const std::string& log) {
+  StorescuOutcomes out;
+  std::istringstream in(log);
+  std::string line, current;
+  while (std::getline(in, line)) {
+    if (auto at = line.find("Sending file: "); at != std::string::npos) current = line.substr(at + 14);
+    if (current.empty()) continue;
+    if (line.find("Received Store Response (Success)") != std::string::npos) out.succeeded.insert(current);
+    if (line.find("Refused: OutOfResources") != std::string::npos) out.out_of_resources.insert(current);
+  }
+  return out;
 }
 
 // Writes a pxsnode config for tests and returns its path.
