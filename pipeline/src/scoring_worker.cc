@@ -95,47 +95,72 @@ class ScoringWorker::Impl {
     LowerThreadPriority();
     while (true) {
       if (!WaitForWork(std::chrono::milliseconds(options_.poll_interval_ms))) return;
-      // Drain everything queued, batch by batch, before sleeping again.
+      // Drain everything queued, batch by batch, before sleeping again. One batch is
+      // "in flight": while its inference runs, the next batch is already being decoded
+      // and preprocessed on the decode pool.
+      std::unique_ptr<Batch> in_flight;
       while (true) {
+        bool stop = false;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          if (stopping_) return;
+          stop = stopping_;
         }
+        if (stop) break;
         auto queued = db_->CountJobs(JobState::kQueued);
         if (!queued.ok()) {
           spdlog::error("scoring: cannot read the queue: {}", queued.status().ToString());
           break;
         }
         if (*queued == 0) break;
-        // Dynamic batching: a partial batch waits a little for more jobs to arrive.
-        if (*queued < options_.max_batch && options_.max_wait_ms > 0) {
-          auto deadline = Clock::now() + std::chrono::milliseconds(options_.max_wait_ms);
-          while (Clock::now() < deadline) {
-            std::unique_lock<std::mutex> lock(mu_);
-            cv_.wait_until(lock, deadline, [&] { return stopping_ || notified_; });
-            notified_ = false;
-            if (stopping_) return;
-            lock.unlock();
-            auto now_queued = db_->CountJobs(JobState::kQueued);
-            if (now_queued.ok() && *now_queued >= options_.max_batch) break;
-          }
-        }
+        // Dynamic batching: a partial batch waits a little for more jobs to arrive
+        // (not while another batch is in flight: that one is waiting for us).
+        if (!in_flight && *queued < options_.max_batch && options_.max_wait_ms > 0 && !WaitToFillBatch()) break;
         auto jobs = db_->ClaimJobs(options_.max_batch);
         if (!jobs.ok()) {
           spdlog::error("scoring: cannot claim jobs: {}", jobs.status().ToString());
           break;
         }
         if (jobs->empty()) break;
-        ScoreBatch(*jobs);
+        std::unique_ptr<Batch> next = StartBatch(*jobs);
+        if (in_flight) FinishBatch(*in_flight);
+        in_flight = std::move(next);
       }
+      // What was claimed is finished even when stopping (its jobs are in state scoring).
+      if (in_flight) FinishBatch(*in_flight);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
     }
   }
 
-  void ScoreBatch(const std::vector<Job>& claimed) {
-    auto batch_start = Clock::now();
+  // Waits up to max_wait_ms for a full batch; false when stopping.
+  bool WaitToFillBatch() {
+    auto deadline = Clock::now() + std::chrono::milliseconds(options_.max_wait_ms);
+    while (Clock::now() < deadline) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, deadline, [&] { return stopping_ || notified_; });
+      notified_ = false;
+      if (stopping_) return false;
+      lock.unlock();
+      auto now_queued = db_->CountJobs(JobState::kQueued);
+      if (now_queued.ok() && *now_queued >= options_.max_batch) break;
+    }
+    return true;
+  }
+
+  // A claimed batch whose decoding runs on the pool. Heap-allocated: the decode tasks
+  // hold pointers into it.
+  struct Batch {
+    Clock::time_point start;
+    std::vector<Job> jobs;
+    std::vector<Prepared> prepared;
+    std::vector<std::future<void>> decoded;
+  };
+
+  std::unique_ptr<Batch> StartBatch(const std::vector<Job>& claimed) {
+    auto batch = std::make_unique<Batch>();
+    batch->start = Clock::now();
     // A job claimed more often than allowed was interrupted by crashes each time (an
     // image that takes the process down): it is failed here, never tried again.
-    std::vector<Job> jobs;
     for (const Job& job : claimed) {
       if (job.attempts > options_.max_attempts) {
         LogResult(db_->FailJobAttempt(job.id, "scoring was interrupted " + std::to_string(job.attempts - 1) +
@@ -143,30 +168,36 @@ class ScoringWorker::Impl {
                                       options_.max_attempts),
                   job, "failed: interrupted too often");
       } else {
-        jobs.push_back(job);
+        batch->jobs.push_back(job);
       }
     }
-    if (jobs.empty()) return;
-    // Decode and preprocess in parallel: with 2 decode threads a 2048x2500 image is
-    // ready in ~50 ms while inference of the previous one runs on the torch threads.
-    std::vector<Prepared> prepared(jobs.size());
-    std::vector<std::promise<void>> done(jobs.size());
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      boost::asio::post(decode_pool_, [this, &jobs, &prepared, &done, i] {
+    // Decode and preprocess in parallel on the pool.
+    batch->prepared.resize(batch->jobs.size());
+    for (size_t i = 0; i < batch->jobs.size(); ++i) {
+      auto task = std::make_shared<std::packaged_task<void()>>([this, b = batch.get(), i] {
         LowerThreadPriority();
         auto t0 = Clock::now();
-        std::string path = (std::filesystem::path(options_.data_dir) / jobs[i].file_path).string();
+        std::string path = (std::filesystem::path(options_.data_dir) / b->jobs[i].file_path).string();
         auto decoded = imaging::DecodeDicomFile(path);
         if (decoded.ok()) {
-          prepared[i].image = scorer_->Preprocess(*decoded);
+          b->prepared[i].image = scorer_->Preprocess(*decoded);
         } else {
-          prepared[i].image = decoded.status();
+          b->prepared[i].image = decoded.status();
         }
-        prepared[i].decode_ms = MsSince(t0);
-        done[i].set_value();
+        b->prepared[i].decode_ms = MsSince(t0);
       });
+      batch->decoded.push_back(task->get_future());
+      boost::asio::post(decode_pool_, [task] { (*task)(); });
     }
-    for (auto& d : done) d.get_future().wait();
+    return batch;
+  }
+
+  void FinishBatch(Batch& batch) {
+    for (auto& d : batch.decoded) d.wait();
+    const std::vector<Job>& jobs = batch.jobs;
+    std::vector<Prepared>& prepared = batch.prepared;
+    auto batch_start = batch.start;
+    if (jobs.empty()) return;
 
     std::vector<scoring::PreprocessedImage> inputs;
     std::vector<size_t> input_job;
