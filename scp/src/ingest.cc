@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <optional>
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -44,6 +45,9 @@ std::string GetString(DcmDataset& ds, const DcmTagKey& tag) {
   size_t first = s.find_first_not_of(' ');
   return first == std::string::npos ? std::string() : s.substr(first);
 }
+
+// Below this much free space a failed write is taken for a full disk.
+constexpr uint64_t kDiskFullBytes = 1u << 20;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -174,7 +178,97 @@ class Ingester::Impl {
     return Status::Ok();
   }
 
+  // Path 1 (file import, tests): a parsed data set. Checked first, so that nothing is
+  // written for a data set that is refused or already stored.
   IngestResult Ingest(DcmDataset& ds, E_TransferSyntax xfer, const IngestSource& src) {
+    ReceivedInstance rec;
+    if (std::optional<IngestResult> refused = Describe(ds, xfer, src, &rec)) return *refused;
+    if (std::optional<IngestResult> known = AlreadyStored(rec)) return *known;
+    std::string temp = NewTempPath();
+    Status written = WriteFile(ds, xfer, src.calling_ae, temp);
+    if (!written.ok()) {
+      RemoveQuietly(temp);
+      return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, written.ToString());
+    }
+    return Keep(rec, temp);
+  }
+
+  // Path 2 (the SCP): DCMTK received the data set bit for bit into `temp` (a name from
+  // NewTempPath). Only the attributes are parsed; Pixel Data stays on disk, so the image
+  // is neither copied into memory nor encoded a second time. From here on the file is
+  // ours: it becomes the stored instance or it is removed.
+  IngestResult IngestReceived(const std::string& temp, uint64_t dataset_bytes, const IngestSource& src) {
+    DcmFileFormat file;
+    // Values above this size are not read now (DCMTK loads them on demand); DCMTK still
+    // checks that each fits in the file, so a stream that ended early is refused here.
+    constexpr Uint32 kLazyValueBytes = 64 * 1024;
+    OFCondition cond = file.loadFile(temp.c_str(), EXS_Unknown, EGL_noChange, kLazyValueBytes, ERM_fileOnly);
+    // A file cut short by a failed write is our fault (0xA700), not the sender's data.
+    if (std::string short_by = CheckComplete(temp, dataset_bytes); !short_by.empty()) {
+      return ReceiveFailed(temp, short_by, src);
+    }
+    if (cond.bad()) {
+      RemoveQuietly(temp);
+      return Reject(dimse_status::kCannotUnderstand, src.command_sop_instance_uid,
+                    std::string("data set cannot be parsed: ") + cond.text());
+    }
+    DcmDataset& ds = *file.getDataset();
+    ReceivedInstance rec;
+    std::optional<IngestResult> refused = Describe(ds, ds.getOriginalXfer(), src, &rec);
+    if (!refused) refused = AlreadyStored(rec);
+    if (refused) {
+      RemoveQuietly(temp);
+      return *refused;
+    }
+    return Keep(rec, temp);
+  }
+
+  // In bit-preserving mode DCMTK does not parse the data set while receiving, so a
+  // receive that fails while the association lives failed on our side: writing the file
+  // (disk full, I/O error). That is "out of resources" for the sender, who may retry.
+  IngestResult ReceiveFailed(const std::string& temp, const std::string& why, const IngestSource& src) {
+    auto space = QueryDiskSpace(options_.data_dir);  // before the partial file is removed
+    RemoveQuietly(temp);
+    bool full = space.ok() && space->free_bytes < kDiskFullBytes;
+    return Reject(dimse_status::kOutOfResources, src.command_sop_instance_uid,
+                  "cannot store the data set" + std::string(full ? " (disk full in " + options_.data_dir + ")" : "") +
+                      ": " + why);
+  }
+
+  // DCMTK writes the file meta information, then every data set byte as it arrives, but
+  // does not report a failed write (e.g. ENOSPC) in 3.6.7. A complete file is exactly
+  // preamble + "DICM" + meta group (its group length says how long) + the data set bytes
+  // that arrived. Returns why the file is not complete; empty when it is (or when the
+  // sizes are unknown).
+  static std::string CheckComplete(const std::string& temp, uint64_t dataset_bytes) {
+    if (dataset_bytes == 0) return {};
+    DcmFileFormat meta_only;
+    Uint32 group_length = 0;
+    if (meta_only.loadFile(temp.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad() ||
+        meta_only.getMetaInfo()->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).bad()) {
+      return {};
+    }
+    constexpr uint64_t kPreambleAndMagic = 128 + 4;
+    constexpr uint64_t kGroupLengthElement = 12;  // tag, VR, length, UL value
+    uint64_t expected = kPreambleAndMagic + kGroupLengthElement + group_length + dataset_bytes;
+    std::error_code ec;
+    uint64_t actual = fs::file_size(temp, ec);
+    if (ec || actual == expected) return {};
+    return "the received data set was not written completely (" + std::to_string(actual) + " of " +
+           std::to_string(expected) + " bytes in " + temp + ")";
+  }
+
+  std::string NewTempPath() {
+    return (incoming_dir_ / ("rx." + std::to_string(::getpid()) + "." + std::to_string(temp_counter_.fetch_add(1)) +
+                             ".tmp"))
+        .string();
+  }
+
+ private:
+  // Validates the data set against the command and the node's rules and fills `rec` from
+  // its attributes. Returns the refusal when the instance must not be stored.
+  std::optional<IngestResult> Describe(DcmDataset& ds, E_TransferSyntax xfer, const IngestSource& src,
+                                       ReceivedInstance* rec) {
     std::string sop_class = GetString(ds, DCM_SOPClassUID);
     std::string sop = GetString(ds, DCM_SOPInstanceUID);
     // The data set must be the instance the command announced (PS3.4 B.2.3: A900).
@@ -206,56 +300,58 @@ class Ingester::Impl {
       return Reject(dimse_status::kDataSetDoesNotMatchSopClass, sop, pixel_problem);
     }
 
-    ReceivedInstance rec;
-    rec.sop_instance_uid = sop;
-    rec.sop_class_uid = sop_class;
-    rec.study_uid = study;
-    rec.series_uid = series;
-    rec.patient.patient_id = GetString(ds, DCM_PatientID);
-    rec.patient.issuer = GetString(ds, DCM_IssuerOfPatientID);
-    rec.patient_name = GetString(ds, DCM_PatientName);
-    rec.study_date = GetString(ds, DCM_StudyDate);
-    rec.study_time = GetString(ds, DCM_StudyTime);
-    rec.accession_number = GetString(ds, DCM_AccessionNumber);
-    rec.modality = GetString(ds, DCM_Modality);
-    rec.body_part = GetString(ds, DCM_BodyPartExamined);
-    rec.view_position = GetString(ds, DCM_ViewPosition);
-    rec.transfer_syntax_uid = DcmXfer(xfer).getXferID();
-    rec.calling_ae = src.calling_ae;
-    rec.peer_address = src.peer_address;
-    rec.skip_reason = ScoringSkipReason(ds, sop_class, options_.score_for_processing);
+    rec->sop_instance_uid = sop;
+    rec->sop_class_uid = sop_class;
+    rec->study_uid = study;
+    rec->series_uid = series;
+    rec->patient.patient_id = GetString(ds, DCM_PatientID);
+    rec->patient.issuer = GetString(ds, DCM_IssuerOfPatientID);
+    rec->patient_name = GetString(ds, DCM_PatientName);
+    rec->study_date = GetString(ds, DCM_StudyDate);
+    rec->study_time = GetString(ds, DCM_StudyTime);
+    rec->accession_number = GetString(ds, DCM_AccessionNumber);
+    rec->modality = GetString(ds, DCM_Modality);
+    rec->body_part = GetString(ds, DCM_BodyPartExamined);
+    rec->view_position = GetString(ds, DCM_ViewPosition);
+    rec->transfer_syntax_uid = DcmXfer(xfer).getXferID();
+    rec->calling_ae = src.calling_ae;
+    rec->peer_address = src.peer_address;
+    rec->skip_reason = ScoringSkipReason(ds, sop_class, options_.score_for_processing);
+    return std::nullopt;
+  }
 
+  // A re-sent instance is idempotent: keep the first copy, no second job.
+  std::optional<IngestResult> AlreadyStored(const ReceivedInstance& rec) {
+    auto known = db_->HasInstance(rec.sop_instance_uid);
+    if (!known.ok()) {
+      return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, "database: " + known.status().ToString());
+    }
+    if (!*known) return std::nullopt;
     IngestResult result;
-    result.sop_instance_uid = sop;
+    result.sop_instance_uid = rec.sop_instance_uid;
     result.skip_reason = rec.skip_reason;
+    result.duplicate = true;
+    return result;
+  }
 
-    // A re-sent instance is idempotent: keep the first copy, no second job.
-    auto known = db_->HasInstance(sop);
-    if (!known.ok()) return Reject(dimse_status::kOutOfResources, sop, "database: " + known.status().ToString());
-    if (*known) {
-      result.duplicate = true;
-      return result;
-    }
-
-    fs::path rel = fs::path("dicom") / study / series / (sop + ".dcm");
+  // Makes the complete temp file the stored instance: fdatasync (hash meanwhile), link
+  // under data_dir/dicom/<study>/<series>/<sop>.dcm, then the group commit. Removes the
+  // temp file on every failure.
+  IngestResult Keep(ReceivedInstance& rec, const std::string& temp) {
+    const std::string& sop = rec.sop_instance_uid;
+    fs::path rel = fs::path("dicom") / rec.study_uid / rec.series_uid / (sop + ".dcm");
     fs::path final_path = fs::path(options_.data_dir) / rel;
-    fs::path temp = incoming_dir_ / (sop + "." + std::to_string(::getpid()) + "." +
-                                     std::to_string(temp_counter_.fetch_add(1)) + ".tmp");
 
-    auto t_write = std::chrono::steady_clock::now();
-    Status written = WriteDurably(ds, xfer, src.calling_ae, temp, &rec.file_size, &rec.sha256);
-    if (!written.ok()) {
-      std::error_code ec;
-      fs::remove(temp, ec);
-      return Reject(dimse_status::kOutOfResources, sop, written.ToString());
+    auto t_sync = std::chrono::steady_clock::now();
+    Status synced = SyncAndHash(temp, &rec.file_size, &rec.sha256);
+    if (!synced.ok()) {
+      RemoveQuietly(temp);
+      return Reject(dimse_status::kOutOfResources, sop, synced.ToString());
     }
-    result.bytes = rec.file_size;
-
     std::vector<std::string> dirs_to_sync;
     Status placed = PlaceFile(temp, final_path, &dirs_to_sync);
     if (!placed.ok()) {
-      std::error_code ec;
-      fs::remove(temp, ec);
+      RemoveQuietly(temp);
       return Reject(dimse_status::kOutOfResources, sop, placed.ToString());
     }
     rec.file_path = rel.string();
@@ -263,22 +359,28 @@ class Ingester::Impl {
 
     auto t_commit = std::chrono::steady_clock::now();
     GroupCommitter::Outcome outcome = committer_.Commit(rec, dirs_to_sync);
-    spdlog::debug("ingest {}: write+fsync+hash {:.1f} ms, folder sync + commit {:.1f} ms", sop,
-                  std::chrono::duration<double, std::milli>(t_commit - t_write).count(),
+    spdlog::debug("ingest {}: fsync+hash {:.1f} ms, folder sync + commit {:.1f} ms", sop,
+                  std::chrono::duration<double, std::milli>(t_commit - t_sync).count(),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_commit).count());
     if (!outcome.status.ok()) {
       return Reject(dimse_status::kOutOfResources, sop, "not recorded: " + outcome.status.ToString());
     }
+    IngestResult result;
+    result.sop_instance_uid = sop;
+    result.skip_reason = rec.skip_reason;
+    result.bytes = rec.file_size;
     result.duplicate = outcome.insert == InsertOutcome::kDuplicate;
     if (!result.duplicate && rec.skip_reason.empty() && options_.on_job_queued) options_.on_job_queued();
     return result;
   }
 
- private:
-  // Writes the data set as a DICOM file (with file meta information naming the sender)
-  // and fsyncs it, then hashes it.
-  Status WriteDurably(DcmDataset& ds, E_TransferSyntax xfer, const std::string& calling_ae,
-                      const fs::path& temp, uint64_t* size, std::string* sha256) {
+  static void RemoveQuietly(const std::string& path) {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+
+  // Writes the data set as a DICOM file, with file meta information naming the sender.
+  Status WriteFile(DcmDataset& ds, E_TransferSyntax xfer, const std::string& calling_ae, const std::string& temp) {
     DcmFileFormat file(&ds, /*copyDataset=*/OFFalse);
     if (!calling_ae.empty()) {
       file.getMetaInfo()->putAndInsertString(DCM_SourceApplicationEntityTitle, calling_ae.c_str());
@@ -287,27 +389,28 @@ class Ingester::Impl {
                                      EWM_updateMeta);
     int saved_errno = errno;
     file.getAndRemoveDataset();  // the caller owns the data set
-    if (cond.bad()) {
-      auto space = QueryDiskSpace(options_.data_dir);
-      bool full = saved_errno == ENOSPC || (space.ok() && space->free_bytes < (1u << 20));
-      std::string what = "cannot write " + temp.string() + ": " + cond.text();
-      return full ? Status::NoSpace(what + " (disk full)") : Status::IoError(what);
-    }
+    if (cond.good()) return Status::Ok();
+    auto space = QueryDiskSpace(options_.data_dir);
+    bool full = saved_errno == ENOSPC || (space.ok() && space->free_bytes < kDiskFullBytes);
+    std::string what = "cannot write " + temp + ": " + cond.text();
+    return full ? Status::NoSpace(what + " (disk full)") : Status::IoError(what);
+  }
+
+  // fdatasync of the file (data and size; the name becomes durable with the folder sync
+  // in the group commit) and its SHA-256. The hash (CPU, from the page cache) is computed
+  // while fdatasync waits for the disk: the two overlap instead of adding up.
+  Status SyncAndHash(const std::string& temp, uint64_t* size, std::string* sha256) {
     int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IoError("cannot reopen " + temp.string() + ": " + std::strerror(errno));
+    if (fd < 0) return Status::IoError("cannot reopen " + temp + ": " + std::strerror(errno));
     struct stat st {};
     int rc = ::fstat(fd, &st);
-    // The hash (CPU, from the page cache) is computed while fdatasync waits for the disk:
-    // the two overlap instead of adding up.
-    auto hash = std::async(std::launch::async, [&temp] { return Sha256HexOfFile(temp.string()); });
-    // fdatasync flushes the data and the file size; the name becomes durable with the
-    // folder sync in the group commit.
+    auto hash = std::async(std::launch::async, [&temp] { return Sha256HexOfFile(temp); });
     if (rc == 0) rc = ::fdatasync(fd);
     int sync_errno = errno;
     ::close(fd);
     StatusOr<std::string> digest = hash.get();
     if (rc != 0) {
-      std::string what = "cannot fsync " + temp.string() + ": " + std::strerror(sync_errno);
+      std::string what = "cannot fsync " + temp + ": " + std::strerror(sync_errno);
       return sync_errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
     }
     if (!digest.ok()) return digest.status();
@@ -366,6 +469,18 @@ StatusOr<std::unique_ptr<Ingester>> Ingester::Create(const IngestOptions& option
 
 IngestResult Ingester::Ingest(DcmDataset& dataset, int xfer, const IngestSource& source) {
   return impl_->Ingest(dataset, static_cast<E_TransferSyntax>(xfer), source);
+}
+
+std::string Ingester::NewReceivePath() { return impl_->NewTempPath(); }
+
+IngestResult Ingester::IngestReceived(const std::string& temp_path, uint64_t dataset_bytes,
+                                      const IngestSource& source) {
+  return impl_->IngestReceived(temp_path, dataset_bytes, source);
+}
+
+IngestResult Ingester::ReceiveFailed(const std::string& temp_path, const std::string& why,
+                                     const IngestSource& source) {
+  return impl_->ReceiveFailed(temp_path, why, source);
 }
 
 IngestResult Ingester::IngestFile(const std::string& path, const IngestSource& source) {

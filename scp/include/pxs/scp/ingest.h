@@ -68,6 +68,17 @@ class Ingester {
   // Reads a DICOM file and ingests it; unreadable files give 0xC000 with the reason.
   IngestResult IngestFile(const std::string& path, const IngestSource& source);
 
+  // The SCP's receive-to-file path. NewReceivePath() names a fresh temp file under
+  // data_dir/incoming; the SCP lets DCMTK write the data set into it exactly as received
+  // (file meta information + data set, no re-encoding), then hands it over with
+  // IngestReceived(): the file becomes the stored instance or is removed; a file that
+  // holds fewer than dataset_bytes (0: unknown) was cut short by a failed write (0xA700).
+  // When the receive itself failed, ReceiveFailed() removes what was written and gives
+  // 0xA700 (the data set is not parsed while it arrives, so the failure was ours).
+  std::string NewReceivePath();
+  IngestResult IngestReceived(const std::string& temp_path, uint64_t dataset_bytes, const IngestSource& source);
+  IngestResult ReceiveFailed(const std::string& temp_path, const std::string& why, const IngestSource& source);
+
   // The SOP classes the node stores (CR, DX for presentation/processing, Secondary Capture).
   static bool IsAcceptedSopClass(const std::string& sop_class_uid);
   // DICOM UID syntax (PS3.5 9.1): 1..64 chars, digits and dots, no empty component, no
