@@ -27,8 +27,6 @@ std::string ErrnoText(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
 
-using DigestCtx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
-
 }  // namespace
 
 std::string Sha256Hex(std::string_view bytes) {
@@ -38,28 +36,49 @@ std::string Sha256Hex(std::string_view bytes) {
   return ToHex(digest, len);
 }
 
+struct Sha256Stream::Ctx {
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  ~Ctx() { EVP_MD_CTX_free(md); }
+};
+
+Sha256Stream::Sha256Stream() : ctx_(new Ctx) { Reset(); }
+Sha256Stream::~Sha256Stream() { delete ctx_; }
+
+void Sha256Stream::Reset() { EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr); }
+
+void Sha256Stream::Update(const void* data, size_t size) { EVP_DigestUpdate(ctx_->md, data, size); }
+
+Status Sha256Stream::UpdateFromFile(int fd, uint64_t* offset, const std::string& path_for_errors) {
+  std::vector<char> buffer(1 << 20);
+  for (;;) {
+    ssize_t n = ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(*offset));
+    if (n == 0) return Status::Ok();
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IoError(ErrnoText("cannot read", path_for_errors));
+    }
+    Update(buffer.data(), static_cast<size_t>(n));
+    *offset += static_cast<uint64_t>(n);
+  }
+}
+
+std::string Sha256Stream::HexDigest() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx_->md, digest, &len);
+  Reset();
+  return ToHex(digest, len);
+}
+
 StatusOr<std::string> Sha256HexOfFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IoError(ErrnoText("cannot open", path));
-  DigestCtx ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> buffer(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = Status::IoError(ErrnoText("cannot read", path));
-      ::close(fd);
-      return s;
-    }
-    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(n));
-  }
+  Sha256Stream sha;
+  uint64_t offset = 0;
+  Status read = sha.UpdateFromFile(fd, &offset, path);
   ::close(fd);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  return ToHex(digest, len);
+  if (!read.ok()) return read;
+  return sha.HexDigest();
 }
 
 Status SyncDirectory(const std::string& dir) {

@@ -197,14 +197,15 @@ class Ingester::Impl {
   // NewTempPath). Only the attributes are parsed; Pixel Data stays on disk, so the image
   // is neither copied into memory nor encoded a second time. From here on the file is
   // ours: it becomes the stored instance or it is removed.
-  IngestResult IngestReceived(const std::string& temp, uint64_t dataset_bytes, const IngestSource& src) {
+  IngestResult IngestReceived(const ReceivedFile& received, const IngestSource& src) {
+    const std::string& temp = received.path;
     DcmFileFormat file;
     // Values above this size are not read now (DCMTK loads them on demand); DCMTK still
     // checks that each fits in the file, so a stream that ended early is refused here.
     constexpr Uint32 kLazyValueBytes = 64 * 1024;
     OFCondition cond = file.loadFile(temp.c_str(), EXS_Unknown, EGL_noChange, kLazyValueBytes, ERM_fileOnly);
     // A file cut short by a failed write is our fault (0xA700), not the sender's data.
-    if (std::string short_by = CheckComplete(temp, dataset_bytes); !short_by.empty()) {
+    if (std::string short_by = CheckComplete(temp, received.dataset_bytes); !short_by.empty()) {
       return ReceiveFailed(temp, short_by, src);
     }
     if (cond.bad()) {
@@ -220,6 +221,7 @@ class Ingester::Impl {
       RemoveQuietly(temp);
       return *refused;
     }
+    rec.sha256 = received.sha256;
     return Keep(rec, temp);
   }
 
@@ -397,18 +399,20 @@ class Ingester::Impl {
   }
 
   // fdatasync of the file (data and size; the name becomes durable with the folder sync
-  // in the group commit) and its SHA-256. The hash (CPU, from the page cache) is computed
-  // while fdatasync waits for the disk: the two overlap instead of adding up.
+  // in the group commit) and its SHA-256 unless *sha256 already holds it (the SCP hashes
+  // while the file arrives). The hash (CPU, from the page cache) is computed while
+  // fdatasync waits for the disk: the two overlap instead of adding up.
   Status SyncAndHash(const std::string& temp, uint64_t* size, std::string* sha256) {
     int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::IoError("cannot reopen " + temp + ": " + std::strerror(errno));
     struct stat st {};
     int rc = ::fstat(fd, &st);
-    auto hash = std::async(std::launch::async, [&temp] { return Sha256HexOfFile(temp); });
+    std::future<StatusOr<std::string>> hash;
+    if (sha256->empty()) hash = std::async(std::launch::async, [&temp] { return Sha256HexOfFile(temp); });
     if (rc == 0) rc = ::fdatasync(fd);
     int sync_errno = errno;
     ::close(fd);
-    StatusOr<std::string> digest = hash.get();
+    StatusOr<std::string> digest = hash.valid() ? hash.get() : StatusOr<std::string>(*sha256);
     if (rc != 0) {
       std::string what = "cannot fsync " + temp + ": " + std::strerror(sync_errno);
       return sync_errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
@@ -473,9 +477,8 @@ IngestResult Ingester::Ingest(DcmDataset& dataset, int xfer, const IngestSource&
 
 std::string Ingester::NewReceivePath() { return impl_->NewTempPath(); }
 
-IngestResult Ingester::IngestReceived(const std::string& temp_path, uint64_t dataset_bytes,
-                                      const IngestSource& source) {
-  return impl_->IngestReceived(temp_path, dataset_bytes, source);
+IngestResult Ingester::IngestReceived(const ReceivedFile& file, const IngestSource& source) {
+  return impl_->IngestReceived(file, source);
 }
 
 IngestResult Ingester::ReceiveFailed(const std::string& temp_path, const std::string& why,

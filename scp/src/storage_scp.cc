@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/files.h"
+#include "incoming_file.h"
 #include "pxs/scp/ingest.h"
 
 namespace pxs {
@@ -76,43 +77,6 @@ struct SocketOf : DcmTransportConnection {
     auto getter = &SocketOf::getSocket;
     return static_cast<int>((conn->*getter)());
   }
-};
-
-// The file DCMTK is receiving a data set into. Counts the data set bytes that arrived
-// (so the ingester can tell a complete file from one cut short by a failed write, which
-// DCMTK 3.6.7 does not report) and starts the kernel's write-back while DCMTK is still
-// writing: without it the whole 10 MB of a radiograph waits in the page cache until the
-// fdatasync before Success; with it the disk works while the network still delivers.
-class IncomingFile {
- public:
-  ~IncomingFile() { End(); }
-  void Begin(const std::string& path) {
-    End();
-    path_ = path;
-    next_at_ = kStep;
-    received_ = 0;
-  }
-  void Progress(unsigned long bytes_received) {
-    received_ = bytes_received;
-    if (path_.empty() || bytes_received < next_at_) return;
-    next_at_ = bytes_received + kStep;
-    // DCMTK creates the file just before the first PDV arrives; open it on first use.
-    if (fd_ < 0) fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // start, do not wait
-  }
-  void End() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    path_.clear();
-  }
-  uint64_t received_bytes() const { return received_; }
-
- private:
-  static constexpr unsigned long kStep = 1u << 20;
-  std::string path_;
-  unsigned long next_at_ = 0;
-  uint64_t received_ = 0;
-  int fd_ = -1;
 };
 
 }  // namespace
@@ -256,7 +220,7 @@ class AssociationScp : public DcmThreadSCP {
     std::string temp = shared_->ingester->NewReceivePath();
     receiving_.Begin(temp);
     OFCondition cond = receiveSTORERequest(req, pres_id, OFString(temp.c_str()));
-    receiving_.End();  // closes our descriptor; the byte count stays
+    IncomingFile::Received received = receiving_.Finish();
     IngestResult result;
     if (cond.bad()) {
       result = shared_->ingester->ReceiveFailed(temp, cond.text(), source);
@@ -267,7 +231,7 @@ class AssociationScp : public DcmThreadSCP {
         return cond;
       }
     } else {
-      result = shared_->ingester->IngestReceived(temp, receiving_.received_bytes(), source);
+      result = shared_->ingester->IngestReceived({temp, received.dataset_bytes, received.sha256}, source);
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (result.dimse_status == dimse_status::kSuccess) {

@@ -29,7 +29,7 @@ struct NodeSection {
 struct ScpSection {
   std::vector<std::string> allowed_calling_aes;  // empty: any calling AE
   int max_associations = 8;
-  uint32_t max_pdu = 65536;
+  uint32_t max_pdu = 131072;
   int acse_timeout_s = 30;
   int dimse_timeout_s = 60;
   int shutdown_grace_s = 30;  // SIGTERM: how long running associations may finish

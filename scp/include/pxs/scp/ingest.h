@@ -72,11 +72,16 @@ class Ingester {
   // data_dir/incoming; the SCP lets DCMTK write the data set into it exactly as received
   // (file meta information + data set, no re-encoding), then hands it over with
   // IngestReceived(): the file becomes the stored instance or is removed; a file that
-  // holds fewer than dataset_bytes (0: unknown) was cut short by a failed write (0xA700).
-  // When the receive itself failed, ReceiveFailed() removes what was written and gives
-  // 0xA700 (the data set is not parsed while it arrives, so the failure was ours).
+  // holds fewer than the data set bytes that arrived was cut short by a failed write
+  // (0xA700). When the receive itself failed, ReceiveFailed() removes what was written
+  // and gives 0xA700 (the data set is not parsed while it arrives, so the failure was ours).
+  struct ReceivedFile {
+    std::string path;            // from NewReceivePath()
+    uint64_t dataset_bytes = 0;  // data set bytes that arrived; 0: unknown
+    std::string sha256;          // of the file when computed while it arrived; empty: compute
+  };
   std::string NewReceivePath();
-  IngestResult IngestReceived(const std::string& temp_path, uint64_t dataset_bytes, const IngestSource& source);
+  IngestResult IngestReceived(const ReceivedFile& file, const IngestSource& source);
   IngestResult ReceiveFailed(const std::string& temp_path, const std::string& why, const IngestSource& source);
 
   // The SOP classes the node stores (CR, DX for presentation/processing, Secondary Capture).

@@ -22,7 +22,7 @@ struct StorageScpOptions {
   std::string bind = "127.0.0.1";  // informational: DCMTK 3.6.7 listens on all interfaces (see .cc)
   uint16_t port = 11112;
   int max_associations = 8;
-  uint32_t max_pdu = 65536;
+  uint32_t max_pdu = 131072;
   int acse_timeout_s = 30;
   int dimse_timeout_s = 60;
   std::vector<std::string> allowed_calling_aes;  // empty: any
