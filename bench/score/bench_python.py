@@ -169,7 +169,7 @@ def main():
     py_pre_ms = min(py_pre)
     print(f"python preprocessing 2048x2500: best-round p50 {py_pre_ms:.1f} ms per image")
     cpp_dense = cpp_rounds[0]
-    cpp_dense["pipeline"]["studies_per_s"] = max(c["pipeline"]["studies_per_s"] for c in cpp_rounds)
+    cpp_dense["pipeline"] = max((c["pipeline"] for c in cpp_rounds), key=lambda p: p["studies_per_s"])
     cpp_dense["preprocess_ms"] = min(c["preprocess_ms"] for c in cpp_rounds)
     for entry in cpp_dense["batches"]:
         entry["images_per_s"] = max(b["images_per_s"] for c in cpp_rounds for b in c["batches"]
@@ -179,14 +179,15 @@ def main():
     cpp_sps = cpp_dense["pipeline"]["studies_per_s"]
     ratio_published = cpp_sps / results["published"]
     ratio_best = cpp_sps / results[best_py_name]
-    print(f"c++ pipeline {cpp_sps:.3f} studies/s = {ratio_published:.1f}x the published reference "
+    print(f"c++ pipeline ({cpp_dense['pipeline'].get('mode', 'overlapped')}, batch {cpp_dense['pipeline']['batch']}) "
+          f"{cpp_sps:.3f} studies/s = {ratio_published:.1f}x the published reference "
           f"(goal >= 20x), {ratio_best:.2f}x the best Python with cached anchors ({best_py_name}; goal >= 1.25x)")
     summary = {
         "bench": "score", "threads": threads, "device": args.device, "precision": args.precision,
         "anchors": args.anchors, "load_average_start": round(load_avg, 2), "load_average_end": round(os.getloadavg()[0], 2),
         "python_preprocess_ms": round(py_pre_ms, 2), "cpp_preprocess_ms": cpp_dense["preprocess_ms"],
         "studies_per_s": {k: round(v, 4) for k, v in results.items()},
-        "cpp_studies_per_s": round(cpp_sps, 4),
+        "cpp_studies_per_s": round(cpp_sps, 4), "cpp_pipeline": cpp_dense["pipeline"],
         "cpp_densenet_batches": cpp_dense["batches"], "cpp_tiny_batches": cpp_tiny["batches"],
         "ratio_vs_published": round(ratio_published, 2), "ratio_vs_best_python_cached": round(ratio_best, 3),
         "best_python_cached": best_py_name,
