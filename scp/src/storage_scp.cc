@@ -294,9 +294,11 @@ class ScpPool : public DcmBaseSCPPool {
 
    protected:
     OFCondition workerListen(T_ASC_Association* const assoc) override {
+      OFCondition result = AssociationScp::run(assoc);
+      // The pool deletes this worker right after we return (unless it is shutting down).
       WaitUntilStarted();
-      ReleaseThreadOnExit();
-      return AssociationScp::run(assoc);
+      ReleaseThreadUnlessStopping();
+      return result;
     }
 
    private:
@@ -311,10 +313,13 @@ class ScpPool : public DcmBaseSCPPool {
     // The pool deletes a finished worker without joining its thread, so every association
     // would leave an unjoined thread behind (its 8 MB stack mapping and ~150 KB resident,
     // measured: after ~30,000 associations the process runs out of memory mappings and can
-    // start no more threads). Detaching lets the system reclaim it. Only while the pool is
-    // not shutting down: at shutdown the pool joins its busy workers itself, and StorageScp
-    // raises `stopping` before it asks the pool to stop.
-    void ReleaseThreadOnExit() {
+    // start no more threads). Detaching as the association ends lets the system reclaim
+    // it. Not once StorageScp::Stop() has begun: at shutdown the pool joins its busy
+    // workers itself (joining a detached thread would not wait for it). Stop() raises
+    // `stopping` under the same mutex before it asks the pool to stop, and the pool needs
+    // at least one accept timeout after that before it joins anyone, while this thread
+    // only has notifyThreadExit() left to run.
+    void ReleaseThreadUnlessStopping() {
       std::lock_guard<std::mutex> lock(shared_->lifecycle_mu);
       if (!shared_->stopping) pthread_detach(pthread_self());
     }
