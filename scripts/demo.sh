@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-bin=$root/build/bin
+bin=${PXS_BIN_DIR:-$root/build/bin}
 [ -x "$bin/pxsnode" ] || { echo "demo: build first (scripts/build.sh)"; exit 1; }
-demo=$root/var/demo
+demo=${PXS_DEMO_DIR:-$root/var/demo}
 rm -rf "$demo"
 mkdir -p "$demo/courses" "$demo/pacs"
 node_port=${PXS_DEMO_NODE_PORT:-11113}
@@ -49,10 +49,12 @@ send_to = ["demo-pacs"]
 retry_initial_s = 1
 TOML
 
+# Stops both servers; their exit statuses (143 after SIGTERM) are not the demo's.
 cleanup() {
-  [ -n "${node_pid:-}" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null
-  [ -n "${pacs_pid:-}" ] && kill "$pacs_pid" 2>/dev/null && wait "$pacs_pid" 2>/dev/null
-  true
+  local status=$?
+  if [ -n "${node_pid:-}" ]; then kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; fi
+  if [ -n "${pacs_pid:-}" ]; then kill "$pacs_pid" 2>/dev/null || true; wait "$pacs_pid" 2>/dev/null || true; fi
+  exit "$status"
 }
 trap cleanup EXIT
 storescp -aet DEMOPACS -od "$demo/pacs" "$pacs_port" >"$demo/storescp.log" 2>&1 &
@@ -94,4 +96,4 @@ done
 sr=$(ls -t "$demo"/pacs/* | head -1)
 echo; echo "== the newest SR ($sr), as dsrdump shows it =="
 dsrdump "$sr"
-echo; echo "demo: done. Files, logs and the database are in var/demo (pxsctl --config var/demo/pxsnode.toml ...)."
+echo; echo "demo: done. Files, logs and the database are in $demo (pxsctl --config $demo/pxsnode.toml ...)."
