@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/pipeline/report_maker.h"
+#include "pxs/common/thread_name.h"
 
 namespace pxs {
 
@@ -24,7 +25,10 @@ Status ReportWorker::Start() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& sj : *lost) queue_.push_back(std::move(sj));
   }
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("pxs-report");
+    Run();
+  });
   return Status::Ok();
 }
 

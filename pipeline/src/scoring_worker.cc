@@ -17,6 +17,7 @@
 
 #include "pxs/imaging/dicom_decoder.h"
 #include "pxs/scoring/scorer.h"
+#include "pxs/common/thread_name.h"
 
 namespace pxs {
 namespace {
@@ -56,7 +57,10 @@ class ScoringWorker::Impl {
     auto requeued = db_->RequeueInterruptedJobs();
     if (!requeued.ok()) return requeued.status();
     if (*requeued > 0) spdlog::info("scoring: {} job(s) interrupted by a stop were queued again", *requeued);
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      NameThisThread("pxs-score");
+      Run();
+    });
     return Status::Ok();
   }
 
@@ -187,7 +191,10 @@ class ScoringWorker::Impl {
         b->prepared[i].decode_ms = MsSince(t0);
       });
       batch->decoded.push_back(task->get_future());
-      boost::asio::post(decode_pool_, [task] { (*task)(); });
+      boost::asio::post(decode_pool_, [task] {
+        NameThisThread("pxs-decode");  // asio gives its pool threads no names
+        (*task)();
+      });
     }
     return batch;
   }

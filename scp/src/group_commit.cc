@@ -1,10 +1,14 @@
 #include "group_commit.h"
 
 #include "pxs/common/files.h"
+#include "pxs/common/thread_name.h"
 
 namespace pxs {
 
-GroupCommitter::GroupCommitter(Database* db) : db_(db), thread_([this] { Run(); }) {}
+GroupCommitter::GroupCommitter(Database* db) : db_(db), thread_([this] {
+        NameThisThread("pxs-commit");
+        Run();
+      }) {}
 
 GroupCommitter::~GroupCommitter() {
   {

@@ -1,4 +1,5 @@
 #include "incoming_file.h"
+#include "pxs/common/thread_name.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -8,7 +9,11 @@ namespace {
 constexpr uint64_t kWritebackStep = 1u << 20;
 }  // namespace
 
-IncomingFile::IncomingFile() : hasher_([this] { HashLoop(); }) {}
+IncomingFile::IncomingFile()
+    : hasher_([this] {
+        NameThisThread("pxs-hash");
+        HashLoop();
+      }) {}
 
 IncomingFile::~IncomingFile() {
   {

@@ -25,6 +25,7 @@
 #include "pxs/common/files.h"
 #include "incoming_file.h"
 #include "pxs/scp/ingest.h"
+#include "pxs/common/thread_name.h"
 
 namespace pxs {
 namespace {
@@ -294,6 +295,7 @@ class ScpPool : public DcmBaseSCPPool {
 
    protected:
     OFCondition workerListen(T_ASC_Association* const assoc) override {
+      NameThisThread("pxs-assoc");
       OFCondition result = AssociationScp::run(assoc);
       // The pool deletes this worker right after we return (unless it is shutting down).
       WaitUntilStarted();
@@ -380,6 +382,7 @@ class StorageScp::Impl {
     if (rc != 0) return Status::Unavailable("cannot listen on port " + std::to_string(o.port) + ": " + strerror(err));
 
     listener_ = std::thread([this] {
+      NameThisThread("pxs-listen");
       OFCondition c = pool_.listen();
       if (c.bad()) spdlog::error("SCP listener stopped: {}", c.text());
       std::lock_guard<std::mutex> lock(mu_);

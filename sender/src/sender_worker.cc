@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "pxs/storage/database.h"
+#include "pxs/common/thread_name.h"
 
 namespace pxs {
 namespace {
@@ -59,7 +60,10 @@ void SenderWorker::Start() {
     std::lock_guard lock(mutex_);
     stopping_ = false;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    NameThisThread("pxs-send");
+    Loop();
+  });
 }
 
 void SenderWorker::Stop() {

@@ -152,6 +152,17 @@ TEST_F(ScpEndToEnd, ManyShortAssociationsNeitherCrashNorLeakThreads) {
   size_t mappings_after = MappingCount(pid);
   EXPECT_LT(mappings_after, mappings_before + kProbes / 4) << mappings_before << " -> " << mappings_after;
   EXPECT_TRUE(::kill(pid, 0) == 0) << node_->Log();
+  // Its threads say what they are (for `top -H` on a busy node).
+  std::set<std::string> names;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (const char* expected : {"pxs-listen", "pxs-commit", "pxs-score", "pxs-report", "pxs-send"}) {
+    EXPECT_TRUE(names.count(expected)) << expected << " not among the node's threads";
+  }
   node_->process().Signal(SIGTERM);
   EXPECT_EQ(node_->process().Wait(std::chrono::seconds(60)), 0) << node_->Log();
 }
