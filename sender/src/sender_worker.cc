@@ -153,6 +153,16 @@ StatusOr<int> SenderWorker::SendDueReports() {
       std::filesystem::path p(r->file_path);
       files.push_back(p.is_absolute() ? p.string() : (std::filesystem::path(options_.data_dir) / p).string());
     }
+    // Reports are recorded without waiting for the disk; before any of them can reach a
+    // receiver, make them (and their scores) durable, so a power cut cannot lose an SR
+    // the receiver already has.
+    std::vector<int64_t> delivery_ids;
+    for (const auto* r : reports) delivery_ids.push_back(r->id);
+    if (Status durable = db_->MarkDeliveriesStarting(delivery_ids); !durable.ok()) {
+      spdlog::error("sender: cannot record the start of {} delivery(ies); not sending now: {}", reports.size(),
+                    durable.ToString());
+      continue;
+    }
     const auto started = std::chrono::steady_clock::now();
     std::vector<StoreFileResult> results = StoreFiles(StoreTarget{host, port, ae}, files, options_.store);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -55,9 +55,33 @@ Job ReadJobColumns(const Query& q) {
   return job;
 }
 
+// Scoring and report bookkeeping (claims, scores, skips, failed attempts, new reports)
+// commits without waiting for the disk (synchronous=NORMAL for that transaction). A power
+// cut can lose only a suffix of the WAL, so at worst the last of these commits, and
+// start-up recovery redoes them: jobs left 'scoring' are queued again, scored images
+// without a report get one. The next synchronous=FULL commit makes them durable with
+// itself: every ingest batch, and MarkDeliveriesStarting() before any SR leaves, so a
+// report that may be at a receiver is never lost and made again under a new UID. Before,
+// each was an fsync on the disk the SCP syncs received images to, taken under the lock
+// the SCP's commit needs (measured: docs/database.md).
+class RelaxedDurabilityScope {
+ public:
+  RelaxedDurabilityScope(Connection* conn, bool durable) : conn_(durable ? conn : nullptr) {
+    if (conn_) conn_->Exec("PRAGMA synchronous = NORMAL");
+  }
+  ~RelaxedDurabilityScope() {
+    if (conn_) conn_->Exec("PRAGMA synchronous = FULL");
+  }
+  RelaxedDurabilityScope(const RelaxedDurabilityScope&) = delete;
+  RelaxedDurabilityScope& operator=(const RelaxedDurabilityScope&) = delete;
+
+ private:
+  Connection* conn_;
+};
+
 class SqliteDatabase final : public Database {
  public:
-  explicit SqliteDatabase(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
+  SqliteDatabase(std::unique_ptr<Connection> conn, bool durable) : conn_(std::move(conn)), durable_(durable) {}
 
   Status RecordInstances(const std::vector<ReceivedInstance>& batch,
                          std::vector<InsertOutcome>* outcomes) override;
@@ -75,6 +99,7 @@ class SqliteDatabase final : public Database {
                       const std::vector<std::string>& destinations) override;
   StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) override;
   StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) override;
+  Status MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) override;
   Status MarkReportSent(int64_t report_id) override;
   Status RecordModel(const std::string& name, const std::string& version,
                      const std::string& metadata_json) override;
@@ -104,6 +129,7 @@ class SqliteDatabase final : public Database {
   Status WhyNotUpdated(const char* table, int64_t id, const char* expected_state);
 
   std::unique_ptr<Connection> conn_;
+  const bool durable_;  // synchronous=FULL (the node) or OFF (benchmarks)
   std::mutex mutex_;  // guards conn_ (and so serialises every write)
 
   std::mutex ingest_mutex_;  // guards the three members below
@@ -314,6 +340,7 @@ StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
   std::vector<Job> jobs;
   if (max <= 0) return jobs;
   std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
   Transaction tx(conn_.get());
   PXS_RETURN_IF_ERROR(tx.Begin());
   {
@@ -360,6 +387,7 @@ Status SqliteDatabase::WhyNotUpdated(const char* table, int64_t id, const char* 
 Status SqliteDatabase::CompleteJobs(const std::vector<ScoreRecord>& scores) {
   PXS_RETURN_IF_ERROR(RequireWritable("CompleteJob"));
   std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
   Transaction tx(conn_.get());
   PXS_RETURN_IF_ERROR(tx.Begin());
   const int64_t now_ms = NowMs();
@@ -386,6 +414,7 @@ Status SqliteDatabase::CompleteJobs(const std::vector<ScoreRecord>& scores) {
 Status SqliteDatabase::SkipJob(int64_t job_id, const std::string& reason) {
   PXS_RETURN_IF_ERROR(RequireWritable("SkipJob"));
   std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
   Query q = conn_->Prepare(
       "UPDATE jobs SET state = 'skipped', reason = ?2, updated_at = ?3"
       " WHERE id = ?1 AND state IN ('queued', 'scoring')");
@@ -398,6 +427,7 @@ Status SqliteDatabase::SkipJob(int64_t job_id, const std::string& reason) {
 Status SqliteDatabase::FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) {
   PXS_RETURN_IF_ERROR(RequireWritable("FailJobAttempt"));
   std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
   Query q = conn_->Prepare(
       "UPDATE jobs SET state = CASE WHEN attempts >= ?3 THEN 'failed' ELSE 'queued' END,"
       " reason = ?2, updated_at = ?4 WHERE id = ?1 AND state = 'scoring'");
@@ -457,6 +487,7 @@ Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, cons
                                     const std::vector<std::string>& destinations) {
   PXS_RETURN_IF_ERROR(RequireWritable("RecordReport"));
   std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
   Transaction tx(conn_.get());
   PXS_RETURN_IF_ERROR(tx.Begin());
   const int64_t now_ms = NowMs();
@@ -568,6 +599,21 @@ Status SqliteDatabase::RecordModel(const std::string& name, const std::string& v
   return q.Run();
 }
 
+Status SqliteDatabase::MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) {
+  PXS_RETURN_IF_ERROR(RequireWritable("MarkDeliveriesStarting"));
+  if (delivery_ids.empty()) return Status::Ok();
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  const int64_t now_ms = NowMs();
+  for (int64_t id : delivery_ids) {
+    Query q = conn_->Prepare("UPDATE report_deliveries SET updated_at = ?2 WHERE id = ?1 AND state = 'pending'");
+    q.With(id, now_ms);
+    PXS_RETURN_IF_ERROR(q.Run());
+  }
+  return tx.Commit();  // synchronous=FULL: everything committed before is durable now
+}
+
 Status SqliteDatabase::MarkReportSent(int64_t report_id) {
   PXS_RETURN_IF_ERROR(RequireWritable("MarkReportSent"));
   std::lock_guard guard(mutex_);
@@ -597,7 +643,7 @@ Status SqliteDatabase::MarkReportAttemptFailed(int64_t report_id, const std::str
 StatusOr<std::unique_ptr<Database>> OpenSqlite(const std::string& path, Database::Mode mode, bool durable) {
   StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(path, mode, durable);
   if (!conn.ok()) return conn.status();
-  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn)));
+  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn), durable));
 }
 
 }  // namespace

@@ -350,6 +350,24 @@ TEST(DatabaseTest, ReportOutboxSchedulesRetries) {
   EXPECT_EQ(db->MarkReportSent(777).code(), Status::Code::kNotFound);
 }
 
+TEST(DatabaseTest, MarkingDeliveriesStartingKeepsThemPendingAndDue) {
+  ScratchDir dir;
+  auto db = OpenOrDie(dir.db());
+  ASSERT_TRUE(db);
+  ASSERT_TRUE(db->RecordReport("2.1", "9.1", 1, "reports/2.1.dcm", {"PACS", "ARCHIVE"}).ok());
+  const int64_t now = 4'000'000'000'000;
+  auto due = db->DueReports(now, 10);
+  ASSERT_EQ(due->size(), 2u);
+  ASSERT_TRUE(db->MarkReportSent((*due)[1].id).ok());
+  ASSERT_TRUE(db->MarkDeliveriesStarting({(*due)[0].id, (*due)[1].id}).ok());
+  ASSERT_TRUE(db->MarkDeliveriesStarting({}).ok());
+  auto after = db->DueReports(now, 10);
+  ASSERT_EQ(after->size(), 1u);  // the pending one is still due, the sent one stays sent
+  EXPECT_EQ((*after)[0].id, (*due)[0].id);
+  EXPECT_EQ((*after)[0].attempts, 0);  // starting is not an attempt yet
+  ASSERT_TRUE(db->MarkReportSent((*due)[0].id).ok());
+}
+
 TEST(DatabaseTest, ReadOnlyHandleRefusesWrites) {
   ScratchDir dir;
   {
@@ -363,6 +381,7 @@ TEST(DatabaseTest, ReadOnlyHandleRefusesWrites) {
   EXPECT_FALSE(ro->RecordInstances({MakeInstance("1.2", "9.1", "P1")}, &outcomes).ok());
   EXPECT_FALSE(ro->ClaimJobs(1).ok());
   EXPECT_FALSE(ro->RecordReport("2.1", "9.1", 1, "r.dcm", {"PACS"}).ok());
+  EXPECT_FALSE(ro->MarkDeliveriesStarting({1}).ok());
   EXPECT_FALSE(ro->RequeueInterruptedJobs().ok());
   EXPECT_FALSE(*ro->HasInstance("1.2"));
   EXPECT_EQ(*ro->CountJobs(JobState::kQueued), 1);

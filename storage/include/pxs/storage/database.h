@@ -175,6 +175,11 @@ class Database {
   };
   virtual StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) = 0;
   virtual StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) = 0;
+  // Before deliveries go out: records that an attempt is starting, durably. Reports and
+  // scores are committed without waiting for the disk; this commit (synchronous=FULL)
+  // makes them durable too, so an SR that reaches a receiver is never lost here and made
+  // again under a new UID after a power cut.
+  virtual Status MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) = 0;
   virtual Status MarkReportSent(int64_t report_id) = 0;
   // A failed attempt: rescheduled at next_attempt_at_ms, or failed when final.
   virtual Status MarkReportAttemptFailed(int64_t report_id, const std::string& error,
