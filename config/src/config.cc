@@ -178,6 +178,7 @@ Status ReadScoring(const toml::table* t, const std::string& file, ScoringSection
   PXS_RETURN_IF_ERROR(r.Integer("intra_op_threads", &s->intra_op_threads, 0, 1024));
   PXS_RETURN_IF_ERROR(r.Integer("inter_op_threads", &s->inter_op_threads, 1, 1024));
   PXS_RETURN_IF_ERROR(r.Integer("max_attempts", &s->max_attempts, 1, 100));
+  PXS_RETURN_IF_ERROR(r.Integer("yield_to_ingest_ms", &s->yield_to_ingest_ms, 0, 60000));
   PXS_RETURN_IF_ERROR(r.Bool("score_for_processing", &s->score_for_processing));
   return r.RejectUnknownKeys();
 }

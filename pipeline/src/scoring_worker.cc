@@ -124,6 +124,12 @@ class ScoringWorker::Impl {
           break;
         }
         if (*queued == 0) break;
+        if (IngestBusy()) {
+          // Finish what is in flight first, so its reports are not held up by the wait.
+          if (in_flight) FinishBatch(*in_flight);
+          in_flight.reset();
+          if (!YieldToIngest()) break;
+        }
         // Dynamic batching: a partial batch waits a little for more jobs to arrive
         // (not while another batch is in flight: that one is waiting for us).
         if (!in_flight && *queued < options_.max_batch && options_.max_wait_ms > 0 && !WaitToFillBatch()) break;
@@ -142,6 +148,21 @@ class ScoringWorker::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
     }
+  }
+
+  bool IngestBusy() const {
+    return options_.yield_to_ingest_ms > 0 && options_.ingest_busy && options_.ingest_busy();
+  }
+
+  // Waits while images are arriving, at most yield_to_ingest_ms (so a steady stream
+  // cannot starve scoring); false when stopping.
+  bool YieldToIngest() {
+    auto deadline = Clock::now() + std::chrono::milliseconds(options_.yield_to_ingest_ms);
+    while (Clock::now() < deadline && IngestBusy()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return stopping_; })) return false;
+    }
+    return true;
   }
 
   // Waits up to max_wait_ms for a full batch; false when stopping.

@@ -90,6 +90,8 @@ struct ScpShared {
   std::mutex policy_mu;
   std::vector<std::string> allowed_calling_aes;
   std::atomic<int> active{0};
+  std::atomic<int> receiving{0};              // C-STOREs between request and response
+  std::atomic<int64_t> last_stored_at_ms{0};  // steady clock
   // Set (under lifecycle_mu) before the pool is asked to stop; see Worker.
   std::mutex lifecycle_mu;
   bool stopping = false;
@@ -119,6 +121,29 @@ struct ScpShared {
     return false;
   }
 };
+
+namespace {
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// Marks a C-STORE in progress for StorageScp::IngestBusy().
+class ReceivingScope {
+ public:
+  explicit ReceivingScope(ScpShared* shared) : shared_(shared) { shared_->receiving.fetch_add(1); }
+  ~ReceivingScope() {
+    shared_->last_stored_at_ms.store(SteadyNowMs());
+    shared_->receiving.fetch_sub(1);
+  }
+  ReceivingScope(const ReceivingScope&) = delete;
+  ReceivingScope& operator=(const ReceivingScope&) = delete;
+
+ private:
+  ScpShared* shared_;
+};
+
+}  // namespace
 
 // One association. DCMTK's pool constructs one of these per association thread.
 class AssociationScp : public DcmThreadSCP {
@@ -219,6 +244,7 @@ class AssociationScp : public DcmThreadSCP {
     // Pixel Data into memory and no second encoding (the in-memory receive and re-save
     // cost more CPU per 10 MB image than everything else in ingest together).
     std::string temp = shared_->ingester->NewReceivePath();
+    ReceivingScope receiving_now(shared_);
     receiving_.Begin(temp);
     OFCondition cond = receiveSTORERequest(req, pres_id, OFString(temp.c_str()));
     IncomingFile::Received received = receiving_.Finish();
@@ -433,5 +459,8 @@ void StorageScp::SetAllowedCallingAes(const std::vector<std::string>& aes) {
   impl_->shared_.allowed_calling_aes = aes;
 }
 int StorageScp::ActiveAssociations() const { return impl_->shared_.active.load(); }
+bool StorageScp::IngestBusy(int within_ms) const {
+  return impl_->shared_.receiving.load() > 0 || SteadyNowMs() - impl_->shared_.last_stored_at_ms.load() < within_ms;
+}
 
 }  // namespace pxs

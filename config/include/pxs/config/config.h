@@ -47,6 +47,7 @@ struct ScoringSection {
   int intra_op_threads = 0;  // 0: all cores
   int inter_op_threads = 1;
   int max_attempts = 3;      // a job failing this often is marked failed
+  int yield_to_ingest_ms = 1000;  // a batch waits up to this long while images are arriving
   bool score_for_processing = false;  // DX "For Processing" images are declined unless true
 };
 

@@ -26,6 +26,10 @@ struct ScoringWorkerOptions {
   int max_attempts = 3;
   int decode_threads = 2;
   int poll_interval_ms = 1000;  // safety net: look at the queue even without a Notify()
+  // Ingest first: while ingest_busy() says images are arriving, a batch waits up to
+  // yield_to_ingest_ms before it starts (0 or no callback: never waits).
+  std::function<bool()> ingest_busy;
+  int yield_to_ingest_ms = 0;
 };
 
 // Called on the worker thread for each job whose score was recorded.

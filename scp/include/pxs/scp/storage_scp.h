@@ -50,6 +50,9 @@ class StorageScp {
   // SIGHUP: replace the calling-AE allowlist for new associations.
   void SetAllowedCallingAes(const std::vector<std::string>& aes);
   int ActiveAssociations() const;
+  // True while a data set is being received or was stored within the last within_ms
+  // (the gap between two C-STOREs of one sender): images are arriving.
+  bool IngestBusy(int within_ms = 20) const;
 
  private:
   class Impl;

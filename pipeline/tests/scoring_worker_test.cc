@@ -1,0 +1,95 @@
+// ScoringWorker puts ingest first: while the SCP says images are arriving, a batch waits
+// (at most yield_to_ingest_ms), and it starts as soon as they stop.
+#include "pxs/pipeline/scoring_worker.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "../../tests/support/dicom_gen.h"
+#include "pxs/scoring/scorer.h"
+#include "pxs/scp/ingest.h"
+#include "pxs/storage/database.h"
+
+namespace pxs {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+class ScoringWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("pxs-scoring-worker-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    auto db = Database::Open(DatabasePathFor(dir_.string()), Database::Mode::kReadWrite);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    db_ = std::move(*db);
+    auto scorer = scoring::Scorer::Create({.model_path = std::string(PXS_SOURCE_DIR) + "/tests/fixtures/pxs_test_model.pt"});
+    ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+    scorer_ = std::move(*scorer);
+    IngestOptions ingest_options;
+    ingest_options.data_dir = dir_.string();
+    auto ingester = Ingester::Create(ingest_options, db_.get());
+    ASSERT_TRUE(ingester.ok()) << ingester.status().ToString();
+    std::vector<std::string> files = testing::WriteSyntheticSeries((dir_ / "send").string(), 1, 128);
+    ASSERT_EQ(files.size(), 1u);
+    IngestResult stored = (*ingester)->IngestFile(files[0], {});
+    ASSERT_EQ(stored.dimse_status, 0) << stored.error;
+  }
+  void TearDown() override {
+    worker_.reset();
+    fs::remove_all(dir_);
+  }
+  void StartWorker(int yield_ms) {
+    ScoringWorkerOptions options;
+    options.data_dir = dir_.string();
+    options.max_batch = 1;
+    options.ingest_busy = [this] { return busy_.load(); };
+    options.yield_to_ingest_ms = yield_ms;
+    worker_ = std::make_unique<ScoringWorker>(options, db_.get(), scorer_.get(), [](const Job&, const ScoreRecord&) {});
+    ASSERT_TRUE(worker_->Start().ok());
+    worker_->Notify();
+  }
+  bool ScoredWithin(std::chrono::milliseconds limit) {
+    auto deadline = Clock::now() + limit;
+    do {
+      if (*db_->CountJobs(JobState::kScored) == 1) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (Clock::now() < deadline);
+    return false;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<scoring::Scorer> scorer_;
+  std::unique_ptr<ScoringWorker> worker_;
+  std::atomic<bool> busy_{false};
+};
+
+TEST_F(ScoringWorkerTest, WaitsWhileImagesArriveAndStartsWhenTheyStop) {
+  busy_ = true;
+  StartWorker(/*yield_ms=*/60000);
+  EXPECT_FALSE(ScoredWithin(std::chrono::milliseconds(800))) << "scored while ingest was busy";
+  busy_ = false;
+  EXPECT_TRUE(ScoredWithin(std::chrono::seconds(10)));
+}
+
+TEST_F(ScoringWorkerTest, AStreamThatNeverStopsDelaysScoringOnlyBoundedly) {
+  busy_ = true;
+  StartWorker(/*yield_ms=*/300);
+  EXPECT_TRUE(ScoredWithin(std::chrono::seconds(10)));
+}
+
+TEST_F(ScoringWorkerTest, WithoutYieldItScoresWhileImagesArrive) {
+  busy_ = true;
+  StartWorker(/*yield_ms=*/0);
+  EXPECT_TRUE(ScoredWithin(std::chrono::seconds(10)));
+}
+
+}  // namespace
+}  // namespace pxs
