@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--senders", type=int, default=4)
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "bench-e2e"))
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "pxs-demo-cxr14.pt"))
+    ap.add_argument("--yield-ms", type=int, default=None,
+                    help="[scoring] yield_to_ingest_ms for the node (default: the node's default)")
     args = ap.parse_args()
     shared = os.path.realpath(os.path.join(ROOT, "..", "shared", "data", "longitudinal"))
     if not os.path.exists(os.path.join(shared, "make_dicom.py")):
@@ -71,9 +73,10 @@ def main():
     cfg = os.path.join(args.work, "pxsnode.toml")
     with open(cfg, "w") as f:
         f.write('[node]\nport = %d\ndata_dir = "node"\nlog_level = "warn"\n[scp]\nmin_free_gb = 0.0\n'
-                'min_free_percent = 0.0\n[scoring]\nmodel = "%s"\n[[destinations]]\nname = "pacs"\n'
+                'min_free_percent = 0.0\n[scoring]\nmodel = "%s"\n%s[[destinations]]\nname = "pacs"\n'
                 'ae_title = "PACS"\nhost = "127.0.0.1"\nport = %d\n[reports]\nsend_to = ["pacs"]\n'
-                % (node_port, args.model, pacs_port))
+                % (node_port, args.model,
+                   "" if args.yield_ms is None else "yield_to_ingest_ms = %d\n" % args.yield_ms, pacs_port))
     node = subprocess.Popen([os.path.join(BIN, "pxsnode"), "--config", cfg], env=env,
                             stdout=open(os.path.join(args.work, "pxsnode.log"), "w"), stderr=subprocess.STDOUT)
     try:
