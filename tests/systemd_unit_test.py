@@ -13,8 +13,7 @@ import sys
 
 # System calls pxsnode makes deliberately, and why.
 NEEDED = {
-    "setpriority": "scoring threads lower their priority (nice fallback)",
-    "sched_setscheduler": "scoring threads switch to SCHED_IDLE",
+    "setpriority": "scoring threads lower their priority (nice +10)",
     "fdatasync": "durable ingest",
     "sync_file_range": "early write-back of received files",
     "fsync": "folder sync in the group commit",
