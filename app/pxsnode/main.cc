@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/config/config.h"
+#include "pxs/pipeline/hash_worker.h"
 #include "pxs/pipeline/report_maker.h"
 #include "pxs/pipeline/report_worker.h"
 #include "pxs/pipeline/scoring_worker.h"
@@ -149,10 +150,18 @@ int Run(const std::string& config_path) {
                                report_worker.Enqueue(job, score);
                              });
 
+  pxs::HashWorker hashing({.data_dir = cfg.node.data_dir,
+                           .ingest_busy = [&scp_for_scoring] { return scp_for_scoring && scp_for_scoring->IngestBusy(); },
+                           .yield_to_ingest_ms = cfg.scoring.yield_to_ingest_ms},
+                          db->get());
+
   pxs::IngestOptions ingest_options;
   ingest_options.data_dir = cfg.node.data_dir;
   ingest_options.score_for_processing = cfg.scoring.score_for_processing;
-  ingest_options.on_job_queued = [&scoring] { scoring.Notify(); };
+  ingest_options.on_job_queued = [&scoring, &hashing] {
+    scoring.Notify();
+    hashing.Notify();
+  };
   auto ingester = pxs::Ingester::Create(ingest_options, db->get());
   if (!ingester.ok()) {
     spdlog::critical("ingest: {}", ingester.status().ToString());
@@ -181,9 +190,11 @@ int Run(const std::string& config_path) {
     return 1;
   }
   sender.Start();
+  hashing.Start();
   if (auto st = scp.Start(); !st.ok()) {
     spdlog::critical("SCP: {}", st.ToString());
     scoring.Stop();
+    hashing.Stop();
     sender.Stop();
     return 1;
   }
@@ -237,6 +248,7 @@ int Run(const std::string& config_path) {
     clean = scp.Stop(cfg.scp.shutdown_grace_s);
     if (!clean) spdlog::warn("associations still running after {} s; leaving without them", cfg.scp.shutdown_grace_s);
     scoring.Stop();
+    hashing.Stop();
     report_worker.Stop();  // makes the reports of everything scored so far
     sender.Stop();
     watchdog.cancel();

@@ -15,6 +15,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
+#include "ingest_yield.h"
 #include "pxs/imaging/dicom_decoder.h"
 #include "pxs/scoring/scorer.h"
 #include "pxs/common/thread_name.h"
@@ -147,15 +148,8 @@ class ScoringWorker::Impl {
     return options_.yield_to_ingest_ms > 0 && options_.ingest_busy && options_.ingest_busy();
   }
 
-  // Waits while images are arriving, at most yield_to_ingest_ms (so a steady stream
-  // cannot starve scoring); false when stopping.
   bool YieldToIngest() {
-    auto deadline = Clock::now() + std::chrono::milliseconds(options_.yield_to_ingest_ms);
-    while (Clock::now() < deadline && IngestBusy()) {
-      std::unique_lock<std::mutex> lock(mu_);
-      if (cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return stopping_; })) return false;
-    }
-    return true;
+    return WaitWhileIngestBusy(options_.ingest_busy, options_.yield_to_ingest_ms, mu_, cv_, stopping_);
   }
 
   // Waits up to max_wait_ms for a full batch; false when stopping.

@@ -247,7 +247,7 @@ class AssociationScp : public DcmThreadSCP {
     ReceivingScope receiving_now(shared_);
     receiving_.Begin(temp);
     OFCondition cond = receiveSTORERequest(req, pres_id, OFString(temp.c_str()));
-    IncomingFile::Received received = receiving_.Finish();
+    const uint64_t dataset_bytes = receiving_.Finish();
     IngestResult result;
     if (cond.bad()) {
       result = shared_->ingester->ReceiveFailed(temp, cond.text(), source);
@@ -258,7 +258,7 @@ class AssociationScp : public DcmThreadSCP {
         return cond;
       }
     } else {
-      result = shared_->ingester->IngestReceived({temp, received.dataset_bytes, received.sha256}, source);
+      result = shared_->ingester->IngestReceived({temp, dataset_bytes}, source);
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (result.dimse_status == dimse_status::kSuccess) {

@@ -55,7 +55,8 @@ Job ReadJobColumns(const Query& q) {
   return job;
 }
 
-// Scoring and report bookkeeping (claims, scores, skips, failed attempts, new reports)
+// Scoring and report bookkeeping (claims, scores, skips, failed attempts, new reports,
+// file hashes)
 // commits without waiting for the disk (synchronous=NORMAL for that transaction). A power
 // cut can lose only a suffix of the WAL, so at worst the last of these commits, and
 // start-up recovery redoes them: jobs left 'scoring' are queued again, scored images
@@ -100,6 +101,8 @@ class SqliteDatabase final : public Database {
   StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) override;
   StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) override;
   Status MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) override;
+  StatusOr<std::vector<UnhashedFile>> FilesWithoutHash(int64_t after_id, int max) override;
+  Status RecordFileHashes(const std::vector<std::pair<int64_t, std::string>>& hashes) override;
   Status MarkReportSent(int64_t report_id) override;
   Status RecordModel(const std::string& name, const std::string& version,
                      const std::string& metadata_json) override;
@@ -597,6 +600,36 @@ Status SqliteDatabase::RecordModel(const std::string& name, const std::string& v
       " ON CONFLICT(name, version) DO UPDATE SET metadata_json = ?3, recorded_at = ?4");
   q.With(name, version, metadata_json, NowMs());
   return q.Run();
+}
+
+StatusOr<std::vector<Database::UnhashedFile>> SqliteDatabase::FilesWithoutHash(int64_t after_id, int max) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "SELECT id, file_path FROM instances WHERE sha256 = '' AND id > ?1 ORDER BY id LIMIT ?2");
+  q.With(after_id, max);
+  std::vector<UnhashedFile> files;
+  while (true) {
+    StatusOr<bool> row = q.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    files.push_back({q.Int(0), q.Text(1)});
+  }
+  return files;
+}
+
+Status SqliteDatabase::RecordFileHashes(const std::vector<std::pair<int64_t, std::string>>& hashes) {
+  PXS_RETURN_IF_ERROR(RequireWritable("RecordFileHashes"));
+  if (hashes.empty()) return Status::Ok();
+  std::lock_guard guard(mutex_);
+  RelaxedDurabilityScope relaxed(conn_.get(), durable_);  // a lost hash is computed again
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  for (const auto& [id, sha256] : hashes) {
+    Query q = conn_->Prepare("UPDATE instances SET sha256 = ?2 WHERE id = ?1 AND sha256 = ''");
+    q.With(id, sha256);
+    PXS_RETURN_IF_ERROR(q.Run());
+  }
+  return tx.Commit();
 }
 
 Status SqliteDatabase::MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) {

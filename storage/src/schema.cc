@@ -135,6 +135,11 @@ CREATE TABLE models (
   PRIMARY KEY (name, version)
 );
 )sql",
+    // --- 4: ingest acknowledges before hashing; files whose SHA-256 is still '' are
+    //        found by the hash worker through this (small) partial index.
+    R"sql(
+CREATE INDEX instances_unhashed ON instances(id) WHERE sha256 = '';
+)sql",
 };
 
 static_assert(std::size(kMigrations) == kSchemaVersion,

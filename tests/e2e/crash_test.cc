@@ -85,6 +85,13 @@ TEST(CrashTest, KillNineAtRandomMomentsLosesNothingAcknowledged) {
     return queued == 0;
   };
   EXPECT_TRUE(WaitFor(queue_empty, std::chrono::minutes(5)));
+  // Ingest acknowledges before hashing; the hash worker catches up, across the kills too.
+  auto verify_json = [&] {
+    CommandResult v = RunCommand({pxsctl, "--config", config, "--json", "verify"}, (dir.path() / "verify.json").string());
+    size_t begin = v.output.find('{');
+    return begin == std::string::npos ? nlohmann::json() : nlohmann::json::parse(v.output.substr(begin), nullptr, false);
+  };
+  EXPECT_TRUE(WaitFor([&] { return verify_json().value("not_hashed_yet", -1) == 0; }, std::chrono::minutes(2)));
   node.process().Signal(SIGTERM);
   EXPECT_EQ(node.process().Wait(std::chrono::seconds(60)), 0) << node.Log();
 
@@ -110,6 +117,9 @@ TEST(CrashTest, KillNineAtRandomMomentsLosesNothingAcknowledged) {
 
   CommandResult verify = RunCommand({pxsctl, "--config", config, "verify"}, (dir.path() / "verify.log").string());
   EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  nlohmann::json report = verify_json();
+  EXPECT_EQ(report.value("not_hashed_yet", -1), 0) << report.dump();
+  EXPECT_TRUE(report.value("ok", false)) << report.dump();
 }
 
 }  // namespace

@@ -78,7 +78,6 @@ class Ingester {
   struct ReceivedFile {
     std::string path;            // from NewReceivePath()
     uint64_t dataset_bytes = 0;  // data set bytes that arrived; 0: unknown
-    std::string sha256;          // of the file when computed while it arrived; empty: compute
   };
   std::string NewReceivePath();
   IngestResult IngestReceived(const ReceivedFile& file, const IngestSource& source);

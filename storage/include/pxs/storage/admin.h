@@ -18,7 +18,7 @@
 namespace pxs {
 
 // The schema version this binary creates and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // The schema version of an existing database file (0 when it has no schema yet).
 StatusOr<int> ReadSchemaVersion(const std::string& db_path);

@@ -41,7 +41,7 @@ struct ReceivedInstance {
   std::string transfer_syntax_uid;
   std::string file_path;      // relative to data_dir
   uint64_t file_size = 0;
-  std::string sha256;         // hex of the stored file's bytes
+  std::string sha256;         // hex of the stored file's bytes; '' until the hash worker ran
   std::string calling_ae;
   std::string peer_address;
   int64_t received_at_ms = 0; // Unix epoch milliseconds
@@ -175,6 +175,16 @@ class Database {
   };
   virtual StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) = 0;
   virtual StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) = 0;
+
+  // Stored files whose SHA-256 is not recorded yet (ingest acknowledges before hashing;
+  // the hash worker fills it in when the CPU is free), by id, after after_id.
+  struct UnhashedFile {
+    int64_t instance_id = 0;
+    std::string file_path;  // relative to data_dir
+  };
+  virtual StatusOr<std::vector<UnhashedFile>> FilesWithoutHash(int64_t after_id, int max) = 0;
+  // (instance id, SHA-256 hex) pairs; a hash already recorded is not replaced.
+  virtual Status RecordFileHashes(const std::vector<std::pair<int64_t, std::string>>& hashes) = 0;
   // Before deliveries go out: records that an attempt is starting, durably. Reports and
   // scores are committed without waiting for the disk; this commit (synchronous=FULL)
   // makes them durable too, so an SR that reaches a receiver is never lost here and made
