@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -77,10 +78,12 @@ class HashWorker::Impl {
       for (const Database::UnhashedFile& file : *files) {
         after_id = file.instance_id;
         const std::string path = (std::filesystem::path(options_.data_dir) / file.file_path).string();
+        if (unreadable_.count(file.instance_id)) continue;  // said once; verify reports it
         StatusOr<std::string> sha = Sha256HexOfFile(path);
         if (sha.ok()) {
           hashes.emplace_back(file.instance_id, *sha);
         } else {
+          unreadable_.insert(file.instance_id);
           spdlog::warn("hashing: {} (pxsctl verify will report it)", sha.status().ToString());
         }
         std::lock_guard<std::mutex> lock(mu_);
@@ -98,6 +101,7 @@ class HashWorker::Impl {
   std::condition_variable cv_;
   bool stopping_ = false;
   bool notified_ = false;
+  std::set<int64_t> unreadable_;  // files that could not be read (this run); not retried
   std::thread thread_;
 };
 

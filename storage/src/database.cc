@@ -605,7 +605,8 @@ Status SqliteDatabase::RecordModel(const std::string& name, const std::string& v
 StatusOr<std::vector<Database::UnhashedFile>> SqliteDatabase::FilesWithoutHash(int64_t after_id, int max) {
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare(
-      "SELECT id, file_path FROM instances WHERE sha256 = '' AND id > ?1 ORDER BY id LIMIT ?2");
+      "SELECT id, file_path FROM instances WHERE sha256 = '' AND pruned_at IS NULL AND id > ?1"
+      " ORDER BY id LIMIT ?2");
   q.With(after_id, max);
   std::vector<UnhashedFile> files;
   while (true) {

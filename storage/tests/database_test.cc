@@ -3,6 +3,8 @@
 #include "pxs/storage/database.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -160,6 +162,32 @@ TEST(DatabaseTest, DuplicateSopInstanceUidIsReportedAndQueuesNoSecondJob) {
   ASSERT_TRUE(jobs.ok());
   ASSERT_EQ(jobs->size(), 2u);
   EXPECT_EQ((*jobs)[1].file_path, "dicom/1.2.dcm");  // the duplicate changed nothing
+}
+
+TEST(DatabaseTest, FilesWithoutHashAreListedUntilTheirHashIsRecordedOnce) {
+  ScratchDir dir;
+  auto db = OpenOrDie(dir.db());
+  ASSERT_TRUE(db);
+  ReceivedInstance pending = MakeInstance("1.1", "9.1", "P1");
+  pending.sha256 = "";  // acknowledged before hashing
+  ReceivedInstance hashed = MakeInstance("1.2", "9.1", "P1");
+  hashed.sha256 = std::string(64, 'a');
+  Record(*db, {pending, hashed});
+  auto files = db->FilesWithoutHash(0, 10);
+  ASSERT_TRUE(files.ok());
+  ASSERT_EQ(files->size(), 1u);
+  EXPECT_EQ((*files)[0].file_path, pending.file_path);
+  EXPECT_TRUE(db->FilesWithoutHash((*files)[0].instance_id, 10)->empty());  // after_id is exclusive
+  ASSERT_TRUE(db->RecordFileHashes({{(*files)[0].instance_id, std::string(64, 'b')}}).ok());
+  EXPECT_TRUE(db->FilesWithoutHash(0, 10)->empty());
+  // A recorded hash is never replaced.
+  ASSERT_TRUE(db->RecordFileHashes({{(*files)[0].instance_id, std::string(64, 'c')}}).ok());
+  auto admin = AdminDatabase::Open(dir.db(), Database::Mode::kReadOnly);
+  ASSERT_TRUE(admin.ok());
+  std::map<std::string, std::string> sha_of;
+  ASSERT_TRUE((*admin)->ForEachRecordedFile([&](const RecordedFile& f) { sha_of[f.sop_instance_uid] = f.sha256; }).ok());
+  EXPECT_EQ(sha_of["1.1"], std::string(64, 'b'));
+  EXPECT_EQ(sha_of["1.2"], std::string(64, 'a'));
 }
 
 TEST(DatabaseTest, SkipReasonRecordsASkippedJob) {
