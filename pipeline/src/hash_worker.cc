@@ -3,9 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
 #include <set>
 #include <thread>
 #include <utility>
@@ -13,7 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "ingest_yield.h"
+#include "worker_signal.h"
 #include "pxs/common/files.h"
 #include "pxs/common/thread_name.h"
 
@@ -33,32 +31,15 @@ class HashWorker::Impl {
   }
 
   void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
+    signal_.RequestStop();
     if (thread_.joinable()) thread_.join();
   }
 
-  void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      notified_ = true;
-    }
-    cv_.notify_all();
-  }
+  void Notify() { signal_.Notify(); }
 
  private:
   void Run() {
-    while (true) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(options_.poll_interval_ms),
-                     [&] { return stopping_ || notified_; });
-        notified_ = false;
-        if (stopping_) return;
-      }
+    while (signal_.WaitFor(std::chrono::milliseconds(options_.poll_interval_ms))) {
       if (!HashEverythingPending()) return;
     }
   }
@@ -67,7 +48,7 @@ class HashWorker::Impl {
   bool HashEverythingPending() {
     int64_t after_id = 0;  // a file that cannot be read is skipped for this pass
     while (true) {
-      if (!WaitWhileIngestBusy(options_.ingest_busy, options_.yield_to_ingest_ms, mu_, cv_, stopping_)) return false;
+      if (!signal_.WaitWhileIngestBusy(options_.ingest_busy, options_.yield_to_ingest_ms)) return false;
       auto files = db_->FilesWithoutHash(after_id, options_.batch);
       if (!files.ok()) {
         spdlog::error("hashing: cannot read the database: {}", files.status().ToString());
@@ -77,17 +58,16 @@ class HashWorker::Impl {
       std::vector<std::pair<int64_t, std::string>> hashes;
       for (const Database::UnhashedFile& file : *files) {
         after_id = file.instance_id;
-        const std::string path = (std::filesystem::path(options_.data_dir) / file.file_path).string();
         if (unreadable_.count(file.instance_id)) continue;  // said once; verify reports it
-        StatusOr<std::string> sha = Sha256HexOfFile(path);
+        StatusOr<std::string> sha =
+            Sha256HexOfFile((std::filesystem::path(options_.data_dir) / file.file_path).string());
         if (sha.ok()) {
           hashes.emplace_back(file.instance_id, *sha);
         } else {
           unreadable_.insert(file.instance_id);
           spdlog::warn("hashing: {} (pxsctl verify will report it)", sha.status().ToString());
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) break;
+        if (signal_.Stopping()) break;
       }
       if (Status s = db_->RecordFileHashes(hashes); !s.ok()) {
         spdlog::error("hashing: cannot record {} hash(es): {}", hashes.size(), s.ToString());
@@ -97,10 +77,7 @@ class HashWorker::Impl {
 
   HashWorkerOptions options_;
   Database* db_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  bool notified_ = false;
+  WorkerSignal signal_;
   std::set<int64_t> unreadable_;  // files that could not be read (this run); not retried
   std::thread thread_;
 };

@@ -15,7 +15,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
-#include "ingest_yield.h"
+#include "worker_signal.h"
 #include "pxs/imaging/dicom_decoder.h"
 #include "pxs/scoring/scorer.h"
 #include "pxs/common/thread_name.h"
@@ -66,30 +66,13 @@ class ScoringWorker::Impl {
   }
 
   void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
+    signal_.RequestStop();
     if (thread_.joinable()) thread_.join();
   }
 
-  void Notify() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      notified_ = true;
-    }
-    cv_.notify_all();
-  }
+  void Notify() { signal_.Notify(); }
 
  private:
-  bool WaitForWork(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return stopping_ || notified_; });
-    notified_ = false;
-    return !stopping_;
-  }
-
   // Scoring is background work; C-STORE senders wait on ingest. The worker and its decode
   // threads (and the inference threads they start, which inherit it) run at nice +10,
   // about 1/10 of an ingest thread's CPU share when both want a core; on Linux nice is
@@ -100,18 +83,13 @@ class ScoringWorker::Impl {
   void Run() {
     LowerThreadPriority();
     while (true) {
-      if (!WaitForWork(std::chrono::milliseconds(options_.poll_interval_ms))) return;
+      if (!signal_.WaitFor(std::chrono::milliseconds(options_.poll_interval_ms))) return;
       // Drain everything queued, batch by batch, before sleeping again. One batch is
       // "in flight": while its inference runs, the next batch is already being decoded
       // and preprocessed on the decode pool.
       std::unique_ptr<Batch> in_flight;
       while (true) {
-        bool stop = false;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          stop = stopping_;
-        }
-        if (stop) break;
+        if (signal_.Stopping()) break;
         auto queued = db_->CountJobs(JobState::kQueued);
         if (!queued.ok()) {
           spdlog::error("scoring: cannot read the queue: {}", queued.status().ToString());
@@ -139,8 +117,7 @@ class ScoringWorker::Impl {
       }
       // What was claimed is finished even when stopping (its jobs are in state scoring).
       if (in_flight) FinishBatch(*in_flight);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
+      if (signal_.Stopping()) return;
     }
   }
 
@@ -148,19 +125,13 @@ class ScoringWorker::Impl {
     return options_.yield_to_ingest_ms > 0 && options_.ingest_busy && options_.ingest_busy();
   }
 
-  bool YieldToIngest() {
-    return WaitWhileIngestBusy(options_.ingest_busy, options_.yield_to_ingest_ms, mu_, cv_, stopping_);
-  }
+  bool YieldToIngest() { return signal_.WaitWhileIngestBusy(options_.ingest_busy, options_.yield_to_ingest_ms); }
 
   // Waits up to max_wait_ms for a full batch; false when stopping.
   bool WaitToFillBatch() {
     auto deadline = Clock::now() + std::chrono::milliseconds(options_.max_wait_ms);
     while (Clock::now() < deadline) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, deadline, [&] { return stopping_ || notified_; });
-      notified_ = false;
-      if (stopping_) return false;
-      lock.unlock();
+      if (!signal_.WaitUntil(deadline)) return false;
       auto now_queued = db_->CountJobs(JobState::kQueued);
       if (now_queued.ok() && *now_queued >= options_.max_batch) break;
     }
@@ -303,10 +274,7 @@ class ScoringWorker::Impl {
   ScoredCallback on_scored_;
   boost::asio::thread_pool decode_pool_;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  bool notified_ = false;
+  WorkerSignal signal_;
 };
 
 ScoringWorker::ScoringWorker(const ScoringWorkerOptions& options, Database* db, scoring::Scorer* scorer,

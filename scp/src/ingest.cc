@@ -204,7 +204,7 @@ class Ingester::Impl {
     constexpr Uint32 kLazyValueBytes = 64 * 1024;
     OFCondition cond = file.loadFile(temp.c_str(), EXS_Unknown, EGL_noChange, kLazyValueBytes, ERM_fileOnly);
     // A file cut short by a failed write is our fault (0xA700), not the sender's data.
-    if (std::string short_by = CheckComplete(temp, received.dataset_bytes); !short_by.empty()) {
+    if (std::string short_by = CheckComplete(temp, file, received.dataset_bytes); !short_by.empty()) {
       return ReceiveFailed(temp, short_by, src);
     }
     if (cond.bad()) {
@@ -238,14 +238,13 @@ class Ingester::Impl {
   // DCMTK writes the file meta information, then every data set byte as it arrives, but
   // does not report a failed write (e.g. ENOSPC) in 3.6.7. A complete file is exactly
   // preamble + "DICM" + meta group (its group length says how long) + the data set bytes
-  // that arrived. Returns why the file is not complete; empty when it is (or when the
-  // sizes are unknown).
-  static std::string CheckComplete(const std::string& temp, uint64_t dataset_bytes) {
-    if (dataset_bytes == 0) return {};
-    DcmFileFormat meta_only;
+  // that arrived. `loaded` is the file as loadFile() read it: the meta group is there even
+  // when the data set after it could not be parsed. Returns why the file is not complete;
+  // empty when it is (or when the sizes are unknown).
+  static std::string CheckComplete(const std::string& temp, DcmFileFormat& loaded, uint64_t dataset_bytes) {
     Uint32 group_length = 0;
-    if (meta_only.loadFile(temp.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).bad() ||
-        meta_only.getMetaInfo()->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).bad()) {
+    if (dataset_bytes == 0 ||
+        loaded.getMetaInfo()->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).bad()) {
       return {};
     }
     constexpr uint64_t kPreambleAndMagic = 128 + 4;

@@ -1,7 +1,6 @@
 #include "pxs/scp/storage_scp.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>

@@ -56,8 +56,8 @@ Job ReadJobColumns(const Query& q) {
 }
 
 // Scoring and report bookkeeping (claims, scores, skips, failed attempts, new reports,
-// file hashes)
-// commits without waiting for the disk (synchronous=NORMAL for that transaction). A power
+// file hashes) commits without waiting for the disk (synchronous=NORMAL for that
+// transaction). A power
 // cut can lose only a suffix of the WAL, so at worst the last of these commits, and
 // start-up recovery redoes them: jobs left 'scoring' are queued again, scored images
 // without a report get one. The next synchronous=FULL commit makes them durable with
