@@ -138,12 +138,15 @@ int Run(const std::string& config_path) {
                             .stable_delta_override = cfg.reports.stable_delta},
                            db->get(), &model, [&sender] { sender.Wake(); });
   pxs::ReportWorker report_worker(&reports, db->get());
-  pxs::StorageScp* scp_for_scoring = nullptr;  // set once the SCP exists, before scoring starts
+  // Ingest first: scoring and hashing wait while the SCP is receiving (set once the SCP
+  // exists, before any worker starts).
+  pxs::StorageScp* scp_ptr = nullptr;
+  auto ingest_busy = [&scp_ptr] { return scp_ptr && scp_ptr->IngestBusy(); };
   pxs::ScoringWorker scoring({.data_dir = cfg.node.data_dir,
                               .max_batch = cfg.scoring.max_batch,
                               .max_wait_ms = cfg.scoring.max_wait_ms,
                               .max_attempts = cfg.scoring.max_attempts,
-                              .ingest_busy = [&scp_for_scoring] { return scp_for_scoring && scp_for_scoring->IngestBusy(); },
+                              .ingest_busy = ingest_busy,
                               .yield_to_ingest_ms = cfg.scoring.yield_to_ingest_ms},
                              db->get(), scorer->get(),
                              [&report_worker](const pxs::Job& job, const pxs::ScoreRecord& score) {
@@ -151,7 +154,7 @@ int Run(const std::string& config_path) {
                              });
 
   pxs::HashWorker hashing({.data_dir = cfg.node.data_dir,
-                           .ingest_busy = [&scp_for_scoring] { return scp_for_scoring && scp_for_scoring->IngestBusy(); },
+                           .ingest_busy = ingest_busy,
                            .yield_to_ingest_ms = cfg.scoring.yield_to_ingest_ms},
                           db->get());
 
@@ -179,7 +182,7 @@ int Run(const std::string& config_path) {
                                      .min_free_bytes = cfg.scp.min_free_bytes,
                                      .min_free_percent = cfg.scp.min_free_percent};
   pxs::StorageScp scp(scp_options, ingester->get());
-  scp_for_scoring = &scp;
+  scp_ptr = &scp;
 
   if (auto st = report_worker.Start(); !st.ok()) {
     spdlog::critical("report worker: {}", st.ToString());
