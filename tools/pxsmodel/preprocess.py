@@ -2,24 +2,29 @@
 
 The C++ scoring engine (scoring/src/preprocess.cc) implements the same steps, faithful to
 the published QTIM-Lab/PXS-score code, and tools/reference_pxs.py is its Python reference;
-both must give the same tensor for the same image, so this module does exactly what they do:
+all three must give the same tensor for the same image, so this module does exactly what
+they do:
 
-* decode the *stored* pixel values (no Modality LUT / VOI LUT: the min-max step below
+* decode the *stored* pixel values (no Modality LUT / VOI LUT: the intensity step below
   makes linear rescales irrelevant), first frame of a multi-frame object;
 * unsigned data: keep only bits HighBit-BitsStored+1 .. HighBit (some writers leave
   overlay or garbage bits above HighBit);
-* min-max to 8 bit in float64, ``(v - min) / (max - min) * 255``, *truncated* (numpy
-  ``astype(uint8)``); a uniform image is an error (nothing to score);
-* MONOCHROME1 is inverted after the min-max step (``255 - v``);
-* optional autocrop (PXS-updated, *before* the equalisation): keep the bounding box of rows
-  and columns with a value ``> threshold``; an image with none becomes 1x1;
-* histogram equalisation with ``cv2.equalizeHist``;
+* intensity to 8 bit in float64, *truncated* (numpy ``astype(uint8)``):
+  ``intensity: "minmax"`` (default, published) ``(v - min) / (max - min) * 255``, or
+  ``"percentile"``: the same between two percentiles of the stored values, clipped to
+  [0, 1] first; a uniform image is an error (nothing to score);
+* MONOCHROME1 is inverted after the intensity step (``255 - v``);
+* optional autocrop (PXS-updated): keep the bounding box of rows and columns with a value
+  ``> threshold``; an image with none becomes 1x1;
+* optional body crop (``body_crop``): see ``body_crop_box``;
+* histogram equalisation with ``cv2.equalizeHist`` (after both crops);
 * resize so the short side is ``resize_short_side`` with PIL bilinear + antialias
   (torchvision ``Resize`` on a PIL image), centre crop (torchvision ``CenterCrop``), 3
   identical channels, float ``v / 255``, then ``(x - mean) / std`` per channel.
 
-PNG (and other PIL-readable) files go through the same steps from "min-max" on; 16-bit
-PNGs keep their full range, RGB(A) PNGs are converted to luminance.
+PNG/JPEG (and other PIL-readable) files go through the same steps from "intensity" on;
+16-bit PNGs keep their full range, RGB(A) files are converted to luminance (3 equal
+channels, as the ralo JPEGs, give that value exactly).
 """
 
 from __future__ import annotations
@@ -50,6 +55,30 @@ DEFAULT_PREPROCESSING: Dict = {
     "mean": [0.0, 0.0, 0.0],
     "std": [1.0, 1.0, 1.0],
 }
+
+# Optional keys (docs/model-package.md): absent means the value here, which is the published
+# pipeline, so packages written before these keys existed preprocess exactly as before.
+OPTIONAL_PREPROCESSING: Dict = {
+    "intensity": "minmax",
+    "intensity_percentiles": [0.5, 99.5],
+    "body_crop": False,
+    "body_crop_flat_range": 8,
+    "body_crop_fraction": 0.3,
+    "body_crop_min_size": 0.5,
+}
+INTENSITY_MODES = ("minmax", "percentile")
+
+# What a package for images beyond the published data should use (the demo package):
+# percentiles resist burnt-in text, markers and collimator edges at the ends of 12-16-bit
+# data; the body crop removes borders and labels so a full-size DICOM looks like the
+# tightly framed 224-px training JPEGs.
+ROBUST_PREPROCESSING: Dict = dict(OPTIONAL_PREPROCESSING, intensity="percentile", body_crop=True)
+
+
+def option(preprocessing: Dict, key: str):
+    """An optional preprocessing key, or its published-pipeline default."""
+    value = preprocessing.get(key)
+    return OPTIONAL_PREPROCESSING[key] if value is None else value
 
 
 @dataclass
@@ -138,17 +167,44 @@ def decode_image(path: str) -> DecodedImage:
     raise DataError(f"{path}: neither a DICOM Part 10 file nor a PNG/JPEG image")
 
 
-def to_uint8(decoded: DecodedImage, where: str = "image") -> np.ndarray:
-    """Min-max to 8 bit (truncating, as the published code and the node), then invert
-    MONOCHROME1 (so bright = dense, as in MONOCHROME2)."""
+def to_uint8(decoded: DecodedImage, where: str = "image", preprocessing: Dict = None) -> np.ndarray:
+    """Stored values to 8 bit as the package's ``intensity`` says (min-max when absent or
+    when `preprocessing` is None, as the published code), then invert MONOCHROME1 (so
+    bright = dense, as in MONOCHROME2)."""
+    pre = preprocessing or {}
+    mode = option(pre, "intensity")
+    if mode not in INTENSITY_MODES:
+        raise DataError(f"preprocessing.intensity {mode!r} is not one of {', '.join(INTENSITY_MODES)}")
     values = decoded.pixels.astype(np.float64)
     low, high = float(values.min()), float(values.max())
     if not high > low:
         raise DataError(f"{where}: blank image (all pixels equal {low:g}): nothing to score")
-    out = ((values - low) / (high - low) * 255.0).astype(np.uint8)
+    if mode == "percentile":
+        p_low, p_high = (float(p) for p in option(pre, "intensity_percentiles"))
+        out = percentile_to_uint8(values, p_low, p_high)
+    else:
+        out = ((values - low) / (high - low) * 255.0).astype(np.uint8)
     if decoded.monochrome1:
         out = 255 - out
     return out
+
+
+def percentile_index(p: float, n: int) -> int:
+    """Index into the n sorted values for percentile p: floor(p / 100 * (n - 1)), computed
+    in double in exactly this order (the node does the same)."""
+    return int(np.floor(p / 100.0 * (n - 1)))
+
+
+def percentile_to_uint8(values: np.ndarray, p_low: float, p_high: float) -> np.ndarray:
+    """(v - lo) / (hi - lo) clipped to [0, 1], * 255, truncated, with lo and hi the stored
+    values at the two percentiles; min-max when they coincide (a mostly uniform image)."""
+    flat = values.ravel()
+    k_low, k_high = percentile_index(p_low, flat.size), percentile_index(p_high, flat.size)
+    ordered = np.partition(flat, (k_low, k_high))
+    low, high = float(ordered[k_low]), float(ordered[k_high])
+    if not high > low:
+        low, high = float(flat.min()), float(flat.max())
+    return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def autocrop(image: np.ndarray, threshold: int) -> np.ndarray:
@@ -160,16 +216,106 @@ def autocrop(image: np.ndarray, threshold: int) -> np.ndarray:
     return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
 
+def _expand(first: int, last: int, min_size: int, size: int):
+    """Grows [first, last] (inclusive) symmetrically to at least min_size, kept in [0, size)."""
+    need = min_size - (last - first + 1)
+    if need <= 0:
+        return first, last
+    first -= need // 2
+    last += need - need // 2
+    if first < 0:
+        last, first = last - first, 0
+    if last > size - 1:
+        first, last = max(first - (last - (size - 1)), 0), size - 1
+    return first, last
+
+
+def _flat_trim(image: np.ndarray, flat_range: int):
+    """The box left after dropping flat rows, then flat columns, at the four edges (a row or
+    column is flat when its max - min <= flat_range: uniform black or white borders)."""
+    height, width = image.shape
+    row_range = image.max(axis=1).astype(np.int32) - image.min(axis=1)
+    rows = np.flatnonzero(row_range > flat_range)
+    if rows.size == 0:
+        return 0, height - 1, 0, width - 1
+    y0, y1 = int(rows[0]), int(rows[-1])
+    band = image[y0:y1 + 1]
+    col_range = band.max(axis=0).astype(np.int32) - band.min(axis=0)
+    cols = np.flatnonzero(col_range > flat_range)
+    if cols.size == 0:
+        return y0, y1, 0, width - 1
+    return y0, y1, int(cols[0]), int(cols[-1])
+
+
+def _bright_span(sums: np.ndarray, length: int, fraction: float, mean: float):
+    """The longest run of consecutive indices whose sum over `length` pixels is >=
+    fraction * mean * length (double arithmetic in this order, as the node; the first of
+    equally long runs), as (first, last); None when no index qualifies. A run, not the
+    bounding box, so a label or marker separated from the body by darker rows is left out."""
+    keep = (sums.astype(np.float64) >= fraction * mean * float(length)).tolist()
+    best, start = None, None
+    for i, bright in enumerate(keep + [False]):
+        if bright and start is None:
+            start = i
+        elif not bright and start is not None:
+            if best is None or i - start > best[1] - best[0] + 1:
+                best = (start, i - 1)
+            start = None
+    return best
+
+
+def body_crop_box(image: np.ndarray, preprocessing: Dict):
+    """The body crop (docs/model-package.md), on the 8-bit image after the intensity step,
+    the MONOCHROME1 inversion and the optional autocrop, i.e. bright = dense:
+
+    1. drop flat rows and then flat columns at the edges (max - min <= body_crop_flat_range):
+       uniform black or white borders, collimator shutters, padding;
+    2. in the box left (mean m = sum / count), rows: the longest run of consecutive rows
+       whose mean is >= body_crop_fraction * m (dark borders and noise are below it, the
+       lungs are not, for the mediastinum and chest wall in the same row; a label or marker
+       apart from the body is its own, shorter run); none: the whole box;
+    3. columns: the same within those rows, against the mean of that band;
+    4. each side at least int(body_crop_min_size * the image's side) (at least 1), grown
+       symmetrically about the box and kept inside the image, so it never collapses.
+
+    Integer sums and a fixed order of double operations make it exact on both sides.
+    Returns (y0, y1, x0, x1), inclusive, in the image's coordinates."""
+    height, width = image.shape
+    flat_range = int(option(preprocessing, "body_crop_flat_range"))
+    fraction = float(option(preprocessing, "body_crop_fraction"))
+    min_size = float(option(preprocessing, "body_crop_min_size"))
+    ty0, ty1, tx0, tx1 = _flat_trim(image, flat_range)
+    box = image[ty0:ty1 + 1, tx0:tx1 + 1]
+    row_sums = box.sum(axis=1, dtype=np.int64)
+    span = _bright_span(row_sums, box.shape[1], fraction, float(int(row_sums.sum())) / float(box.size))
+    y0, y1 = (ty0 + span[0], ty0 + span[1]) if span else (ty0, ty1)
+    y0, y1 = _expand(y0, y1, max(1, int(min_size * height)), height)
+    band = image[y0:y1 + 1, tx0:tx1 + 1]
+    col_sums = band.sum(axis=0, dtype=np.int64)
+    span = _bright_span(col_sums, band.shape[0], fraction, float(int(col_sums.sum())) / float(band.size))
+    x0, x1 = (tx0 + span[0], tx0 + span[1]) if span else (tx0, tx1)
+    x0, x1 = _expand(x0, x1, max(1, int(min_size * width)), width)
+    return y0, y1, x0, x1
+
+
+def body_crop(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
+    y0, y1, x0, x1 = body_crop_box(image, preprocessing)
+    return image[y0:y1 + 1, x0:x1 + 1]
+
+
 def to_8bit_display(path: str, preprocessing: Dict) -> np.ndarray:
-    """Steps up to and including autocrop: an equalised 8-bit 2-D image."""
-    return equalize_and_crop(to_uint8(decode_image(path), path), preprocessing)
+    """Steps up to and including the equalisation: an 8-bit 2-D image."""
+    return equalize_and_crop(to_uint8(decode_image(path), path, preprocessing), preprocessing)
 
 
 def equalize_and_crop(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
-    """Optional autocrop, then histogram equalisation of an 8-bit image (PXS-updated crops
-    first: the threshold applies to the min-max image)."""
+    """Optional autocrop, optional body crop, then histogram equalisation of the 8-bit image
+    from ``to_uint8`` (PXS-updated crops first: the threshold applies to the image before
+    equalisation; the body crop likewise, so the equalisation sees the body only)."""
     if preprocessing.get("autocrop", False):
         image = autocrop(image, int(preprocessing.get("autocrop_threshold", 2)))
+    if option(preprocessing, "body_crop"):
+        image = body_crop(image, preprocessing)
     if preprocessing.get("equalize_histogram", True):
         image = np.ascontiguousarray(image)
         image = cv2.equalizeHist(image)

@@ -154,5 +154,141 @@ class PreprocessTest(unittest.TestCase):
         self.assertGreater(float(tensor.max()), 0.95)
 
 
+ROBUST = dict(preprocess.DEFAULT_PREPROCESSING, **preprocess.ROBUST_PREPROCESSING,
+              resize_short_side=40, center_crop=32)
+
+
+def framed_chest(seed=3, size=(160, 140), body=(30, 130, 25, 115)):
+    """A chest-like body (8-bit) inside a noisy dark border: rows body[0]:body[1], columns
+    body[2]:body[3]."""
+    rng = np.random.default_rng(seed)
+    canvas = rng.integers(0, 10, size).astype(np.uint8)
+    y0, y1, x0, x1 = body
+    canvas[y0:y1, x0:x1] = (helpers.chest_like(seed, max(y1 - y0, x1 - x0))[:y1 - y0, :x1 - x0] * 200 + 40)
+    return canvas
+
+
+class PercentileIntensityTest(unittest.TestCase):
+    def test_exact_values_on_a_small_array(self):
+        # 11 values: k = floor(10 / 100 * 10) = 1 -> 10; floor(90 / 100 * 10) = 9 -> 90.
+        values = np.array([[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 4095]], dtype=np.float64)
+        out = preprocess.percentile_to_uint8(values, 10.0, 90.0)
+        # (v - 10) / 80 clipped, * 255, truncated: 20 -> 31.875 -> 31, 50 -> 127.5 -> 127.
+        self.assertEqual(out.tolist(), [[0, 0, 31, 63, 95, 127, 159, 191, 223, 255, 255]])
+        self.assertEqual(preprocess.percentile_index(0.5, 2048 * 2048), 20971)
+        self.assertEqual(preprocess.percentile_index(99.5, 2048 * 2048), 4173331)  # 4173331.485
+
+    def test_outliers_do_not_compress_the_body(self):
+        # A 12-bit body in 1000..3000 with a burnt-in white label (4095) and a black marker (0)
+        # covering 0.2 % of the image: min-max squeezes the body into ~125 levels, the
+        # percentiles spread it over (nearly) all 256.
+        rng = np.random.default_rng(1)
+        body = rng.integers(1000, 3001, (200, 200)).astype(np.float64)
+        body[0:4, 0:10] = 4095
+        body[196:200, 190:200] = 0
+        decoded = preprocess.DecodedImage(body, False, "dicom")
+        minmax = preprocess.to_uint8(decoded, "x")
+        robust = preprocess.to_uint8(decoded, "x", dict(intensity="percentile", intensity_percentiles=[0.5, 99.5]))
+        inner = (slice(10, 190), slice(10, 190))
+        self.assertLess(int(minmax[inner].max()) - int(minmax[inner].min()), 130)
+        self.assertGreater(int(robust[inner].max()) - int(robust[inner].min()), 250)
+        self.assertEqual(int(robust[0, 0]), 255)
+        self.assertEqual(int(robust[199, 199]), 0)
+
+    def test_monochrome1_inverted_after_percentiles(self):
+        values = np.arange(1000, dtype=np.float64).reshape(20, 50)
+        pre = dict(intensity="percentile", intensity_percentiles=[1, 99])
+        mono2 = preprocess.to_uint8(preprocess.DecodedImage(values, False, "dicom"), "x", pre)
+        mono1 = preprocess.to_uint8(preprocess.DecodedImage(values, True, "dicom"), "x", pre)
+        self.assertTrue(np.array_equal(mono1, 255 - mono2))
+
+    def test_falls_back_to_minmax_and_refuses_blank(self):
+        # 99 % zeros: both percentiles are 0, so min-max it is.
+        values = np.zeros((10, 10))
+        values[0, 0] = 7
+        pre = dict(intensity="percentile", intensity_percentiles=[0.5, 99.5])
+        out = preprocess.to_uint8(preprocess.DecodedImage(values, False, "dicom"), "x", pre)
+        self.assertEqual(int(out[0, 0]), 255)
+        self.assertEqual(int(out.sum()), 255)
+        with self.assertRaisesRegex(DataError, "blank image"):
+            preprocess.to_uint8(preprocess.DecodedImage(np.full((4, 4), 9.0), False, "png"), "x", pre)
+        with self.assertRaisesRegex(DataError, "preprocessing.intensity 'gamma'"):
+            preprocess.to_uint8(preprocess.DecodedImage(values, False, "png"), "x", dict(intensity="gamma"))
+
+    def test_absent_keys_are_the_published_pipeline(self):
+        png = helpers.write_png(os.path.join(tempfile.mkdtemp(), "a.png"), helpers.chest_like(5, 64))
+        explicit = dict(PRE, intensity="minmax", body_crop=False)
+        self.assertTrue(torch.equal(preprocess.preprocess_file(png, PRE), preprocess.preprocess_file(png, explicit)))
+
+
+class BodyCropTest(unittest.TestCase):
+    def test_noisy_dark_border_is_removed(self):
+        image = framed_chest()
+        self.assertEqual(preprocess.body_crop_box(image, ROBUST), (30, 129, 25, 114))
+
+    def test_text_block_apart_from_the_body_is_left_out(self):
+        image = framed_chest()
+        image[4:20, 4:60] = 255    # a burnt-in label in the corner, wider than 1/3 of the image
+        image[140:150, 100:135] = 250  # an "L" marker below the body
+        self.assertEqual(preprocess.body_crop_box(image, ROBUST), (30, 129, 25, 114))
+
+    def test_flat_white_and_black_borders_are_trimmed(self):
+        image = framed_chest()
+        image[:, :12] = 255   # collimator shutter, white after the inversion
+        image[150:, :] = 0    # padding
+        image[:8, :] = 250
+        y0, y1, x0, x1 = preprocess.body_crop_box(image, ROBUST)
+        self.assertEqual((y0, y1, x0, x1), (30, 129, 25, 114))
+
+    def test_never_collapses(self):
+        image = np.zeros((100, 80), np.uint8)
+        image[48:52, 38:42] = 200  # a tiny bright spot is all there is
+        y0, y1, x0, x1 = preprocess.body_crop_box(image, ROBUST)
+        self.assertEqual((y1 - y0 + 1, x1 - x0 + 1), (50, 40))  # body_crop_min_size 0.5
+        self.assertEqual((y0, x0), (25, 20))                      # grown about the spot
+        corner = np.zeros((100, 80), np.uint8)
+        corner[0:3, 77:80] = 200
+        self.assertEqual(preprocess.body_crop_box(corner, ROBUST), (0, 49, 40, 79))  # kept inside
+        flat = np.full((30, 30), 128, np.uint8)
+        self.assertEqual(preprocess.body_crop_box(flat, ROBUST), (0, 29, 0, 29))
+
+    def test_crop_runs_before_equalisation(self):
+        image = framed_chest()
+        out = preprocess.equalize_and_crop(image, ROBUST)
+        self.assertTrue(np.array_equal(out, cv2.equalizeHist(np.ascontiguousarray(image[30:130, 25:115]))))
+
+    def test_same_relative_crop_at_full_size_and_224_px(self):
+        """A full-size DICOM and its 224-px downsample (what ralo's JPEGs are) crop alike."""
+        folder = os.path.join(helpers.SHARED_DATA, "dicom")
+        if not os.path.isdir(folder):
+            self.skipTest("SKIPPED: ../shared/data/dicom not found (shared test data is not present)")
+        from PIL import Image
+        names = ["cr_mono2_explicit_le.dcm", "dx_presentation_mono1_voi.dcm", "dx_processing_14bit.dcm",
+                 "dx_presentation_16bit_rescale.dcm", "sc_mono2_8bit_chest.dcm"]
+        for name in names:
+            full = preprocess.to_uint8(preprocess.decode_image(os.path.join(folder, name)), name, ROBUST)
+            small = np.array(Image.fromarray(full).resize((224, 224), Image.BILINEAR))
+            a = np.array(preprocess.body_crop_box(full, ROBUST), np.float64) + [0, 1, 0, 1]
+            b = np.array(preprocess.body_crop_box(small, ROBUST), np.float64) + [0, 1, 0, 1]
+            rel_a = a / np.repeat(full.shape, 2)
+            rel_b = b / 224.0
+            self.assertLess(float(np.abs(rel_a - rel_b).max()), 0.03, f"{name}: {rel_a} vs {rel_b}")
+
+    def test_bordered_dicom_scores_like_the_unbordered_one(self):
+        """The same picture with and without a border and label gives (nearly) the same tensor
+        with the body crop, and very different ones without it."""
+        tmp = tempfile.mkdtemp()
+        body = (helpers.chest_like(9, 120) * 3000 + 500).round()
+        framed = np.full((200, 180), 40.0)
+        framed[40:160, 30:150] = body
+        framed[5:15, 5:70] = 4095
+        plain = helpers.write_dicom(os.path.join(tmp, "plain.dcm"), body.astype(np.uint16))
+        boxed = helpers.write_dicom(os.path.join(tmp, "boxed.dcm"), framed.astype(np.uint16))
+        a, b = preprocess.preprocess_file(plain, ROBUST), preprocess.preprocess_file(boxed, ROBUST)
+        self.assertLess(float((a - b).abs().mean()), 0.02)
+        a0, b0 = preprocess.preprocess_file(plain, PRE), preprocess.preprocess_file(boxed, PRE)
+        self.assertGreater(float((a0 - b0).abs().mean()), 0.1)
+
+
 if __name__ == "__main__":
     unittest.main()
