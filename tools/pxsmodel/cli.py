@@ -61,14 +61,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ex)
 
     tr = sub.add_parser("train", help="train a PXS model on your own labelled images",
-                        description="Two-step PXS training: Siamese contrastive pre-training on "
-                                    "normal/abnormal pairs, then (with a severity column) MSE "
-                                    "fine-tuning of pair distances to severity differences. "
-                                    "Writes checkpoints, a package and MODEL_CARD.md into --out.")
-    tr.add_argument("--images", required=True, help="folder with the images named in the CSV")
-    tr.add_argument("--labels", required=True,
-                    help="CSV: image, patient_id, abnormal (or label / no_finding), [severity]")
+                        description="Train the embedding behind PXS (median distance to normal "
+                                    "anchors). Designs: centroid (distance to a learned normal "
+                                    "centre regresses the expert score), siamese (pair distances "
+                                    "regress |score difference|), contrastive (published "
+                                    "two-step method). With expert scores the package gets an "
+                                    "isotonic calibration to their scale (training part only) "
+                                    "and a stable-change threshold from rater noise. Writes "
+                                    "checkpoints, a package and MODEL_CARD.md into --out.")
+    tr.add_argument("--images", required=True, action="append",
+                    help="folder with the images named in the CSV (once per --labels)")
+    tr.add_argument("--labels", required=True, action="append",
+                    help="CSV: image, patient_id, abnormal (or label / no_finding), [severity]; "
+                         "or an expert scores file such as RALO's scores.csv (image, "
+                         "subject_id, exam_datetime, geographic_extent_mean, ...). Repeat "
+                         "--images/--labels to combine data sets")
     tr.add_argument("--out", required=True, help="output folder (checkpoints, package, card)")
+    tr.add_argument("--design", choices=("centroid", "siamese", "contrastive"), default="centroid",
+                    help="training design (default centroid; see docs/training.md)")
+    tr.add_argument("--severity-column", default="",
+                    help="expert score column (default: severity, else geographic_extent_mean "
+                         "or opacity_mean when present)")
+    tr.add_argument("--severity-range", default="",
+                    help="MIN,MAX valid scores (default 0,8 for the RALO columns; none for "
+                         "'severity')")
+    tr.add_argument("--scale-name", default="",
+                    help="calibration.scale written into the package (default: 'RALE geographic "
+                         "extent' for geographic_extent_mean, 'RALE opacity', else the column)")
+    tr.add_argument("--rater-ge2-fraction", type=float, default=0.2,
+                    help="fraction of images whose two raters differ by >= 2 points (RALO "
+                         "README: about a fifth); with the observed half-point fraction it "
+                         "gives the stable-change threshold")
+    tr.add_argument("--split-file", default="",
+                    help="use this split (CSV image[,path],part like OUT/split.csv) instead "
+                         "of the seeded patient split")
+    tr.add_argument("--distance-per-point", type=float, default=0.25,
+                    help="embedding distance per expert score point (centroid/siamese)")
+    tr.add_argument("--abnormal-margin", type=float, default=0.5,
+                    help="minimum distance of an unscored abnormal image from normals")
+    tr.add_argument("--normal-weight", type=float, default=3.0,
+                    help="how often a normal training image is drawn per epoch (default 3)")
+    tr.add_argument("--robust-preprocessing", action="store_true",
+                    help="percentile intensity normalisation and body crop (preprocess."
+                         "ROBUST_PREPROCESSING; for JPEGs and full-size DICOM alike)")
+    tr.add_argument("--preprocessing", default="",
+                    help="JSON object of extra/overriding package preprocessing keys")
+    tr.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="bfloat16 autocast for CPU training (auto: when the CPU has "
+                         "AVX512-BF16/AMX); evaluation and the package stay float32")
     tr.add_argument("--backbone", choices=BACKBONES, default="compact",
                     help="densenet121 (published, slow on CPU), resnet18, compact (default), "
                          "compact-gn (compact with GroupNorm instead of BatchNorm)")
@@ -110,14 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="AUC / Spearman / change direction of a package",
                         description="Score labelled images with a package (same preprocessing "
                                     "and PXS as the node) and report AUC abnormal vs normal with "
-                                    "a bootstrap 95%% CI, Spearman vs label count (and severity), "
-                                    "and change-direction agreement for patient series.")
+                                    "a bootstrap 95%% CI, Spearman vs label count, and with "
+                                    "expert scores the severity mode: Spearman/Pearson with "
+                                    "subject-bootstrap CIs, MAE on the calibrated scale, change "
+                                    "Spearman and trend agreement over consecutive exams.")
     ev.add_argument("--model", required=True, help="package file (.pt)")
-    ev.add_argument("--images", required=True, help="image folder")
-    ev.add_argument("--labels", required=True,
-                    help="CSV like ../shared/data/cxr14/labels.csv, or image,patient_id,abnormal[,severity]")
+    ev.add_argument("--images", required=True, action="append",
+                    help="image folder (once per --labels)")
+    ev.add_argument("--labels", required=True, action="append",
+                    help="CSV like ../shared/data/cxr14/labels.csv, image,patient_id,abnormal"
+                         "[,severity], or an expert scores file (RALO scores.csv); repeatable")
+    ev.add_argument("--severity-column", default="",
+                    help="expert score column for the severity mode (default: detected)")
+    ev.add_argument("--severity-range", default="", help="MIN,MAX valid scores")
+    ev.add_argument("--stable-delta", type=float, default=None,
+                    help="experts' stable-change threshold in score points (default: the "
+                         "package's trend.stable_delta_calibrated)")
     ev.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    ev.add_argument("--plot", default="", help="write PXS-by-label and ROC plot (PNG)")
+    ev.add_argument("--plot", default="",
+                    help="write PXS-by-label and ROC plot (PNG); in severity mode also "
+                         "STEM-scatter.png and STEM-change.png")
     ev.add_argument("--scores-csv", default="", help="write per-image PXS to this CSV")
     ev.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")

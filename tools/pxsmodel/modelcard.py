@@ -15,6 +15,44 @@ def _count(records, indices, label) -> int:
     return sum(1 for i in indices if records[i].abnormal == label)
 
 
+DESIGN_TEXT = {
+    "centroid": "design B (centroid): the Euclidean distance of the embedding to a learned normal "
+                "centre regresses the expert score ({dpp} per point, smooth L1); unscored abnormal "
+                "images (cxr14 findings) at least {margin} from it; half of each batch are second "
+                "exams of the same patients",
+    "siamese": "design A (Siamese): every pair of a batch, the distance of the two embeddings "
+               "regresses the experts' |score difference| ({dpp} per point, smooth L1); unscored "
+               "abnormal vs normal pairs at least {margin} apart; half of each batch are second "
+               "exams of the same patients",
+}
+
+
+def _design_text(config: Dict, history: List[Dict]) -> str:
+    design = config.get("design", "contrastive")
+    if design in DESIGN_TEXT:
+        return ("- Training: " + DESIGN_TEXT[design].format(
+            dpp=config.get("distance_per_point"), margin=config.get("abnormal_margin"))
+            + f"; AdamW, cosine learning rate from {config.get('lr')}, {config.get('epochs')} epochs.")
+    return ("- Training (published PXS method, Li et al. 2020): Siamese pre-training with a "
+            "contrastive loss (margin 2.0) on pairs labelled same/different by normal vs abnormal"
+            + ("; then fine-tuning with MSE between pair distance and |severity difference|."
+               if config.get("finetune_epochs") and any(h["stage"] == "severity" for h in history)
+               else "; no severity fine-tuning (no severity labels were given)."))
+
+
+def _noise_text(meta: Dict) -> str:
+    noise = meta.get("rater_noise")
+    if not noise:
+        return ""
+    return (f"- Stable-change threshold from the raters' disagreement (training scores): "
+            f"{100 * noise['p_odd']:.1f}% half-point means = P(odd rater difference), with "
+            f"P(difference >= 2) = {noise['p_diff_ge2']:g} -> SD of the rater difference "
+            f"{noise['sd_rater_difference']:.2f}, SEM of the 2-rater mean {noise['sem_mean']:.2f}, "
+            f"MDC95 = 1.96 x sqrt(2) x SEM = {noise['mdc95']:.2f} points "
+            f"(`trend.stable_delta_calibrated`); the smallest change of the mean on its 0.5 grid "
+            f"that exceeds it is {noise['smallest_detectable_grid_change']:g}.")
+
+
 def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, part: Dict,
            history: List[Dict], best: Dict, test_result: Optional[Dict], package_path: str,
            package_bytes: int, plot_path: Optional[str] = None) -> str:
@@ -30,32 +68,42 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
              f"embedding dimension {meta['embedding_dim']}.",
              f"- Score: PXS = median Euclidean distance of the image's embedding to the embeddings "
              f"of {meta['anchor_count']} normal anchor images from the training part.",
-             "- Training (published PXS method, Li et al. 2020): Siamese pre-training with a "
-             "contrastive loss (margin 2.0) on pairs labelled same/different by normal vs abnormal"
-             + ("; then fine-tuning with MSE between pair distance and |severity difference|."
-                if config.get("finetune_epochs") and any(h["stage"] == "severity" for h in history)
-                else "; no severity fine-tuning (no severity labels were given)."),
+             _design_text(config, history),
              f"- Preprocessing (in the package metadata): `{json.dumps(meta['preprocessing'])}`",
-             f"- Trend settings (derived from validation PXS; heuristic): `{json.dumps(meta['trend'])}`",
+             (f"- Calibration (isotonic regression of the expert score on PXS, training part "
+              f"only; {len(meta['calibration']['points'])} points, scale "
+              f"'{meta['calibration']['scale']}'): `{json.dumps(meta['calibration']['points'])}`"
+              if meta.get("calibration") else "- Calibration: none (no expert scores)."),
+             (f"- Trend settings (stable delta from the raters' disagreement, bands at calibrated "
+              f"cut points; raw PXS units, `stable_delta_calibrated` in score points): "
+              f"`{json.dumps(meta['trend'])}`" if meta.get("calibration") else
+              f"- Trend settings (derived from validation PXS; heuristic): `{json.dumps(meta['trend'])}`"),
+             _noise_text(meta),
              "", "## Data", "", meta["training_data"], "",
-             "| Part | Images | Normal | Abnormal | Patients |", "|---|---:|---:|---:|---:|"]
+             "| Part | Images | Normal | Abnormal | With expert score | Patients |",
+             "|---|---:|---:|---:|---:|---:|"]
     for pname in ("train", "val", "test"):
         idx = part[pname]
-        patients = len({records[i].patient_id for i in idx})
+        patients = len({(records[i].source, records[i].patient_id) for i in idx})
+        scored = sum(1 for i in idx if records[i].severity is not None)
         lines.append(f"| {pname} | {len(idx)} | {_count(records, idx, 0)} | "
-                     f"{_count(records, idx, 1)} | {patients} |")
+                     f"{_count(records, idx, 1)} | {scored} | {patients} |")
     lines += ["", f"Split by patient (no patient in two parts), seed {config['seed']}, "
               f"test fraction {config['test_fraction']}, validation fraction {config['val_fraction']}, "
-              "stratified by normal/abnormal patients. The test part was used only once, after "
-              "training, for the numbers below; the validation part chose the epoch.", "",
+              "stratified per labels file by normal/abnormal and single/serial patients. The test "
+              "part was used only once, after training, for the numbers below; the validation "
+              "part chose the epoch (Spearman vs the expert score when there are scores, else "
+              "the AUC).", "",
               "## Command line", "", "```", command_line, "```", "",
               "Configuration: `" + json.dumps(config) + "`", "",
-              "## Training history", "", "| Epoch | Stage | Loss | Validation AUC | Elapsed (s) |",
-              "|---:|---|---:|---:|---:|"]
+              "## Training history", "",
+              "| Epoch | Stage | Loss | Validation AUC | Validation Spearman | Elapsed (s) |",
+              "|---:|---|---:|---:|---:|---:|"]
     for h in history:
         lines.append(f"| {h['epoch']} | {h['stage']} | {h['loss']:.4f} | {_fmt(h['val_auc'])} | "
-                     f"{h['elapsed_s']} |")
-    lines += ["", f"Selected epoch: {best['epoch']} (validation AUC {_fmt(best['val_auc'])}).", "",
+                     f"{_fmt(h.get('val_spearman'))} | {h['elapsed_s']} |")
+    lines += ["", f"Selected epoch: {best['epoch']} (validation AUC {_fmt(best['val_auc'])}, "
+              f"Spearman {_fmt(best.get('val_spearman'))}).", "",
               "## Metrics on the held-out test part", ""]
     if test_result:
         ci = test_result.get("auc_ci")
@@ -71,8 +119,31 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
             f"- Mean PXS: normal {_fmt(test_result['pxs_mean_normal'], 4)}, abnormal "
             f"{_fmt(test_result['pxs_mean_abnormal'], 4)}.",
         ]
-        if test_result.get("spearman_severity") is not None:
+        if test_result.get("spearman_severity") is not None and not test_result.get("severity"):
             lines.append(f"- Spearman of PXS vs severity: {_fmt(test_result['spearman_severity'])}.")
+        sev = test_result.get("severity")
+        if sev:
+            lines += ["", f"Severity ({sev['n_images']} scored images of {sev['n_subjects']} subjects, "
+                      f"{sev['n_consecutive_pairs']} consecutive-exam pairs; 95% CIs by percentile "
+                      f"bootstrap over subjects, {sev['bootstrap']['reps']} resamples):", "",
+                      "| Metric | Value | 95% CI |", "|---|---:|---|"]
+            for key, label in (("spearman", "Spearman PXS vs expert score"),
+                               ("pearson", "Pearson PXS vs expert score"),
+                               ("pearson_calibrated", "Pearson calibrated PXS vs expert score"),
+                               ("mae_calibrated", "MAE, calibrated PXS vs expert (score points)"),
+                               ("change_spearman", "Change Spearman, consecutive exams"),
+                               ("trend_agreement", "Trend agreement (worse/stable/better)")):
+                ci = sev.get(key + "_ci")
+                lines.append(f"| {label} | {_fmt(sev.get(key))} | "
+                             + (f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a") + " |")
+            base = sev.get("trend_agreement_always_stable")
+            lines += ["", f"Trend agreement: the model's trend by the node's rule (calibrated "
+                      f"change vs `trend.stable_delta_calibrated`) against the experts' change "
+                      f"beyond {sev['expert_stable_delta']:g} points; a model that always said "
+                      f"'stable' would agree on {_fmt(base)} of the pairs (Cohen's kappa of the "
+                      f"model: {_fmt(sev.get('trend_kappa'))}).",
+                      "Confusion (rows model, columns experts; better/stable/worse): `"
+                      + json.dumps(sev.get("trend_confusion_model_vs_expert")) + "`"]
         if plot_path:
             lines += ["", f"Plot (PXS by label count, ROC): `{plot_path}`."]
     else:

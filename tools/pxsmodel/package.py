@@ -25,6 +25,8 @@ REQUIRED_METADATA_KEYS = (
 )
 REQUIRED_PREPROCESSING_KEYS = ("equalize_histogram", "autocrop", "autocrop_threshold",
                                "resize_short_side", "center_crop", "mean", "std")
+# Optional keys (preprocess.OPTIONAL_PREPROCESSING): written when the preprocessing has them.
+OPTIONAL_PREPROCESSING_KEYS = tuple(getattr(preprocess, "OPTIONAL_PREPROCESSING", {}))
 
 DEFAULT_TREND = {
     "stable_delta": 1.0,
@@ -60,7 +62,9 @@ def make_metadata(*, name: str, version: str, embedding_dim: int, anchor_count: 
         "embedding_dim": int(embedding_dim),
         "anchor_count": int(anchor_count),
         "input": {"channels": 3, "height": crop, "width": crop},
-        "preprocessing": {k: copy.deepcopy(preprocessing[k]) for k in REQUIRED_PREPROCESSING_KEYS},
+        "preprocessing": {k: copy.deepcopy(preprocessing[k])
+                          for k in REQUIRED_PREPROCESSING_KEYS + OPTIONAL_PREPROCESSING_KEYS
+                          if k in preprocessing},
         "training_data": training_data,
         "intended_use": intended_use,
         "not_for_clinical_use": bool(not_for_clinical_use),

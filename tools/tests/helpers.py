@@ -117,3 +117,28 @@ def run_cli(argv):
         except SystemExit as exc:  # argparse errors
             code = exc.code
     return code, out.getvalue(), err.getvalue()
+
+
+def make_scores_dataset(folder: str, n_subjects: int = 12, exams: int = 3, size: int = 40,
+                        seed: int = 0, name: str = "scores.csv"):
+    """A RALO-like expert scores file: image,subject_id,exam_datetime,geographic_extent_mean,
+    opacity_mean,n_raters,view; serial exams per subject whose opacity grows with the score
+    (means of two integer ratings, on the 0.5 grid; some subjects have a 0 exam)."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    k = 0
+    for s in range(n_subjects):
+        base = int(rng.integers(0, 7))
+        for e in range(exams):
+            score = float(np.clip(base + int(rng.integers(-1, 3)) * 0.5 * e, 0, 8))
+            if s % 4 == 0 and e == 0:
+                score = 0.0
+            img = chest_like(5000 + k, size, abnormal=score > 0, extent=score)
+            image = f"{k:04d}.png"
+            write_png(os.path.join(folder, image), img)
+            rows.append([image, f"S{s:03d}", f"202003{10 + e:02d}_120000.000", score, score, 2, "AP"])
+            k += 1
+    header = ["image", "subject_id", "exam_datetime", "geographic_extent_mean", "opacity_mean",
+              "n_raters", "view"]
+    return write_csv(os.path.join(folder, name), header, rows)

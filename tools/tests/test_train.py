@@ -16,7 +16,8 @@ def train_args(images, labels, out, *extra):
             "--backbone", "compact", "--embedding-dim", "16", "--input-size", "32",
             "--epochs", "2", "--finetune-epochs", "1", "--pairs-per-epoch", "16",
             "--batch-size", "8", "--anchor-count", "4", "--test-fraction", "0.25",
-            "--val-fraction", "0.2", "--seed", "5", "--threads", "1", *extra]
+            "--val-fraction", "0.2", "--seed", "5", "--threads", "1", "--design", "contrastive",
+            *extra]
 
 
 class TrainTest(unittest.TestCase):
@@ -104,7 +105,7 @@ class TrainTest(unittest.TestCase):
                 "--backbone", backbone, "--embedding-dim", str(dim), "--input-size", "32",
                 "--epochs", "1", "--finetune-epochs", "0", "--pairs-per-epoch", "8",
                 "--batch-size", "4", "--test-fraction", "0", "--val-fraction", "0",
-                "--anchor-count", "3", "--threads", "1"])
+                "--anchor-count", "3", "--threads", "1", "--design", "contrastive"])
             self.assertEqual(code, 0, err)
             module, meta = package.load_package(os.path.join(out, f"{backbone}.pt"))
             self.assertEqual(tuple(module.anchors.shape), (3, dim))
