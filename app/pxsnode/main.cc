@@ -161,6 +161,8 @@ int Run(const std::string& config_path) {
   pxs::IngestOptions ingest_options;
   ingest_options.data_dir = cfg.node.data_dir;
   ingest_options.score_for_processing = cfg.scoring.score_for_processing;
+  ingest_options.on_conflict =
+      cfg.scp.on_conflict == "replace" ? pxs::ConflictPolicy::kReplace : pxs::ConflictPolicy::kKeepFirst;
   ingest_options.on_job_queued = [&scoring, &hashing] {
     scoring.Notify();
     hashing.Notify();

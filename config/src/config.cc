@@ -153,6 +153,10 @@ Status ReadScp(const toml::table* t, const std::string& file, ScpSection* scp) {
   PXS_RETURN_IF_ERROR(r.Number("min_free_gb", &min_free_gb, 0, 1e6));
   scp->min_free_bytes = static_cast<uint64_t>(min_free_gb * 1e9);
   PXS_RETURN_IF_ERROR(r.Number("min_free_percent", &scp->min_free_percent, 0, 99));
+  PXS_RETURN_IF_ERROR(r.String("on_conflict", &scp->on_conflict));
+  if (scp->on_conflict != "keep_first" && scp->on_conflict != "replace") {
+    return r.Error("on_conflict", "must be keep_first or replace (got '" + scp->on_conflict + "')");
+  }
   return r.RejectUnknownKeys();
 }
 

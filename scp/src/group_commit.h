@@ -4,6 +4,9 @@
 // batch in ONE SQLite transaction, then wakes the waiting threads. Under load several
 // associations share one folder sync and one commit (the same shape as LevelDB's
 // DBImpl::Write writer group), which is what lets durable ingest keep up with the disk.
+// This is the node's only group commit: storage's RecordInstances is one plain
+// transaction. A batch holds at most kMaxBatch instances, so one commit never keeps the
+// first waiter waiting for an unbounded crowd.
 #pragma once
 
 #include <condition_variable>
@@ -15,13 +18,16 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/filestore/file_store.h"
 #include "pxs/storage/database.h"
 
 namespace pxs {
 
 class GroupCommitter {
  public:
-  explicit GroupCommitter(Database* db);
+  static constexpr size_t kMaxBatch = 64;
+  // Both must outlive the committer.
+  GroupCommitter(Database* db, FileStore* store);
   ~GroupCommitter();  // finishes what was handed in, then stops
 
   struct Outcome {
@@ -42,6 +48,7 @@ class GroupCommitter {
   void Run();
 
   Database* db_;
+  FileStore* store_;
   std::mutex mu_;
   std::condition_variable work_cv_;  // committer waits for work
   std::condition_variable done_cv_;  // callers wait for their batch

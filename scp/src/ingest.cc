@@ -22,6 +22,7 @@
 
 #include "group_commit.h"
 #include "pxs/common/files.h"
+#include "pxs/filestore/file_store.h"
 #include "pxs/storage/database.h"
 
 namespace pxs {
@@ -160,20 +161,17 @@ bool Ingester::IsValidUid(const std::string& uid) {
 class Ingester::Impl {
  public:
   Impl(const IngestOptions& options, Database* db)
-      : options_(options), db_(db), committer_(db),
-        dicom_dir_(fs::path(options.data_dir) / "dicom"), incoming_dir_(fs::path(options.data_dir) / "incoming") {}
+      : options_(options),
+        db_(db),
+        own_store_(options.file_store ? nullptr : std::make_unique<FileStore>(options.data_dir)),
+        store_(options.file_store ? options.file_store : own_store_.get()),
+        committer_(db, store_) {}
 
   Status Init() {
-    std::error_code ec;
-    fs::create_directories(dicom_dir_, ec);
-    if (!ec) fs::create_directories(incoming_dir_, ec);
-    if (ec) return Status::IoError("cannot create folders under " + options_.data_dir + ": " + ec.message());
-    // Temp files left by a crash or a kill were never acknowledged: remove them.
-    int removed = 0;
-    for (const auto& entry : fs::directory_iterator(incoming_dir_, ec)) {
-      if (fs::remove(entry.path(), ec)) ++removed;
-    }
-    if (removed > 0) spdlog::info("ingest: removed {} unacknowledged temp file(s) from {}", removed, incoming_dir_.string());
+    StatusOr<int> removed = store_->Open();
+    if (!removed.ok()) return removed.status();
+    // Temp files left by a crash or a kill were never acknowledged: Open() removed them.
+    if (*removed > 0) spdlog::info("ingest: removed {} unacknowledged temp file(s)", *removed);
     return Status::Ok();
   }
 
@@ -182,14 +180,13 @@ class Ingester::Impl {
   IngestResult Ingest(DcmDataset& ds, E_TransferSyntax xfer, const IngestSource& src) {
     ReceivedInstance rec;
     if (std::optional<IngestResult> refused = Describe(ds, xfer, src, &rec)) return *refused;
-    if (std::optional<IngestResult> known = AlreadyStored(rec)) return *known;
     std::string temp = NewTempPath();
     Status written = WriteFile(ds, xfer, src.calling_ae, temp);
     if (!written.ok()) {
-      RemoveQuietly(temp);
+      store_->RemoveQuietly(temp);
       return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, written.ToString());
     }
-    return Keep(rec, temp);
+    return StoreClaimed(rec, temp);
   }
 
   // Path 2 (the SCP): DCMTK received the data set bit for bit into `temp` (a name from
@@ -208,19 +205,17 @@ class Ingester::Impl {
       return ReceiveFailed(temp, short_by, src);
     }
     if (cond.bad()) {
-      RemoveQuietly(temp);
+      store_->RemoveQuietly(temp);
       return Reject(dimse_status::kCannotUnderstand, src.command_sop_instance_uid,
                     std::string("data set cannot be parsed: ") + cond.text());
     }
     DcmDataset& ds = *file.getDataset();
     ReceivedInstance rec;
-    std::optional<IngestResult> refused = Describe(ds, ds.getOriginalXfer(), src, &rec);
-    if (!refused) refused = AlreadyStored(rec);
-    if (refused) {
-      RemoveQuietly(temp);
+    if (std::optional<IngestResult> refused = Describe(ds, ds.getOriginalXfer(), src, &rec)) {
+      store_->RemoveQuietly(temp);
       return *refused;
     }
-    return Keep(rec, temp);
+    return StoreClaimed(rec, temp);
   }
 
   // In bit-preserving mode DCMTK does not parse the data set while receiving, so a
@@ -228,7 +223,7 @@ class Ingester::Impl {
   // (disk full, I/O error). That is "out of resources" for the sender, who may retry.
   IngestResult ReceiveFailed(const std::string& temp, const std::string& why, const IngestSource& src) {
     auto space = QueryDiskSpace(options_.data_dir);  // before the partial file is removed
-    RemoveQuietly(temp);
+    store_->RemoveQuietly(temp);
     bool full = space.ok() && space->free_bytes < kDiskFullBytes;
     return Reject(dimse_status::kOutOfResources, src.command_sop_instance_uid,
                   "cannot store the data set" + std::string(full ? " (disk full in " + options_.data_dir + ")" : "") +
@@ -257,11 +252,7 @@ class Ingester::Impl {
            std::to_string(expected) + " bytes in " + temp + ")";
   }
 
-  std::string NewTempPath() {
-    return (incoming_dir_ / ("rx." + std::to_string(::getpid()) + "." + std::to_string(temp_counter_.fetch_add(1)) +
-                             ".tmp"))
-        .string();
-  }
+  std::string NewTempPath() { return store_->NewTempPath(); }
 
  private:
   // Validates the data set against the command and the node's rules and fills `rec` from
@@ -319,49 +310,115 @@ class Ingester::Impl {
     return std::nullopt;
   }
 
-  // A re-sent instance is idempotent: keep the first copy, no second job.
-  std::optional<IngestResult> AlreadyStored(const ReceivedInstance& rec) {
-    auto known = db_->HasInstance(rec.sop_instance_uid);
+  // The complete temp file of a described instance becomes the stored instance, a
+  // duplicate, or (by policy) the replacement of the stored copy. Everything from the
+  // "already stored?" question to the database's answer happens under the instance's
+  // claim, so two associations sending the same SOP Instance UID at once are decided
+  // one after the other and an acknowledged file is never replaced by a race.
+  IngestResult StoreClaimed(ReceivedInstance& rec, const std::string& temp) {
+    FileStore::Claim claim = store_->ClaimInstance(rec.sop_instance_uid);
+    auto known = db_->FindStoredFile(rec.sop_instance_uid);
     if (!known.ok()) {
+      store_->RemoveQuietly(temp);
       return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, "database: " + known.status().ToString());
     }
-    if (!*known) return std::nullopt;
+    if (known->has_value()) return Resent(rec, **known, temp);
+    return Keep(rec, temp);
+  }
+
+  // A SOP Instance UID already stored arrived again. Identical data set bytes: a harmless
+  // duplicate (a retry). Otherwise the configured policy decides, and says so in the
+  // log and the audit log. Either way the sender gets Success: the instance is stored.
+  IngestResult Resent(ReceivedInstance& rec, const Database::StoredFile& stored, const std::string& temp) {
     IngestResult result;
     result.sop_instance_uid = rec.sop_instance_uid;
     result.skip_reason = rec.skip_reason;
     result.duplicate = true;
+    StatusOr<std::string> new_digest = DataSetDigest(temp);
+    StatusOr<std::string> old_digest = DataSetDigest(store_->Absolute(stored.file_path));
+    if (new_digest.ok() && old_digest.ok() && *new_digest == *old_digest) {
+      store_->RemoveQuietly(temp);
+      result.note = "duplicate, identical to the stored copy";
+      return result;
+    }
+    std::string what = "SOP Instance UID " + rec.sop_instance_uid + " re-sent by " +
+                       (rec.calling_ae.empty() ? std::string("a file import") : "AE " + rec.calling_ae) +
+                       " with different content (transfer syntax " + rec.transfer_syntax_uid + ", stored " +
+                       stored.transfer_syntax_uid + ")";
+    if (!old_digest.ok()) what += "; the stored copy is unreadable: " + old_digest.status().ToString();
+    if (options_.on_conflict == ConflictPolicy::kKeepFirst) {
+      store_->RemoveQuietly(temp);
+      result.note = "duplicate with different content, first copy kept (on_conflict = keep_first)";
+      spdlog::warn("ingest: {}: first copy kept (on_conflict = keep_first)", what);
+      if (Status audited = db_->AddNodeAudit("instance_conflict_kept_first", what); !audited.ok()) {
+        spdlog::warn("ingest: audit of {} not written: {}", rec.sop_instance_uid, audited.ToString());
+      }
+      return result;
+    }
+    Status replaced = store_->Replace(temp, stored.file_path, &rec.file_size);
+    if (!replaced.ok()) {
+      return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, "cannot replace: " + replaced.ToString());
+    }
+    rec.file_path = stored.file_path;
+    rec.received_at_ms = NowMs();
+    Status recorded = db_->RecordReplacedInstance(rec, what + "; replaced and queued for scoring again");
+    if (!recorded.ok()) {
+      // The new bytes are on disk under the stored name but the database still describes
+      // the old file: verify will say so. Refuse, so that the sender sends again.
+      return Reject(dimse_status::kOutOfResources, rec.sop_instance_uid, "replaced, not recorded: " + recorded.ToString());
+    }
+    spdlog::warn("ingest: {}: replaced, scored again (on_conflict = replace)", what);
+    result.duplicate = false;
+    result.replaced = true;
+    result.bytes = rec.file_size;
+    result.note = "replaced the stored copy (on_conflict = replace)";
+    if (rec.skip_reason.empty() && options_.on_job_queued) options_.on_job_queued();
     return result;
   }
 
-  // Makes the complete temp file the stored instance: fdatasync, link
-  // under data_dir/dicom/<study>/<series>/<sop>.dcm, then the group commit. Removes the
-  // temp file on every failure.
+  // SHA-256 of the data set bytes after the file meta information: what the sender sent,
+  // whatever meta header (source AE, implementation) each copy got. A file without a
+  // readable meta group length is hashed whole.
+  static StatusOr<std::string> DataSetDigest(const std::string& path) {
+    DcmFileFormat meta_only;
+    uint64_t offset = 0;
+    Uint32 group_length = 0;
+    if (meta_only.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_metaOnly).good() &&
+        meta_only.getMetaInfo()->findAndGetUint32(DCM_FileMetaInformationGroupLength, group_length).good()) {
+      offset = 128 + 4 + 12 + uint64_t{group_length};  // preamble, DICM, (0002,0000) UL, the group
+    }
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+    Sha256Stream sha;
+    Status read = sha.UpdateFromFile(fd, &offset, path);
+    ::close(fd);
+    if (!read.ok()) return read;
+    return sha.HexDigest();
+  }
+
+  // Makes the complete temp file the stored instance (FileStore::Place: fdatasync, link
+  // under the layout's name), then the group commit (folder syncs + one transaction).
+  // The caller holds the claim and the database does not know the instance, so a file
+  // already at the name is a crash's unacknowledged leftover and may be replaced; on a
+  // failed commit the file placed here is removed again for the same reason.
   IngestResult Keep(ReceivedInstance& rec, const std::string& temp) {
     const std::string& sop = rec.sop_instance_uid;
-    fs::path rel = fs::path("dicom") / rec.study_uid / rec.series_uid / (sop + ".dcm");
-    fs::path final_path = fs::path(options_.data_dir) / rel;
+    const std::string rel = FileStore::InstancePath(rec.study_uid, rec.series_uid, sop);
 
     auto t_sync = std::chrono::steady_clock::now();
-    Status synced = Sync(temp, &rec.file_size);
-    if (!synced.ok()) {
-      RemoveQuietly(temp);
-      return Reject(dimse_status::kOutOfResources, sop, synced.ToString());
-    }
     std::vector<std::string> dirs_to_sync;
-    Status placed = PlaceFile(temp, final_path, &dirs_to_sync);
-    if (!placed.ok()) {
-      RemoveQuietly(temp);
-      return Reject(dimse_status::kOutOfResources, sop, placed.ToString());
-    }
-    rec.file_path = rel.string();
+    Status placed = store_->Place(temp, rel, /*replace_leftover=*/true, &rec.file_size, &dirs_to_sync);
+    if (!placed.ok()) return Reject(dimse_status::kOutOfResources, sop, placed.ToString());
+    rec.file_path = rel;
     rec.received_at_ms = NowMs();
 
     auto t_commit = std::chrono::steady_clock::now();
     GroupCommitter::Outcome outcome = committer_.Commit(rec, dirs_to_sync);
-    spdlog::debug("ingest {}: fsync {:.1f} ms, folder sync + commit {:.1f} ms", sop,
+    spdlog::debug("ingest {}: fsync + link {:.1f} ms, folder sync + commit {:.1f} ms", sop,
                   std::chrono::duration<double, std::milli>(t_commit - t_sync).count(),
                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_commit).count());
     if (!outcome.status.ok()) {
+      (void)store_->Remove(rel);
       return Reject(dimse_status::kOutOfResources, sop, "not recorded: " + outcome.status.ToString());
     }
     IngestResult result;
@@ -369,13 +426,9 @@ class Ingester::Impl {
     result.skip_reason = rec.skip_reason;
     result.bytes = rec.file_size;
     result.duplicate = outcome.insert == InsertOutcome::kDuplicate;
+    result.note = result.duplicate ? "duplicate, first copy kept" : "stored";
     if (!result.duplicate && rec.skip_reason.empty() && options_.on_job_queued) options_.on_job_queued();
     return result;
-  }
-
-  static void RemoveQuietly(const std::string& path) {
-    std::error_code ec;
-    fs::remove(path, ec);
   }
 
   // Writes the data set as a DICOM file, with file meta information naming the sender.
@@ -395,64 +448,11 @@ class Ingester::Impl {
     return full ? Status::NoSpace(what + " (disk full)") : Status::IoError(what);
   }
 
-  // fdatasync of the file: data and size; the name becomes durable with the folder sync
-  // in the group commit. The SHA-256 is not computed here: it would cost ~5 ms of CPU per
-  // 10 MB image on the path every sender waits on (measured on 2 cores: 93 -> ~125 files/s
-  // at four senders without it). The hash worker records it when the CPU is free, and
-  // `pxsctl verify` checks size only until then.
-  Status Sync(const std::string& temp, uint64_t* size) {
-    int fd = ::open(temp.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IoError("cannot reopen " + temp + ": " + std::strerror(errno));
-    struct stat st {};
-    int rc = ::fstat(fd, &st);
-    if (rc == 0) rc = ::fdatasync(fd);
-    int sync_errno = errno;
-    ::close(fd);
-    if (rc != 0) {
-      std::string what = "cannot fsync " + temp + ": " + std::strerror(sync_errno);
-      return sync_errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
-    }
-    *size = static_cast<uint64_t>(st.st_size);
-    return Status::Ok();
-  }
-
-  // Moves the temp file to its final name without ever replacing a stored instance:
-  // link() fails if the name exists. A file that exists but is not in the database is
-  // the leftover of a crash between link and commit: it was never acknowledged, so it
-  // is replaced.
-  Status PlaceFile(const fs::path& temp, const fs::path& final_path, std::vector<std::string>* dirs_to_sync) {
-    // Create study/series folders one level at a time so that each new entry's parent
-    // gets synced.
-    fs::path series_dir = final_path.parent_path();
-    for (fs::path dir : {series_dir.parent_path(), series_dir}) {
-      if (::mkdir(dir.c_str(), 0750) == 0) {
-        dirs_to_sync->push_back(dir.parent_path().string());
-      } else if (errno != EEXIST) {
-        std::string what = "cannot create folder " + dir.string() + ": " + std::strerror(errno);
-        return errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
-      }
-    }
-    if (::link(temp.c_str(), final_path.c_str()) != 0) {
-      if (errno != EEXIST) {
-        std::string what = "cannot link " + final_path.string() + ": " + std::strerror(errno);
-        return errno == ENOSPC ? Status::NoSpace(what) : Status::IoError(what);
-      }
-      if (::rename(temp.c_str(), final_path.c_str()) != 0) {
-        return Status::IoError("cannot replace leftover " + final_path.string() + ": " + std::strerror(errno));
-      }
-    } else {
-      ::unlink(temp.c_str());
-    }
-    dirs_to_sync->push_back(series_dir.string());
-    return Status::Ok();
-  }
-
   IngestOptions options_;
   Database* db_;
+  std::unique_ptr<FileStore> own_store_;
+  FileStore* store_;
   GroupCommitter committer_;
-  fs::path dicom_dir_;
-  fs::path incoming_dir_;
-  std::atomic<uint64_t> temp_counter_{0};
 };
 
 Ingester::Ingester(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

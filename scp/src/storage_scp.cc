@@ -264,7 +264,7 @@ class AssociationScp : public DcmThreadSCP {
       ++stored_;
       bytes_ += result.bytes;
       spdlog::info("instance {} from {}: status 0x0000 {}{} ({} bytes, {:.0f} ms)", result.sop_instance_uid,
-                   calling_ae_, result.duplicate ? "duplicate, first copy kept" : "stored",
+                   calling_ae_, result.note.empty() ? "stored" : result.note,
                    result.skip_reason.empty() ? "" : "; not scored: " + result.skip_reason, result.bytes, ms);
     } else {
       ++failed_;

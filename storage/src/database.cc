@@ -87,6 +87,9 @@ class SqliteDatabase final : public Database {
   Status RecordInstances(const std::vector<ReceivedInstance>& batch,
                          std::vector<InsertOutcome>* outcomes) override;
   StatusOr<bool> HasInstance(const std::string& sop_instance_uid) override;
+  StatusOr<std::optional<StoredFile>> FindStoredFile(const std::string& sop_instance_uid) override;
+  Status RecordReplacedInstance(const ReceivedInstance& instance, const std::string& audit_details) override;
+  Status AddNodeAudit(const std::string& action, const std::string& details) override;
   StatusOr<int> RequeueInterruptedJobs() override;
   StatusOr<std::vector<Job>> ClaimJobs(int max) override;
   Status CompleteJob(const ScoreRecord& score) override { return CompleteJobs({score}); }
@@ -111,19 +114,11 @@ class SqliteDatabase final : public Database {
                                  int64_t next_attempt_at_ms, bool final) override;
 
  private:
-  // One RecordInstances() call waiting for (or being part of) a group commit.
-  struct PendingIngest {
-    const std::vector<ReceivedInstance>* batch = nullptr;
-    std::vector<InsertOutcome> outcomes;
-    Status status;
-    bool done = false;
-  };
-
   Status RequireWritable(const char* operation) const {
     if (!conn_->read_only()) return Status::Ok();
     return Status::Unsupported(conn_->path() + ": " + operation + ": database is opened read-only");
   }
-  void CommitIngestGroup(const std::vector<PendingIngest*>& group);
+  Status InsertAudit(const std::string& action, const std::string& details, int64_t now_ms);
   StatusOr<InsertOutcome> RecordOne(const ReceivedInstance& instance, int64_t now_ms);
   StatusOr<int64_t> FindOrCreatePatient(const ReceivedInstance& instance, int64_t now_ms);
   StatusOr<int64_t> FindOrCreateStudy(const ReceivedInstance& instance, int64_t now_ms);
@@ -135,76 +130,96 @@ class SqliteDatabase final : public Database {
   const bool durable_;  // synchronous=FULL (the node) or OFF (benchmarks)
   std::mutex mutex_;  // guards conn_ (and so serialises every write)
 
-  std::mutex ingest_mutex_;  // guards the three members below
-  std::condition_variable ingest_done_;
-  std::vector<PendingIngest*> ingest_queue_;
-  bool ingest_leader_active_ = false;
 };
 
-// Group commit: the first caller becomes the leader and commits every batch queued
-// meanwhile in one transaction (one fsync for all); the others wait for it. Under
-// load from several associations this turns N fsyncs into about one per round.
+// One transaction for the whole batch; a savepoint per instance is not needed: a bad
+// instance (missing UID) fails the batch, which the SCP's committer then reports to
+// every association in it.
 Status SqliteDatabase::RecordInstances(const std::vector<ReceivedInstance>& batch,
                                        std::vector<InsertOutcome>* outcomes) {
   PXS_RETURN_IF_ERROR(RequireWritable("RecordInstances"));
-  PendingIngest mine;
-  mine.batch = &batch;
-  std::unique_lock lock(ingest_mutex_);
-  ingest_queue_.push_back(&mine);
-  while (!mine.done) {
-    if (ingest_leader_active_) {
-      ingest_done_.wait(lock);
-      continue;
-    }
-    ingest_leader_active_ = true;
-    std::vector<PendingIngest*> group;
-    group.swap(ingest_queue_);
-    lock.unlock();
-    CommitIngestGroup(group);
-    lock.lock();
-    for (PendingIngest* pending : group) pending->done = true;
-    ingest_leader_active_ = false;
-    ingest_done_.notify_all();
+  std::lock_guard guard(mutex_);
+  Transaction tx(conn_.get());
+  PXS_RETURN_IF_ERROR(tx.Begin());
+  const int64_t now_ms = NowMs();
+  std::vector<InsertOutcome> results;
+  results.reserve(batch.size());
+  for (const ReceivedInstance& in : batch) {
+    StatusOr<InsertOutcome> outcome = RecordOne(in, now_ms);
+    if (!outcome.ok()) return outcome.status();  // tx rolls back
+    results.push_back(*outcome);
   }
-  if (!mine.status.ok()) return mine.status;
-  if (outcomes) *outcomes = std::move(mine.outcomes);
+  PXS_RETURN_IF_ERROR(tx.Commit());
+  if (outcomes) *outcomes = std::move(results);
   return Status::Ok();
 }
 
-void SqliteDatabase::CommitIngestGroup(const std::vector<PendingIngest*>& group) {
+StatusOr<std::optional<Database::StoredFile>> SqliteDatabase::FindStoredFile(const std::string& sop_instance_uid) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "SELECT file_path, file_size, transfer_syntax_uid, calling_ae FROM instances WHERE sop_instance_uid = ?1");
+  q.With(sop_instance_uid);
+  StatusOr<bool> found = q.Step();
+  if (!found.ok()) return found.status();
+  if (!*found) return std::optional<StoredFile>();
+  StoredFile f;
+  f.file_path = q.Text(0);
+  f.file_size = static_cast<uint64_t>(q.Int(1));
+  f.transfer_syntax_uid = q.Text(2);
+  f.calling_ae = q.Text(3);
+  return std::optional<StoredFile>(std::move(f));
+}
+
+Status SqliteDatabase::RecordReplacedInstance(const ReceivedInstance& in, const std::string& audit_details) {
+  PXS_RETURN_IF_ERROR(RequireWritable("RecordReplacedInstance"));
   std::lock_guard guard(mutex_);
   Transaction tx(conn_.get());
-  Status begun = tx.Begin();
-  if (!begun.ok()) {
-    for (PendingIngest* pending : group) pending->status = begun;
-    return;
-  }
+  PXS_RETURN_IF_ERROR(tx.Begin());
   const int64_t now_ms = NowMs();
-  for (PendingIngest* pending : group) {
-    // A savepoint per caller: one bad batch (e.g. a missing UID) fails alone.
-    Status status = conn_->Exec("SAVEPOINT ingest_batch");
-    for (size_t i = 0; status.ok() && i < pending->batch->size(); ++i) {
-      StatusOr<InsertOutcome> outcome = RecordOne((*pending->batch)[i], now_ms);
-      if (outcome.ok()) {
-        pending->outcomes.push_back(*outcome);
-      } else {
-        status = outcome.status();
-      }
-    }
-    if (!status.ok()) {
-      pending->outcomes.clear();
-      (void)conn_->Exec("ROLLBACK TO ingest_batch");
-    }
-    Status released = conn_->Exec("RELEASE ingest_batch");
-    pending->status = status.ok() ? released : status;
+  Query update = conn_->Prepare(
+      "UPDATE instances SET file_size = ?2, sha256 = '', transfer_syntax_uid = ?3, calling_ae = ?4,"
+      " peer_address = ?5, received_at = ?6 WHERE sop_instance_uid = ?1");
+  update.With(in.sop_instance_uid, static_cast<int64_t>(in.file_size), in.transfer_syntax_uid, in.calling_ae,
+              in.peer_address, in.received_at_ms ? in.received_at_ms : now_ms);
+  PXS_RETURN_IF_ERROR(update.Run());
+  if (conn_->Changes() != 1) return Status::NotFound("instance " + in.sop_instance_uid + " is not stored");
+  // One job per instance: the old score described bytes that are gone, so it goes and the
+  // job starts again (the audit row keeps what the old score was).
+  std::string old_score;
+  {
+    Query q = conn_->Prepare(
+        "SELECT sc.pxs, sc.model_name, sc.model_version FROM scores sc JOIN jobs j ON j.id = sc.job_ref"
+        " JOIN instances i ON i.id = j.instance_ref WHERE i.sop_instance_uid = ?1");
+    q.With(in.sop_instance_uid);
+    StatusOr<bool> found = q.Step();
+    if (!found.ok()) return found.status();
+    if (*found) old_score = "; previous score " + std::to_string(q.Real(0)) + " (" + q.Text(1) + " " + q.Text(2) + ")";
   }
-  Status committed = tx.Commit();
-  if (!committed.ok()) {
-    for (PendingIngest* pending : group) {
-      pending->outcomes.clear();
-      if (pending->status.ok()) pending->status = committed;
-    }
-  }
+  Query drop_score = conn_->Prepare(
+      "DELETE FROM scores WHERE job_ref IN (SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance_ref"
+      " WHERE i.sop_instance_uid = ?1)");
+  drop_score.With(in.sop_instance_uid);
+  PXS_RETURN_IF_ERROR(drop_score.Run());
+  Query requeue = conn_->Prepare(
+      "UPDATE jobs SET state = ?2, reason = ?3, attempts = 0, updated_at = ?4"
+      " WHERE instance_ref = (SELECT id FROM instances WHERE sop_instance_uid = ?1)");
+  const bool skipped = !in.skip_reason.empty();
+  requeue.With(in.sop_instance_uid, skipped ? "skipped" : "queued", in.skip_reason, now_ms);
+  PXS_RETURN_IF_ERROR(requeue.Run());
+  PXS_RETURN_IF_ERROR(InsertAudit("instance_replaced", audit_details + old_score, now_ms));
+  return tx.Commit();
+}
+
+Status SqliteDatabase::AddNodeAudit(const std::string& action, const std::string& details) {
+  PXS_RETURN_IF_ERROR(RequireWritable("AddNodeAudit"));
+  std::lock_guard guard(mutex_);
+  return InsertAudit(action, details, NowMs());
+}
+
+Status SqliteDatabase::InsertAudit(const std::string& action, const std::string& details, int64_t now_ms) {
+  Query q = conn_->Prepare("INSERT INTO audit (at, unix_user, action, details) VALUES (?1, 'pxsnode', ?2, ?3)");
+  q.With(now_ms, action, details);
+  return q.Run();
 }
 
 StatusOr<InsertOutcome> SqliteDatabase::RecordOne(const ReceivedInstance& in, int64_t now_ms) {

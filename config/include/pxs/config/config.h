@@ -36,6 +36,9 @@ struct ScpSection {
   // Disk guard: refuse new associations when free space drops below either floor.
   uint64_t min_free_bytes = 5ull * 1000 * 1000 * 1000;
   double min_free_percent = 10.0;
+  // A stored SOP Instance UID re-sent with other content: "keep_first" or "replace"
+  // (replace the file, audit, score again). Identical re-sends are always duplicates.
+  std::string on_conflict = "keep_first";
 };
 
 struct ScoringSection {

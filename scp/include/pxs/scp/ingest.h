@@ -30,8 +30,21 @@ constexpr uint16_t kDataSetDoesNotMatchSopClass = 0xA900;
 constexpr uint16_t kCannotUnderstand = 0xC000;
 }  // namespace dimse_status
 
+// What to do when an instance arrives again under a stored SOP Instance UID with other
+// content (docs/conformance.md). An identical re-send is always a harmless duplicate.
+enum class ConflictPolicy {
+  kKeepFirst,  // keep the stored copy; the new one is acknowledged, logged, audited, dropped
+  kReplace,    // the new copy replaces the stored file, is audited and scored again
+};
+
+class FileStore;
+
 struct IngestOptions {
   std::string data_dir;                 // files go to data_dir/dicom, temp files to data_dir/incoming
+  // The data folder's owner; nullptr: the ingester makes its own on data_dir (tests pass
+  // one with a fault-injecting file system). Must outlive the ingester.
+  FileStore* file_store = nullptr;
+  ConflictPolicy on_conflict = ConflictPolicy::kKeepFirst;
   bool score_for_processing = false;    // score DX "For Processing" images instead of declining them
   std::function<void()> on_job_queued;  // called after a scoring job was committed (wakes the worker)
 };
@@ -48,6 +61,8 @@ struct IngestSource {
 struct IngestResult {
   uint16_t dimse_status = dimse_status::kSuccess;
   bool duplicate = false;     // Success for a SOP Instance UID already stored (nothing changed)
+  bool replaced = false;      // Success; the stored file was replaced (ConflictPolicy::kReplace)
+  std::string note;           // for the log line: "stored", "duplicate, identical", ...
   std::string sop_instance_uid;
   std::string skip_reason;    // non-empty: stored but not queued for scoring, and why
   std::string error;          // non-empty when dimse_status is not Success

@@ -123,12 +123,30 @@ class Database {
   virtual ~Database() = default;
 
   // --- ingest (SCP) ---------------------------------------------------------------
-  // Records instances and their jobs in ONE transaction (group commit across
-  // associations). outcomes[i] is kDuplicate when that SOP Instance UID was already
-  // stored (then nothing is changed for it).
+  // Records instances and their jobs in ONE durable transaction (synchronous=FULL).
+  // The batching across associations is the SCP's group committer's job; this call
+  // does not wait for other callers. outcomes[i] is kDuplicate when that SOP Instance
+  // UID was already stored (then nothing is changed for it).
   virtual Status RecordInstances(const std::vector<ReceivedInstance>& batch,
                                  std::vector<InsertOutcome>* outcomes) = 0;
   virtual StatusOr<bool> HasInstance(const std::string& sop_instance_uid) = 0;
+  // The stored file of an instance, when the instance is known.
+  struct StoredFile {
+    std::string file_path;  // relative to data_dir
+    uint64_t file_size = 0;
+    std::string transfer_syntax_uid;
+    std::string calling_ae;
+  };
+  virtual StatusOr<std::optional<StoredFile>> FindStoredFile(const std::string& sop_instance_uid) = 0;
+  // "replace" conflict policy: the instance's file was replaced by a re-sent copy with
+  // different content. Updates what the instance row says about the file and the sender,
+  // queues its job again (or skips it, with the reason), drops the score of the old bytes
+  // and writes an audit row naming the old score, in one durable transaction. SRs
+  // already sent stay; the rescoring makes a new SR version.
+  virtual Status RecordReplacedInstance(const ReceivedInstance& instance, const std::string& audit_details) = 0;
+  // An audit row written by the node itself (unix_user "pxsnode"), e.g. a re-sent
+  // instance whose different content was not kept. Durable.
+  virtual Status AddNodeAudit(const std::string& action, const std::string& details) = 0;
 
   // --- scoring queue (scoring worker) ----------------------------------------------
   // At start-up: jobs left in state scoring by a crash go back to queued.
