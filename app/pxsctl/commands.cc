@@ -4,15 +4,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "format.h"
 #include "pxs/common/files.h"
+#include "pxs/longitudinal/course.h"
 #include "pxs/storage/admin.h"
 
 namespace pxs::ctl {
@@ -71,12 +74,59 @@ Status Audit(AdminDatabase& db, const std::string& action, const Json& details) 
   return db.AddAudit({NowMs(), UnixUser(), action, details.dump()});
 }
 
-std::string Trend(const std::optional<double>& change, bool has_pxs, double stable_delta) {
-  if (!has_pxs) return "-";
-  if (!change) return "baseline";
-  if (*change > stable_delta) return "worse";
-  if (*change < -stable_delta) return "better";
-  return "stable";
+// The longitudinal library fed from the database: each model's thresholds come from
+// the metadata the node stored for that name and version (never from another model),
+// the raw stable_delta replaced by --stable-delta or the config's [reports] stable_delta.
+class CourseBuilder {
+ public:
+  CourseBuilder(AdminDatabase& db, std::optional<double> stable_delta_override) : db_(db) {
+    options_.stable_delta_override = stable_delta_override;
+  }
+  std::vector<longitudinal::Course> Build(const std::vector<longitudinal::ScoredInstance>& rows) {
+    return longitudinal::BuildCourses(rows, [this](const longitudinal::ModelId& m) { return TrendOf(m); }, options_);
+  }
+
+ private:
+  longitudinal::ModelTrend TrendOf(const longitudinal::ModelId& model) {
+    auto cached = cache_.find(model);
+    if (cached != cache_.end()) return cached->second;
+    longitudinal::ModelTrend trend;  // a model the node never recorded: the defaults
+    auto metadata = db_.ModelMetadata(model.name, model.version);
+    if (metadata.ok() && metadata->has_value()) {
+      trend = longitudinal::ModelTrendFromMetadata(**metadata).value_or(trend);
+    }
+    return cache_[model] = trend;
+  }
+
+  AdminDatabase& db_;
+  longitudinal::CourseOptions options_;
+  std::map<longitudinal::ModelId, longitudinal::ModelTrend> cache_;
+};
+
+std::optional<double> StableDeltaOverride(const Context& ctx, const std::optional<double>& option) {
+  if (option) return option;
+  if (ctx.config_stable_delta >= 0) return ctx.config_stable_delta;
+  return std::nullopt;
+}
+
+// Whether --model (a name, or "name version") selects this model; empty selects all.
+bool ModelSelected(const std::string& filter, const longitudinal::ModelId& model) {
+  return filter.empty() || filter == model.name || filter == model.Label();
+}
+
+Json ComparisonJson(const longitudinal::Comparison& c) {
+  const bool compared = c.trend != longitudinal::Trend::kNotCompared;
+  return Json{{"change", OptionalJson(c.change)},
+              {"calibrated_change", OptionalJson(c.calibrated_change)},
+              {"trend", longitudinal::TrendText(c.trend)},
+              {"trend_scale", compared ? Json(c.on_calibrated_scale ? "calibrated" : "raw") : Json(nullptr)},
+              {"stable_delta_used", compared ? Json(c.stable_delta_used) : Json(nullptr)}};
+}
+
+// "4.50 geographic extent": the calibrated value with its scale's name, or "-".
+std::string CalibratedText(const std::optional<double>& value, const std::string& scale) {
+  if (!value) return "-";
+  return FormatNumber(value) + (scale.empty() ? "" : " " + scale);
 }
 
 Json DeliveryJson(const ReportDelivery& d) {
@@ -148,28 +198,6 @@ int RunPatients(const Context& ctx, const PatientsOptions& opt) {
   return kExitOk;
 }
 
-// The threshold that separates "stable" from a change, chosen as the SR does (see
-// HistoryOptions): explicit option, config override, the model's metadata, 1.0.
-double HistoryStableDelta(pxs::AdminDatabase& db, const HistoryOptions& opt, const Context& ctx,
-                          const std::vector<pxs::StudyHistoryEntry>& history) {
-  if (opt.stable_delta) return *opt.stable_delta;
-  if (ctx.config_stable_delta >= 0) return ctx.config_stable_delta;
-  for (auto it = history.rbegin(); it != history.rend(); ++it) {
-    const std::string& model = it->model;  // "name version" of the latest scored study
-    size_t space = model.rfind(' ');
-    if (model.empty() || space == std::string::npos || model.find(',') != std::string::npos) continue;
-    auto metadata = db.ModelMetadata(model.substr(0, space), model.substr(space + 1));
-    if (!metadata.ok() || !metadata->has_value()) break;
-    Json json = Json::parse(**metadata, nullptr, /*allow_exceptions=*/false);
-    if (json.is_object() && json.contains("trend") && json["trend"].contains("stable_delta") &&
-        json["trend"]["stable_delta"].is_number()) {
-      return json["trend"]["stable_delta"].get<double>();
-    }
-    break;
-  }
-  return 1.0;
-}
-
 int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   int rc = kExitOk;
   auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
@@ -192,11 +220,25 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   if (history->empty()) {
     return Fail(ctx, kExitFindings, "no studies for patient " + key.patient_id + " (issuer \"" + key.issuer + "\")");
   }
-  std::vector<double> series;
-  for (const auto& s : *history) {
-    if (s.pxs) series.push_back(*s.pxs);
+  auto scores = db->ScoredInstances(key);
+  if (!scores.ok()) return Fail(ctx, scores.status());
+  std::vector<longitudinal::ScoredInstance> rows;
+  for (const auto& r : *scores) {
+    if (ModelSelected(opt.model, r.model)) rows.push_back(r);
   }
-  const double stable_delta = HistoryStableDelta(*db, opt, ctx, *history);
+  CourseBuilder builder(*db, StableDeltaOverride(ctx, opt.stable_delta));
+  const std::vector<longitudinal::Course> courses = builder.Build(rows);
+  std::map<std::string, const StudyHistoryEntry*> study_of;
+  for (const auto& s : *history) study_of[s.study_uid] = &s;
+  auto accession = [&](const std::string& uid) {
+    auto it = study_of.find(uid);
+    return it == study_of.end() ? std::string() : it->second->accession_number;
+  };
+  auto series_of = [](const longitudinal::Course& course) {
+    std::vector<double> values;
+    for (const auto& p : course.studies) values.push_back(p.value.pxs);
+    return values;
+  };
   if (ctx.json) {
     Json studies = Json::array();
     for (const auto& s : *history) {
@@ -205,34 +247,87 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
                          {"study_time", s.study_time},
                          {"accession_number", s.accession_number},
                          {"instances", s.instances},
-                         {"scored", s.scored},
-                         {"pxs", OptionalJson(s.pxs)},
-                         {"change_from_previous", OptionalJson(s.change_from_previous)},
-                         {"trend", Trend(s.change_from_previous, s.pxs.has_value(), stable_delta)},
-                         {"model", s.model}});
+                         {"scored", s.scored}});
+    }
+    Json out_courses = Json::array();
+    for (const auto& course : courses) {
+      Json points = Json::array();
+      std::string scale;
+      for (const auto& p : course.studies) {
+        if (scale.empty()) scale = p.value.calibrated_scale;
+        Json point{{"study_uid", p.value.study_uid},
+                   {"study_date", p.value.study_date},
+                   {"study_time", p.value.study_time},
+                   {"accession_number", accession(p.value.study_uid)},
+                   {"sop_instance_uid", p.value.sop_instance_uid},
+                   {"scored_instances", p.scored_instances},
+                   {"pxs", p.value.pxs},
+                   {"calibrated", OptionalJson(p.value.calibrated)},
+                   {"calibrated_scale", p.value.calibrated_scale},
+                   {"band", p.band},
+                   {"previous_study_uid",
+                    p.previous ? Json(course.studies[*p.previous].value.study_uid) : Json(nullptr)}};
+        point.update(ComparisonJson(p.comparison));
+        points.push_back(std::move(point));
+      }
+      out_courses.push_back({{"model", course.model.Label()},
+                             {"model_name", course.model.name},
+                             {"model_version", course.model.version},
+                             {"stable_delta", course.trend.stable_delta},
+                             {"stable_delta_calibrated", OptionalJson(course.trend.stable_delta_calibrated)},
+                             {"calibrated_scale", scale},
+                             {"studies", points},
+                             {"sparkline", Sparkline(series_of(course))}});
     }
     PrintJson(Json{{"patient_id", key.patient_id},
                    {"issuer", key.issuer},
-                   {"stable_delta", stable_delta},
                    {"studies", studies},
-                   {"sparkline", Sparkline(series)}});
+                   {"courses", out_courses}});
     return kExitOk;
   }
   std::cout << "Patient " << key.patient_id << (key.issuer.empty() ? "" : " (issuer " + key.issuer + ")") << ": "
-            << history->size() << " studies\n";
-  TextTable table({"DATE", "ACCESSION", "PXS", "CHANGE", "TREND", "IMAGES", "MODEL", "STUDY UID"});
-  for (const auto& s : *history) {
-    table.AddRow({FormatDicomDate(s.study_date), s.accession_number.empty() ? "-" : s.accession_number,
-                  FormatNumber(s.pxs), FormatNumber(s.change_from_previous, 2, true),
-                  Trend(s.change_from_previous, s.pxs.has_value(), stable_delta),
-                  std::to_string(s.scored) + "/" + std::to_string(s.instances), s.model.empty() ? "-" : s.model,
-                  s.study_uid});
+            << history->size() << " studies, " << courses.size() << " model" << (courses.size() == 1 ? "" : "s")
+            << (opt.model.empty() ? "" : " matching " + opt.model) << '\n';
+  for (const auto& course : courses) {
+    std::string scale;
+    for (const auto& p : course.studies) {
+      if (scale.empty()) scale = p.value.calibrated_scale;
+    }
+    std::cout << "\nModel " << course.model.Label() << ": stable within +/-" << FormatNumber(course.trend.stable_delta)
+              << " PXS";
+    if (course.trend.stable_delta_calibrated) {
+      std::cout << " (+/-" << FormatNumber(course.trend.stable_delta_calibrated) << " "
+                << (scale.empty() ? "calibrated" : scale) << " when both studies are calibrated)";
+    }
+    std::cout << "; compared only with this model's own earlier studies\n";
+    TextTable table({"DATE", "ACCESSION", "PXS", "CALIBRATED", "CHANGE", "CAL. CHANGE", "TREND", "BAND", "IMAGES",
+                     "STUDY UID"});
+    for (const auto& p : course.studies) {
+      auto study = study_of.find(p.value.study_uid);
+      const int instances = study == study_of.end() ? p.scored_instances : study->second->instances;
+      const std::string acc = accession(p.value.study_uid);
+      table.AddRow({FormatDicomDate(p.value.study_date), acc.empty() ? "-" : acc, FormatNumber(p.value.pxs),
+                    CalibratedText(p.value.calibrated, p.value.calibrated_scale),
+                    FormatNumber(p.comparison.change, 2, true), FormatNumber(p.comparison.calibrated_change, 2, true),
+                    longitudinal::TrendText(p.comparison.trend), p.band.empty() ? "-" : p.band,
+                    std::to_string(p.scored_instances) + "/" + std::to_string(instances), p.value.study_uid});
+    }
+    table.Print(std::cout);
+    const std::vector<double> series = series_of(course);
+    if (!series.empty()) {
+      auto [lo, hi] = std::minmax_element(series.begin(), series.end());
+      std::cout << "PXS over time: " << Sparkline(series) << "  (min " << FormatNumber(*lo) << ", max "
+                << FormatNumber(*hi) << ")\n";
+    }
   }
-  table.Print(std::cout);
-  if (!series.empty()) {
-    auto [lo, hi] = std::minmax_element(series.begin(), series.end());
-    std::cout << "PXS over time: " << Sparkline(series) << "  (min " << FormatNumber(*lo) << ", max "
-              << FormatNumber(*hi) << "; stable within +/-" << FormatNumber(stable_delta) << ")\n";
+  std::vector<std::string> unscored;
+  for (const auto& s : *history) {
+    if (s.scored == 0) unscored.push_back(FormatDicomDate(s.study_date) + " " + s.study_uid);
+  }
+  if (!unscored.empty()) {
+    std::cout << "\nNot scored (" << unscored.size() << "):";
+    for (const auto& u : unscored) std::cout << "  " << u;
+    std::cout << '\n';
   }
   return kExitOk;
 }
@@ -455,35 +550,88 @@ int RunExport(const Context& ctx, const ExportOptions& opt) {
   if (json) {
     out << "[";
   } else {
-    out << "patient_id,issuer,study_uid,series_uid,sop_instance_uid,study_date,state,reason,pxs,"
-           "change_from_prior,model,received_at,scored_at\n";
+    out << "patient_id,issuer,study_uid,series_uid,sop_instance_uid,study_date,state,reason,pxs,calibrated,"
+           "calibrated_scale,change_from_prior,calibrated_change_from_prior,trend,stands_for_study,model,"
+           "received_at,scored_at\n";
   }
-  // Streams row by row: an export of a million instances needs no more memory than one.
-  Status status = db->Export(filter, [&](const ExportRow& r) {
-    if (json) {
-      Json row{{"patient_id", r.patient_id.empty() ? Json(nullptr) : Json(r.patient_id)},
-               {"issuer", r.issuer},
-               {"study_uid", r.study_uid},
-               {"series_uid", r.series_uid},
-               {"sop_instance_uid", r.sop_instance_uid},
-               {"study_date", r.study_date},
-               {"state", r.state},
-               {"reason", r.reason},
-               {"pxs", OptionalJson(r.pxs)},
-               {"change_from_prior", OptionalJson(r.change_from_prior)},
-               {"model", r.model},
-               {"received_at", FormatTimeIso(r.received_at_ms)},
-               {"scored_at", OptionalTimeJson(r.scored_at_ms)}};
-      out << (first ? "\n  " : ",\n  ") << row.dump();
-    } else {
-      auto num = [](const std::optional<double>& v) { return v ? FormatNumber(v, 6) : std::string(); };
-      out << CsvField(r.patient_id) << ',' << CsvField(r.issuer) << ',' << CsvField(r.study_uid) << ','
-          << CsvField(r.series_uid) << ',' << CsvField(r.sop_instance_uid) << ',' << CsvField(r.study_date) << ','
-          << r.state << ',' << CsvField(r.reason) << ',' << num(r.pxs) << ',' << num(r.change_from_prior) << ','
-          << CsvField(r.model) << ',' << FormatTimeIso(r.received_at_ms) << ','
-          << (r.scored_at_ms ? FormatTimeIso(*r.scored_at_ms) : "") << '\n';
+  CourseBuilder builder(*db, StableDeltaOverride(ctx, std::nullopt));
+  // Each row's change is its comparison under the longitudinal rule: with the previous
+  // study of the same model. The instance that stands for its study carries the
+  // study's comparison (the one `pxsctl history` and the SR show); another scored
+  // instance of the study is compared with the same previous study.
+  Status status = db->Export(filter, [&](const std::vector<ExportRow>& patient_rows) {
+    std::vector<longitudinal::ScoredInstance> scored;
+    for (const ExportRow& r : patient_rows) {
+      if (!r.pxs || !r.score_id || r.patient_id.empty()) continue;  // no id: never linked to other studies
+      longitudinal::ScoredInstance s;
+      s.study_uid = r.study_uid;
+      s.study_date = r.study_date;
+      s.study_time = r.study_time;
+      s.sop_instance_uid = r.sop_instance_uid;
+      s.model = {r.model_name, r.model_version};
+      s.pxs = *r.pxs;
+      s.calibrated = r.calibrated;
+      s.calibrated_scale = r.calibrated_scale;
+      s.scored_at_ms = r.scored_at_ms.value_or(0);
+      s.score_id = *r.score_id;
+      scored.push_back(std::move(s));
     }
-    first = false;
+    const std::vector<longitudinal::Course> courses = builder.Build(scored);
+    size_t next_scored = 0;
+    for (const ExportRow& r : patient_rows) {
+      longitudinal::Comparison cmp;
+      bool stands_for_study = false;
+      const bool linked = r.pxs && r.score_id && !r.patient_id.empty();
+      if (linked) {
+        const longitudinal::ScoredInstance& self = scored[next_scored++];
+        for (const auto& course : courses) {
+          if (!(course.model == self.model)) continue;
+          const longitudinal::StudyPoint* point = course.Find(self.study_uid);
+          stands_for_study = point->value.score_id == self.score_id;
+          if (stands_for_study) {
+            cmp = point->comparison;
+          } else if (point->previous) {
+            cmp = longitudinal::Compare(self, course.studies[*point->previous].value, course.trend);
+          }
+        }
+      }
+      if (!r.in_window) continue;
+      const std::string model = r.model_name.empty() ? std::string()
+                                                     : longitudinal::ModelId{r.model_name, r.model_version}.Label();
+      const bool compared = cmp.trend != longitudinal::Trend::kNotCompared;
+      if (json) {
+        Json row{{"patient_id", r.patient_id.empty() ? Json(nullptr) : Json(r.patient_id)},
+                 {"issuer", r.issuer},
+                 {"study_uid", r.study_uid},
+                 {"series_uid", r.series_uid},
+                 {"sop_instance_uid", r.sop_instance_uid},
+                 {"study_date", r.study_date},
+                 {"state", r.state},
+                 {"reason", r.reason},
+                 {"pxs", OptionalJson(r.pxs)},
+                 {"calibrated", OptionalJson(r.calibrated)},
+                 {"calibrated_scale", r.calibrated_scale},
+                 {"change_from_prior", OptionalJson(cmp.change)},
+                 {"calibrated_change_from_prior", OptionalJson(cmp.calibrated_change)},
+                 {"trend", r.pxs ? Json(longitudinal::TrendText(cmp.trend)) : Json(nullptr)},
+                 {"trend_scale", compared ? Json(cmp.on_calibrated_scale ? "calibrated" : "raw") : Json(nullptr)},
+                 {"stands_for_study", stands_for_study},
+                 {"model", model},
+                 {"received_at", FormatTimeIso(r.received_at_ms)},
+                 {"scored_at", OptionalTimeJson(r.scored_at_ms)}};
+        out << (first ? "\n  " : ",\n  ") << row.dump();
+      } else {
+        auto num = [](const std::optional<double>& v) { return v ? FormatNumber(v, 6) : std::string(); };
+        out << CsvField(r.patient_id) << ',' << CsvField(r.issuer) << ',' << CsvField(r.study_uid) << ','
+            << CsvField(r.series_uid) << ',' << CsvField(r.sop_instance_uid) << ',' << CsvField(r.study_date) << ','
+            << r.state << ',' << CsvField(r.reason) << ',' << num(r.pxs) << ',' << num(r.calibrated) << ','
+            << CsvField(r.calibrated_scale) << ',' << num(cmp.change) << ',' << num(cmp.calibrated_change) << ','
+            << (r.pxs ? longitudinal::TrendText(cmp.trend) : "") << ',' << (stands_for_study ? "1" : "0") << ','
+            << CsvField(model) << ',' << FormatTimeIso(r.received_at_ms) << ','
+            << (r.scored_at_ms ? FormatTimeIso(*r.scored_at_ms) : "") << '\n';
+      }
+      first = false;
+    }
   });
   if (json) out << (first ? "]\n" : "\n]\n");
   out.flush();

@@ -22,10 +22,17 @@ struct Context {
 };
 
 struct PatientsOptions { std::string prefix; int limit = 50; };
-// stable_delta: --stable-delta; unset means the config's [reports] stable_delta, else
-// the model's own (metadata "trend"), else 1.0 (the published PXS reading) — the same
-// rule the node applies to the SR, so both say the same trend.
-struct HistoryOptions { std::string patient_id; std::optional<std::string> issuer; std::optional<double> stable_delta; };
+// One course per model, by the longitudinal rule (pxs/longitudinal/course.h), the one
+// the SR follows. stable_delta: --stable-delta replaces every model's raw threshold;
+// unset means the config's [reports] stable_delta, else each model's own (its stored
+// metadata "trend"), else 1.0. model: only courses of this model ("name" or
+// "name version"); empty: all.
+struct HistoryOptions {
+  std::string patient_id;
+  std::optional<std::string> issuer;
+  std::optional<double> stable_delta;
+  std::string model;
+};
 struct QueueOptions { int limit = 20; };
 struct FailuresOptions { int limit = 50; };
 struct RetryOptions { std::string sop_instance_uid; bool all_failed = false; };

@@ -41,11 +41,13 @@ int main(int argc, char** argv) {
   cmd_patients->add_option("--limit", patients.limit, "at most this many rows")->capture_default_str()->check(CLI::PositiveNumber);
 
   HistoryOptions history;
-  auto* cmd_history = app.add_subcommand("history", "one patient's studies over time with PXS, change and trend");
+  auto* cmd_history = app.add_subcommand("history", "one patient's course per model: PXS, calibrated value, change and trend");
   cmd_history->add_option("patient_id", history.patient_id, "PatientID")->required();
   cmd_history->add_option("--issuer", history.issuer, "IssuerOfPatientID (needed when the id exists under several)");
-  cmd_history->add_option("--stable-delta", history.stable_delta, "|change| up to this is 'stable' (default: config, else the model's)")
+  cmd_history->add_option("--stable-delta", history.stable_delta,
+                          "|raw PXS change| up to this is 'stable' (default: config, else each model's own)")
       ->check(CLI::NonNegativeNumber);
+  cmd_history->add_option("--model", history.model, "only this model's course (NAME or \"NAME VERSION\"); default: every model");
 
   std::string study_uid;
   auto* cmd_study = app.add_subcommand("study", "a study's instances, scores and reports");

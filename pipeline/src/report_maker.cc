@@ -13,6 +13,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <spdlog/spdlog.h>
 
+#include "pxs/longitudinal/course.h"
 #include "pxs/reports/sr_builder.h"
 #include "pxs/scoring/model_info.h"
 #include "pxs/scoring/scorer.h"
@@ -44,9 +45,29 @@ SrModelInfo ToSrModel(const scoring::ModelInfo& m) {
     out.calibration_scale = m.calibration->scale;
     out.calibration_unit = m.calibration->unit;
   }
-  out.trend.stable_delta = m.trend.stable_delta;
-  for (const scoring::TrendBand& b : m.trend.bands) out.trend.bands.push_back({b.upper, b.label});
+  // The thresholds are read from the package's metadata by the longitudinal library,
+  // the same reading `pxsctl` applies to the copy stored in the database (scoring's
+  // ModelInfo does not know stable_delta_calibrated).
+  out.trend = longitudinal::ModelTrendFromMetadata(m.metadata_json).value_or(longitudinal::ModelTrend{});
   return out;
+}
+
+// A scored instance from the database as the SR's prior row. order: its position in
+// PatientHistory, which lists scores by (study date, time, scored_at, score id), so it
+// orders equal scoring times as the score id does (and indexes the history).
+SrPriorStudy PriorOf(const StudyScore& s, int64_t order) {
+  SrPriorStudy p;
+  p.study_uid = s.study_uid;
+  p.study_date = s.study_date;
+  p.study_time = s.study_time;
+  p.sop_instance_uid = s.sop_instance_uid;
+  p.pxs = s.pxs;
+  p.calibrated = s.calibrated;
+  p.model_name = s.model_name;
+  p.model_version = s.model_version;
+  p.scored_at_ms = s.scored_at_ms;
+  p.score_id = order;
+  return p;
 }
 
 // The node's Device Observer UID must stay the same across restarts (it identifies this
@@ -89,54 +110,57 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   in.model = ToSrModel(*model_);
   in.pxs = score.pxs;
   in.calibrated = score.calibrated;
+  in.scored_at_ms = score.scored_at_ms;
   in.stable_delta_override = options_.stable_delta_override;
 
-  // Priors: the patient's other scored studies. The most recent one scored by this same
-  // model gets the Siamese change (distance between the two embeddings).
+  // The patient's courses by the longitudinal rule. The SR lists one value per earlier
+  // study (this model's where it scored the study, else the latest other model's, shown
+  // as not compared) and gets the Siamese change to the previous study of this model.
   if (job.patient.has_id()) {
     auto history = db_->PatientHistory(job.patient);
     if (!history.ok()) return history.status();
-    const StudyScore* latest_same_model = nullptr;
-    auto later = [](const StudyScore& a, const StudyScore& b) {
-      return std::tie(a.study_date, a.study_time, a.scored_at_ms) > std::tie(b.study_date, b.study_time, b.scored_at_ms);
-    };
-    // This study's own date/time: only studies before it are priors (a study sent late
-    // is compared with what came before it, not with later ones).
-    std::string this_date, this_time;
-    for (const StudyScore& s : *history) {
-      if (s.study_uid == job.study_uid) {
-        this_date = s.study_date;
-        this_time = s.study_time;
+    std::vector<SrPriorStudy> scores;
+    std::vector<longitudinal::ScoredInstance> rows;
+    for (size_t i = 0; i < history->size(); ++i) {
+      scores.push_back(PriorOf((*history)[i], static_cast<int64_t>(i)));
+      rows.push_back(ToScoredInstance(scores.back()));
+    }
+    const longitudinal::ModelId this_model{model_->name, model_->version};
+    const auto courses = longitudinal::BuildCourses(rows, [&](const longitudinal::ModelId&) { return in.model.trend; });
+    const longitudinal::Course* course = nullptr;
+    for (const auto& c : courses) {
+      if (c.model == this_model) course = &c;
+    }
+    const longitudinal::StudyPoint* point = course ? course->Find(job.study_uid) : nullptr;
+    if (point && point->value.sop_instance_uid != job.sop_instance_uid) {
+      // Another image of the study was scored after this one: it stands for the study
+      // (the rule's study value) and its report, queued behind this one, carries it.
+      spdlog::info("report for study {}: image {} is superseded by the later-scored {}; no SR for it",
+                   job.study_uid, job.sop_instance_uid, point->value.sop_instance_uid);
+      return std::string();
+    }
+    // One value per earlier study: this model's where it scored the study, else the
+    // latest other model's (listed in the SR as not compared).
+    std::map<std::string, const longitudinal::ScoredInstance*> value_of_study;
+    for (const auto& c : courses) {
+      for (const auto& p : c.studies) {
+        if (p.value.study_uid == job.study_uid) continue;
+        const longitudinal::ScoredInstance*& slot = value_of_study[p.value.study_uid];
+        const bool replace = !slot || (!(slot->model == this_model) &&
+                                       (c.model == this_model ||
+                                        std::tie(p.value.scored_at_ms, p.value.score_id) >
+                                            std::tie(slot->scored_at_ms, slot->score_id)));
+        if (replace) slot = &p.value;
       }
     }
-    auto before_this = [&](const StudyScore& s) {
-      if (this_date.empty() || s.study_date.empty()) return s.scored_at_ms < score.scored_at_ms;
-      return std::tie(s.study_date, s.study_time) < std::tie(this_date, this_time);
-    };
-    // PatientHistory returns every scored instance; keep one (the latest scored) per study.
-    std::map<std::string, const StudyScore*> per_study;
-    for (const StudyScore& s : *history) {
-      if (s.study_uid == job.study_uid || !before_this(s)) continue;
-      auto& slot = per_study[s.study_uid];
-      if (!slot || s.scored_at_ms > slot->scored_at_ms) slot = &s;
-    }
-    for (const auto& [uid, s] : per_study) {
-      if (s->model_name == model_->name && s->model_version == model_->version &&
-          (!latest_same_model || later(*s, *latest_same_model))) {
-        latest_same_model = s;
+    const std::string previous_uid =
+        point && point->previous ? course->studies[*point->previous].value.study_uid : std::string();
+    for (const auto& [uid, value] : value_of_study) {
+      SrPriorStudy p = scores[static_cast<size_t>(value->score_id)];
+      if (uid == previous_uid && value->model == this_model) {
+        p.siamese_change =
+            scoring::EmbeddingDistance(score.embedding, (*history)[static_cast<size_t>(value->score_id)].embedding);
       }
-    }
-    for (const auto& [uid, s] : per_study) {
-      SrPriorStudy p;
-      p.study_uid = s->study_uid;
-      p.study_date = s->study_date;
-      p.study_time = s->study_time;
-      p.sop_instance_uid = s->sop_instance_uid;
-      p.pxs = s->pxs;
-      p.calibrated = s->calibrated;
-      p.model_name = s->model_name;
-      p.model_version = s->model_version;
-      if (s == latest_same_model) p.siamese_change = scoring::EmbeddingDistance(score.embedding, s->embedding);
       in.priors.push_back(std::move(p));
     }
   }

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include "pxs/common/files.h"
@@ -141,53 +142,80 @@ StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
   return src;
 }
 
-// The priors sorted oldest first, and which of them the current study is compared to.
-// Studies dated after this one (an old study received late) are not priors of it and
-// are left out; a study without a date cannot be placed and is kept.
+// The priors to list, oldest first, and the comparison with the previous study, both
+// by the longitudinal rule (pxs/longitudinal/course.h): this builder only renders them.
 struct PriorPlan {
-  std::vector<const SrPriorStudy*> sorted;
-  const SrPriorStudy* compared = nullptr;  // most recent prior with the same model
+  std::vector<const SrPriorStudy*> sorted;  // dated strictly before this study
+  const SrPriorStudy* compared = nullptr;   // the previous study of the same model
+  longitudinal::Comparison comparison;
+  longitudinal::ModelTrend trend;           // thresholds in force (override applied)
+  std::string band;
   size_t later_studies_left_out = 0;
 };
 
-PriorPlan PlanPriors(const SrInput& in, const std::string& study_uid, const std::string& study_date,
-                     const std::string& study_time) {
+bool SameModel(const SrPriorStudy& p, const SrModelInfo& m) {
+  return p.model_name == m.name && p.model_version == m.version;
+}
+
+PriorPlan PlanPriors(const SrInput& in, const SourceImage& src) {
   PriorPlan plan;
+  longitudinal::ScoredInstance current;
+  current.study_uid = src.study_uid;
+  current.study_date = src.study_date;
+  current.study_time = src.study_time;
+  current.sop_instance_uid = src.sop_instance_uid;
+  current.model = {in.model.name, in.model.version};
+  current.pxs = in.pxs;
+  current.calibrated = in.calibrated;
+  current.scored_at_ms = in.scored_at_ms;
+  current.score_id = std::numeric_limits<int64_t>::max();  // the newest score of this study
+  std::vector<longitudinal::ScoredInstance> rows = {current};
+  const std::string current_time =
+      longitudinal::StudyTimeKey(src.study_date, src.study_time, in.scored_at_ms);
   for (const auto& p : in.priors) {
-    if (p.study_uid == study_uid) continue;  // this study itself is not its own prior
-    const bool later = !study_date.empty() && !p.study_date.empty() &&
-                       std::tie(p.study_date, p.study_time) > std::tie(study_date, study_time);
-    if (later) {
+    if (p.study_uid == src.study_uid) continue;  // this study itself is not its own prior
+    if (longitudinal::StudyTimeKey(p.study_date, p.study_time, p.scored_at_ms) < current_time) {
+      plan.sorted.push_back(&p);
+    } else {
       ++plan.later_studies_left_out;
-      continue;
     }
-    plan.sorted.push_back(&p);
+    if (SameModel(p, in.model)) rows.push_back(ToScoredInstance(p));
   }
   std::stable_sort(plan.sorted.begin(), plan.sorted.end(), [](auto* a, auto* b) {
-    return std::tie(a->study_date, a->study_time) < std::tie(b->study_date, b->study_time);
+    return longitudinal::StudyTimeKey(a->study_date, a->study_time, a->scored_at_ms) <
+           longitudinal::StudyTimeKey(b->study_date, b->study_time, b->scored_at_ms);
   });
-  for (auto it = plan.sorted.rbegin(); it != plan.sorted.rend(); ++it) {
-    if ((*it)->model_name == in.model.name && (*it)->model_version == in.model.version) {
-      plan.compared = *it;
-      break;
+  longitudinal::CourseOptions options;
+  if (in.stable_delta_override >= 0) options.stable_delta_override = in.stable_delta_override;
+  const auto courses = longitudinal::BuildCourses(
+      rows, [&](const longitudinal::ModelId&) { return in.model.trend; }, options);
+  const longitudinal::Course& course = courses.front();  // rows hold this model only
+  plan.trend = course.trend;
+  const longitudinal::StudyPoint* point = course.Find(src.study_uid);
+  plan.band = point->band;
+  if (point->previous) {
+    const std::string& previous_uid = course.studies[*point->previous].value.study_uid;
+    for (const SrPriorStudy* p : plan.sorted) {
+      if (p->study_uid == previous_uid && SameModel(*p, in.model)) plan.compared = p;
     }
+    plan.comparison = point->comparison;
   }
   return plan;
 }
 
-std::string BuildSummary(const SrInput& in, const PriorPlan& plan, double stable_delta) {
+std::string BuildSummary(const SrInput& in, const PriorPlan& plan) {
+  const bool calibrated = in.calibrated && !in.model.calibration_scale.empty();
   std::string s = "PXS " + FormatOneDecimal(in.pxs);
-  if (in.calibrated && !in.model.calibration_scale.empty()) {
-    s += " [" + in.model.calibration_scale + " " + FormatOneDecimal(*in.calibrated) + "]";
-  }
-  std::string band = SeverityBandLabel(in.model.trend, in.pxs);
+  if (calibrated) s += " [" + in.model.calibration_scale + " " + FormatOneDecimal(*in.calibrated) + "]";
   s += " (";
-  if (!band.empty()) s += band + "; ";
+  if (!plan.band.empty()) s += plan.band + "; ";
   if (plan.compared) {
-    const double delta = in.pxs - plan.compared->pxs;
-    s += "prior " + IsoDate(plan.compared->study_date) + ": " + FormatOneDecimal(plan.compared->pxs) +
-         "; " + FormatSignedOneDecimal(delta) + ", " +
-         PxsTrendName(ClassifyTrend(in.pxs, plan.compared->pxs, stable_delta)) + ")";
+    s += "prior " + IsoDate(plan.compared->study_date) + ": " + FormatOneDecimal(plan.compared->pxs) + "; " +
+         FormatSignedOneDecimal(*plan.comparison.change);
+    if (calibrated && plan.comparison.calibrated_change) {
+      s += " [" + in.model.calibration_scale + " " + FormatSignedOneDecimal(*plan.comparison.calibrated_change) + "]";
+    }
+    s += ", " + std::string(longitudinal::TrendText(plan.comparison.trend)) + ")";
   } else if (plan.sorted.empty()) {
     s += "baseline, no prior)";
   } else {
@@ -197,13 +225,16 @@ std::string BuildSummary(const SrInput& in, const PriorPlan& plan, double stable
   return s;
 }
 
-DSRCodedEntryValue TrendCode(PxsTrend t) {
+// The SR's coded concept for each trend of the longitudinal vocabulary; "not compared"
+// has none (the SR then carries no trend row).
+std::optional<DSRCodedEntryValue> TrendCode(longitudinal::Trend t) {
   switch (t) {
-    case PxsTrend::kWorsened: return codes::TrendWorsened();
-    case PxsTrend::kImproved: return codes::TrendImproved();
-    case PxsTrend::kStable: break;
+    case longitudinal::Trend::kWorsened: return codes::TrendWorsened();
+    case longitudinal::Trend::kImproved: return codes::TrendImproved();
+    case longitudinal::Trend::kStable: return codes::TrendStable();
+    case longitudinal::Trend::kNotCompared: break;
   }
-  return codes::TrendStable();
+  return std::nullopt;
 }
 
 // What one measurement group (one time point) says.
@@ -217,6 +248,12 @@ struct GroupSpec {
   std::string model_name, model_version;
   std::string not_compared_reason;
 };
+
+// The unit of the model's calibrated scale (UCUM), {score} when it names none.
+DSRCodedEntryValue CalibratedUnit(const SrModelInfo& model) {
+  if (model.calibration_unit.empty()) return codes::ScoreUnit();
+  return DSRCodedEntryValue(model.calibration_unit.c_str(), "UCUM", model.calibration_unit.c_str());
+}
 
 Status FillGroup(Measurements& g, const SrInput& in, const GroupSpec& spec,
                  const std::string& tracking_uid) {
@@ -233,14 +270,9 @@ Status FillGroup(Measurements& g, const SrInput& in, const GroupSpec& spec,
                                                                        spec.image_instance.c_str())));
   }
   if (spec.calibrated) {
-    const DSRCodedEntryValue unit =
-        in.model.calibration_unit.empty()
-            ? codes::ScoreUnit()
-            : DSRCodedEntryValue(in.model.calibration_unit.c_str(), "UCUM",
-                                 in.model.calibration_unit.c_str());
     PXS_DCMTK_CHECK("calibrated measurement",
                     g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::CalibratedPxs()),
-                                     NumericValue(*spec.calibrated, unit)));
+                                     NumericValue(*spec.calibrated, CalibratedUnit(in.model))));
   }
   if (!spec.not_compared_reason.empty()) {
     PXS_DCMTK_CHECK("not-compared note",
@@ -307,8 +339,9 @@ Status ExtendGroup(DSRDocumentTree& tree, size_t group, const GroupSpec& spec,
   return Status::Ok();
 }
 
-std::string ThresholdParameters(const TrendThresholds& t, double stable_delta) {
-  std::string s = "stable_delta=" + FormatDecimal(stable_delta);
+std::string ThresholdParameters(const TrendThresholds& t) {
+  std::string s = "stable_delta=" + FormatDecimal(t.stable_delta);
+  if (t.stable_delta_calibrated) s += "; stable_delta_calibrated=" + FormatDecimal(*t.stable_delta_calibrated);
   if (!t.bands.empty()) {
     s += "; bands:";
     for (const auto& b : t.bands) {
@@ -343,33 +376,18 @@ Status WriteDurably(DcmFileFormat& file, const std::string& output_path) {
 
 }  // namespace
 
-const char* PxsTrendName(PxsTrend trend) {
-  switch (trend) {
-    case PxsTrend::kImproved: return "improved";
-    case PxsTrend::kStable: return "stable";
-    case PxsTrend::kWorsened: return "worsened";
-  }
-  return "stable";
-}
-
-PxsTrend ClassifyTrend(double pxs, double prior_pxs, double stable_delta) {
-  const double delta = pxs - prior_pxs;
-  if (std::fabs(delta) < stable_delta) return PxsTrend::kStable;
-  return delta > 0 ? PxsTrend::kWorsened : PxsTrend::kImproved;
-}
-
-std::string SeverityBandLabel(const TrendThresholds& thresholds, double pxs) {
-  for (const auto& band : thresholds.bands) {
-    if (!band.upper || pxs < *band.upper) return band.label;
-  }
-  return {};
-}
-
-TrendThresholds PublishedPxsThresholds() {
-  TrendThresholds t;
-  t.stable_delta = 1.0;
-  t.bands = {{2.5, "normal/minimal"}, {5.0, "mild"}, {9.0, "moderate"}, {std::nullopt, "severe"}};
-  return t;
+longitudinal::ScoredInstance ToScoredInstance(const SrPriorStudy& p) {
+  longitudinal::ScoredInstance r;
+  r.study_uid = p.study_uid;
+  r.study_date = p.study_date;
+  r.study_time = p.study_time;
+  r.sop_instance_uid = p.sop_instance_uid;
+  r.model = {p.model_name, p.model_version};
+  r.pxs = p.pxs;
+  r.calibrated = p.calibrated;
+  r.scored_at_ms = p.scored_at_ms;
+  r.score_id = p.score_id;
+  return r;
 }
 
 std::string SrSeriesUidForStudy(const std::string& study_uid) {
@@ -402,9 +420,7 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   auto loaded = LoadSource(in.source_image_path);
   if (!loaded.ok()) return loaded.status();
   SourceImage& src = **loaded;
-  const PriorPlan plan = PlanPriors(in, src.study_uid, src.study_date, src.study_time);
-  const double stable_delta =
-      in.stable_delta_override >= 0 ? in.stable_delta_override : in.model.trend.stable_delta;
+  const PriorPlan plan = PlanPriors(in, src);
   const int order = in.time_point_order > 0 ? in.time_point_order
                                             : static_cast<int>(plan.sorted.size()) + 1;
   std::string tracking_uid = in.tracking_uid;
@@ -487,30 +503,42 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
     Measurements& g = report.getIndividualMeasurements();
     PXS_RETURN_IF_ERROR(FillGroup(g, in, specs[i], tracking_uid));
     if (i != 0) continue;
-    // The current group also carries the comparison with the most recent prior.
+    // The current group also carries the comparison with the previous study.
     PXS_DCMTK_CHECK("stable threshold",
                     g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::StableChangeThreshold()),
-                                     NumericValue(stable_delta, codes::ScoreUnit())));
+                                     NumericValue(plan.trend.stable_delta, codes::ScoreUnit())));
     if (plan.compared) {
+      const longitudinal::Comparison& cmp = plan.comparison;
+      if (cmp.on_calibrated_scale) {
+        PXS_DCMTK_CHECK("calibrated stable threshold",
+                        g.addMeasurement(
+                            CID7469_GenericIntensityAndSizeMeasurements(codes::CalibratedStableChangeThreshold()),
+                            NumericValue(cmp.stable_delta_used, CalibratedUnit(in.model))));
+      }
       PXS_DCMTK_CHECK("PXS change",
                       g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::PxsChangeFromPrior()),
-                                       NumericValue(in.pxs - plan.compared->pxs, codes::ScoreUnit())));
+                                       NumericValue(*cmp.change, codes::ScoreUnit())));
+      if (cmp.calibrated_change && !in.model.calibration_scale.empty()) {
+        PXS_DCMTK_CHECK("calibrated change",
+                        g.addMeasurement(
+                            CID7469_GenericIntensityAndSizeMeasurements(codes::CalibratedChangeFromPrior()),
+                            NumericValue(*cmp.calibrated_change, CalibratedUnit(in.model))));
+      }
       if (plan.compared->siamese_change) {
         PXS_DCMTK_CHECK("Siamese change",
                         g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::SiameseChangeScore()),
                                          NumericValue(*plan.compared->siamese_change, codes::NoUnit())));
       }
-      PXS_DCMTK_CHECK("trend", g.addQualitativeEvaluation(
-                                   codes::PxsTrend(),
-                                   TrendCode(ClassifyTrend(in.pxs, plan.compared->pxs, stable_delta))));
+      if (auto code = TrendCode(cmp.trend)) {
+        PXS_DCMTK_CHECK("trend", g.addQualitativeEvaluation(codes::PxsTrend(), *code));
+      }
     }
-    const std::string band = SeverityBandLabel(in.model.trend, in.pxs);
-    if (!band.empty()) {
-      PXS_DCMTK_CHECK("severity band", g.addQualitativeEvaluation(codes::SeverityBand(), band.c_str()));
+    if (!plan.band.empty()) {
+      PXS_DCMTK_CHECK("severity band", g.addQualitativeEvaluation(codes::SeverityBand(), plan.band.c_str()));
     }
   }
 
-  const std::string summary = BuildSummary(in, plan, stable_delta);
+  const std::string summary = BuildSummary(in, plan);
   PXS_DCMTK_CHECK("summary", report.addQualitativeEvaluation(codes::Summary(), summary.c_str()));
   if (!in.model.intended_use.empty()) {
     PXS_DCMTK_CHECK("intended use",
@@ -546,7 +574,7 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   for (size_t i = 0; i < specs.size(); ++i) {
     std::string params;
     if (i == 0) {
-      params = ThresholdParameters(in.model.trend, stable_delta);
+      params = ThresholdParameters(plan.trend);
       if (!in.model.calibration_scale.empty()) params += "; calibration=" + in.model.calibration_scale;
     }
     PXS_RETURN_IF_ERROR(ExtendGroup(tree, group_nodes[i], specs[i], params));

@@ -26,6 +26,12 @@ inline DSRCodedEntryValue SiameseChangeScore() { return Private("PXSSIAM", "Siam
 inline DSRCodedEntryValue StableChangeThreshold() {
   return Private("PXSSTABLE", "PXS stable change threshold");
 }
+inline DSRCodedEntryValue CalibratedChangeFromPrior() {
+  return Private("PXSCALDELTA", "Calibrated PXS change from prior");
+}
+inline DSRCodedEntryValue CalibratedStableChangeThreshold() {
+  return Private("PXSCALSTABLE", "Calibrated PXS stable change threshold");
+}
 
 // --- Units (UCUM) ---
 inline DSRCodedEntryValue ScoreUnit() { return {"{score}", "UCUM", "score"}; }

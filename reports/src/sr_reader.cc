@@ -1,5 +1,7 @@
 #include "pxs/reports/sr_reader.h"
 
+#include "pxs/longitudinal/course.h"
+
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
@@ -44,11 +46,16 @@ void ReadGroupChild(const DSRContentItem& item, SrMeasurementGroupContent& g) {
   else if (Is(name, codes::CalibratedPxs())) g.calibrated = NumberOf(item);
   else if (Is(name, codes::PxsChangeFromPrior())) g.pxs_change = NumberOf(item);
   else if (Is(name, codes::SiameseChangeScore())) g.siamese_change = NumberOf(item);
+  else if (Is(name, codes::CalibratedChangeFromPrior())) g.calibrated_change = NumberOf(item);
+  else if (Is(name, codes::StableChangeThreshold())) g.stable_delta = NumberOf(item);
+  else if (Is(name, codes::CalibratedStableChangeThreshold())) g.stable_delta_calibrated = NumberOf(item);
+  else if (Is(name, codes::SeverityBand())) g.severity_band = text;
   else if (Is(name, codes::PxsTrend())) {
     const DSRCodedEntryValue& v = item.getCodeValue();
-    if (Is(v, codes::TrendWorsened())) g.trend = "worsened";
-    else if (Is(v, codes::TrendImproved())) g.trend = "improved";
-    else if (Is(v, codes::TrendStable())) g.trend = "stable";
+    using longitudinal::Trend;
+    if (Is(v, codes::TrendWorsened())) g.trend = longitudinal::TrendText(Trend::kWorsened);
+    else if (Is(v, codes::TrendImproved())) g.trend = longitudinal::TrendText(Trend::kImproved);
+    else if (Is(v, codes::TrendStable())) g.trend = longitudinal::TrendText(Trend::kStable);
   } else if (Is(name, CODE_DCM_AlgorithmName)) g.algorithm_name = text;
   else if (Is(name, CODE_DCM_AlgorithmVersion)) g.algorithm_version = text;
   else if (Is(name, CODE_DCM_AlgorithmParameters)) g.algorithm_parameters.push_back(text);

@@ -122,16 +122,11 @@ std::string Header(const std::string& path, const DcmTagKey& tag) {
 }
 
 TEST(TrendTest, PublishedScaleReading) {
+  // The reading itself is the longitudinal library's (longitudinal/tests); the SR
+  // takes its thresholds as they are.
   const TrendThresholds t = PublishedPxsThresholds();
-  EXPECT_EQ(SeverityBandLabel(t, 0.3), "normal/minimal");
-  EXPECT_EQ(SeverityBandLabel(t, 2.5), "mild");
-  EXPECT_EQ(SeverityBandLabel(t, 7.4), "moderate");
-  EXPECT_EQ(SeverityBandLabel(t, 9.0), "severe");
-  EXPECT_EQ(SeverityBandLabel(TrendThresholds{}, 7.4), "");
-  EXPECT_EQ(ClassifyTrend(7.4, 4.1, 1.0), PxsTrend::kWorsened);
-  EXPECT_EQ(ClassifyTrend(4.1, 7.4, 1.0), PxsTrend::kImproved);
-  EXPECT_EQ(ClassifyTrend(4.9, 4.1, 1.0), PxsTrend::kStable);
-  EXPECT_EQ(ClassifyTrend(4.9, 4.1, 0.5), PxsTrend::kWorsened);
+  EXPECT_EQ(t.stable_delta, 1.0);
+  EXPECT_EQ(longitudinal::BandFor(t.bands, 2.5), "mild");
 }
 
 TEST(TrackingUidTest, StableAcrossCallsAndDistinctPerPatient) {
@@ -286,6 +281,52 @@ TEST(SrBuilderTest, StudiesDatedAfterThisOneAreNotPriors) {
   EXPECT_EQ(c->groups[0].trend, "worsened");
 }
 
+// The trend follows the longitudinal rule: a change equal to the threshold is stable;
+// with calibrated values on both sides and a calibrated threshold, the calibrated
+// change decides and both changes are in the SR.
+TEST(SrBuilderTest, BoundaryIsStableAndTheCalibratedThresholdDecidesWhenBothAreCalibrated) {
+  const fs::path source = kSharedData / "dicom" / "cr_mono2_explicit_le.dcm";
+  if (!fs::exists(source)) {
+    GTEST_SKIP() << "SKIPPED: ../shared/data/dicom not found (shared test data is not present on this machine)";
+  }
+  TempDir tmp;
+  SrInput in;
+  in.source_image_path = source.string();
+  in.model = DemoModel();
+  in.node = TestNode();
+  in.pxs = 3.5;  // +1.0 against the prior: exactly stable_delta
+  in.priors = {{"2.25.100", "19990101", "", "", 2.5, std::nullopt, "pxs-demo-cxr14", "1.0.0", 1.0}};
+  const std::string raw_out = (tmp.path() / "raw.dcm").string();
+  ASSERT_TRUE(BuildStructuredReport(in, raw_out).ok());
+  auto raw = ReadStructuredReport(raw_out);
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->groups[0].pxs_change, 1.0);
+  EXPECT_EQ(raw->groups[0].trend, "stable");
+  EXPECT_EQ(raw->groups[0].stable_delta, 1.0);
+  EXPECT_FALSE(raw->groups[0].stable_delta_calibrated.has_value());
+
+  in.model.calibration_scale = "geographic extent";
+  in.model.trend.stable_delta = 0.25;  // raw +1.0 would read worsened
+  in.model.trend.stable_delta_calibrated = 0.5;
+  in.calibrated = 4.5;
+  in.priors[0].calibrated = 4.0;  // +0.5 calibrated == stable_delta_calibrated
+  const std::string cal_out = (tmp.path() / "calibrated.dcm").string();
+  auto built = BuildStructuredReport(in, cal_out);
+  ASSERT_TRUE(built.ok());
+  ExpectValidSr(cal_out);
+  auto cal = ReadStructuredReport(cal_out);
+  ASSERT_TRUE(cal.ok());
+  const auto& cur = cal->groups[0];
+  EXPECT_EQ(cur.trend, "stable");
+  EXPECT_EQ(cur.pxs_change, 1.0);
+  EXPECT_EQ(cur.calibrated_change, 0.5);
+  EXPECT_EQ(cur.stable_delta_calibrated, 0.5);
+  EXPECT_EQ(cur.calibrated, 4.5);
+  EXPECT_NE(built->summary.find("[geographic extent 4.5]"), std::string::npos) << built->summary;
+  EXPECT_NE(built->summary.find("[geographic extent +0.5], stable"), std::string::npos) << built->summary;
+  EXPECT_NE(cur.algorithm_parameters[0].find("stable_delta_calibrated=0.5"), std::string::npos);
+}
+
 // The synthetic courses of ../shared/data/longitudinal: each study's SR compares with
 // the previous studies built so far, as the pipeline does.
 TEST(SrBuilderTest, LongitudinalCourses) {
@@ -350,7 +391,10 @@ TEST(SrBuilderTest, LongitudinalCourses) {
       ASSERT_TRUE(cur.pxs_change.has_value());
       EXPECT_DOUBLE_EQ(*cur.pxs_change, pxs - last.pxs);
       EXPECT_EQ(cur.siamese_change, last.siamese_change);
-      EXPECT_EQ(cur.trend, PxsTrendName(ClassifyTrend(pxs, last.pxs, 1.0)));
+      longitudinal::ScoredInstance now_row, prior_row;
+      now_row.pxs = pxs;
+      prior_row.pxs = last.pxs;
+      EXPECT_EQ(cur.trend, longitudinal::TrendText(longitudinal::Compare(now_row, prior_row, in.model.trend).trend));
       for (size_t i = 0; i < in.priors.size(); ++i) {
         EXPECT_EQ(c->groups[i + 1].study_uid, in.priors[i].study_uid);
         EXPECT_EQ(c->groups[i + 1].pxs, in.priors[i].pxs);

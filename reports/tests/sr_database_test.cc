@@ -143,7 +143,10 @@ TEST(SrDatabaseTest, NumbersInTheSrEqualTheDatabase) {
     if (latest_prior) {
       ASSERT_TRUE(c->groups[0].pxs_change.has_value());
       EXPECT_DOUBLE_EQ(*c->groups[0].pxs_change, current->pxs - latest_prior->pxs);
-      EXPECT_EQ(c->groups[0].trend, PxsTrendName(ClassifyTrend(current->pxs, latest_prior->pxs, 1.0)));
+      longitudinal::ScoredInstance now_row, prior_row;
+      now_row.pxs = current->pxs;
+      prior_row.pxs = latest_prior->pxs;
+      EXPECT_EQ(c->groups[0].trend, longitudinal::TrendText(longitudinal::Compare(now_row, prior_row, model.trend).trend));
     } else {
       EXPECT_FALSE(c->groups[0].pxs_change.has_value());
     }

@@ -92,12 +92,14 @@ class SqliteAdminDatabase final : public AdminDatabase {
   StatusOr<std::vector<PatientSummary>> FindPatients(const std::string& prefix, int limit) override;
   StatusOr<std::vector<PatientKey>> PatientsWithId(const std::string& patient_id) override;
   StatusOr<std::vector<StudyHistoryEntry>> StudyHistory(const PatientKey& patient) override;
+  StatusOr<std::vector<longitudinal::ScoredInstance>> ScoredInstances(const PatientKey& patient) override;
   StatusOr<std::vector<StudyDetails>> Study(const std::string& study_uid) override;
   StatusOr<QueueView> Queue(int limit) override;
   StatusOr<FailuresView> Failures(int limit) override;
   StatusOr<RetryResult> Retry(const std::string& sop_instance_uid, int64_t now_ms) override;
   StatusOr<RetryResult> RetryAllFailed(int64_t now_ms) override;
-  Status Export(const ExportFilter& filter, const std::function<void(const ExportRow&)>& emit) override;
+  Status Export(const ExportFilter& filter,
+                const std::function<void(const std::vector<ExportRow>&)>& emit_patient) override;
   StatusOr<Stats> ComputeStats(int64_t now_ms) override;
   Status ForEachRecordedFile(const std::function<void(const RecordedFile&)>& visit) override;
   StatusOr<std::string> QuickCheck() override;
@@ -161,52 +163,51 @@ StatusOr<std::vector<StudyHistoryEntry>> SqliteAdminDatabase::StudyHistory(const
   std::vector<StudyHistoryEntry> history;
   if (!patient.has_id()) return history;
   Query q = conn_->Prepare(
-      "SELECT s.id, s.study_uid, s.study_date, s.study_time, s.accession_number, j.state, sc.pxs,"
-      " sc.model_name, sc.model_version, sc.scored_at"
+      "SELECT s.study_uid, s.study_date, s.study_time, s.accession_number, count(i.id),"
+      " coalesce(sum(j.state = 'scored'), 0)"
       " FROM patients p JOIN studies s ON s.patient_ref = p.id"
       " JOIN instances i ON i.study_ref = s.id JOIN jobs j ON j.instance_ref = i.id"
-      " LEFT JOIN scores sc ON sc.job_ref = j.id"
-      " WHERE p.patient_id = ?1 AND p.issuer = ?2 ORDER BY " PXS_STUDY_ORDER ", i.id");
+      " WHERE p.patient_id = ?1 AND p.issuer = ?2 GROUP BY s.id ORDER BY " PXS_STUDY_ORDER);
   q.With(patient.patient_id, patient.issuer);
-  int64_t current_study = -1;
-  double pxs_sum = 0;
-  auto finish_study = [&] {
-    if (history.empty()) return;
-    StudyHistoryEntry& entry = history.back();
-    if (entry.scored > 0) entry.pxs = pxs_sum / entry.scored;
-  };
   PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
-    if (row.Int(0) != current_study) {
-      finish_study();
-      current_study = row.Int(0);
-      pxs_sum = 0;
-      StudyHistoryEntry entry;
-      entry.study_uid = row.Text(1);
-      entry.study_date = row.Text(2);
-      entry.study_time = row.Text(3);
-      entry.accession_number = row.Text(4);
-      history.push_back(std::move(entry));
-    }
-    StudyHistoryEntry& entry = history.back();
-    ++entry.instances;
-    if (!row.IsNull(6)) {
-      ++entry.scored;
-      pxs_sum += row.Real(6);
-      std::string model = ModelLabel(row.Text(7), row.Text(8));
-      if (entry.model.find(model) == std::string::npos) {
-        entry.model += (entry.model.empty() ? "" : ", ") + model;
-      }
-      entry.last_scored_at_ms = std::max(entry.last_scored_at_ms, row.Int(9));
-    }
+    StudyHistoryEntry entry;
+    entry.study_uid = row.Text(0);
+    entry.study_date = row.Text(1);
+    entry.study_time = row.Text(2);
+    entry.accession_number = row.Text(3);
+    entry.instances = static_cast<int>(row.Int(4));
+    entry.scored = static_cast<int>(row.Int(5));
+    history.push_back(std::move(entry));
   }));
-  finish_study();
-  std::optional<double> previous;
-  for (StudyHistoryEntry& entry : history) {
-    if (!entry.pxs) continue;
-    if (previous) entry.change_from_previous = *entry.pxs - *previous;
-    previous = entry.pxs;
-  }
   return history;
+}
+
+StatusOr<std::vector<longitudinal::ScoredInstance>> SqliteAdminDatabase::ScoredInstances(const PatientKey& patient) {
+  std::vector<longitudinal::ScoredInstance> rows;
+  if (!patient.has_id()) return rows;
+  Query q = conn_->Prepare(
+      "SELECT s.study_uid, s.study_date, s.study_time, i.sop_instance_uid, sc.model_name, sc.model_version,"
+      " sc.pxs, sc.calibrated, sc.calibrated_scale, sc.scored_at, sc.id"
+      " FROM patients p JOIN studies s ON s.patient_ref = p.id"
+      " JOIN instances i ON i.study_ref = s.id JOIN jobs j ON j.instance_ref = i.id"
+      " JOIN scores sc ON sc.job_ref = j.id"
+      " WHERE p.patient_id = ?1 AND p.issuer = ?2 ORDER BY sc.id");
+  q.With(patient.patient_id, patient.issuer);
+  PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
+    longitudinal::ScoredInstance r;
+    r.study_uid = row.Text(0);
+    r.study_date = row.Text(1);
+    r.study_time = row.Text(2);
+    r.sop_instance_uid = row.Text(3);
+    r.model = {row.Text(4), row.Text(5)};
+    r.pxs = row.Real(6);
+    r.calibrated = row.OptReal(7);
+    r.calibrated_scale = row.Text(8);
+    r.scored_at_ms = row.Int(9);
+    r.score_id = row.Int(10);
+    rows.push_back(std::move(r));
+  }));
+  return rows;
 }
 
 StatusOr<std::vector<StudyDetails>> SqliteAdminDatabase::Study(const std::string& study_uid) {
@@ -426,61 +427,55 @@ StatusOr<RetryResult> SqliteAdminDatabase::RetryAllFailed(int64_t now_ms) {
 }
 
 Status SqliteAdminDatabase::Export(const ExportFilter& filter,
-                                   const std::function<void(const ExportRow&)>& emit) {
-  // Walk every patient's instances in study order so change_from_prior can use a
-  // prior study outside the requested window; emit only the rows inside it.
+                                   const std::function<void(const std::vector<ExportRow>&)>& emit_patient) {
+  // Every patient's instances together (the caller needs a patient's earlier studies,
+  // also those outside the window, to compare); one patient in memory at a time.
   Query q = conn_->Prepare(
-      "SELECT p.id, p.patient_id, p.issuer, s.id, s.study_uid, i.series_uid, i.sop_instance_uid,"
-      " s.study_date, j.state, j.reason, sc.pxs, sc.model_name, sc.model_version, i.received_at,"
-      " sc.scored_at FROM instances i JOIN studies s ON s.id = i.study_ref"
+      "SELECT p.id, p.patient_id, p.issuer, s.study_uid, i.series_uid, i.sop_instance_uid,"
+      " s.study_date, s.study_time, j.state, j.reason, sc.pxs, sc.calibrated, sc.calibrated_scale,"
+      " sc.model_name, sc.model_version, sc.id, i.received_at, sc.scored_at"
+      " FROM instances i JOIN studies s ON s.id = i.study_ref"
       " JOIN patients p ON p.id = s.patient_ref JOIN jobs j ON j.instance_ref = i.id"
       " LEFT JOIN scores sc ON sc.job_ref = j.id"
       " ORDER BY p.id, " PXS_STUDY_ORDER ", i.received_at, i.id");
-  int64_t patient = -1, study = -1;
-  // Mean PXS of the patient's previous scored study (a flag, not std::optional: GCC 12
-  // warns -Wmaybe-uninitialized on an optional<double> captured like this).
-  bool has_prior = false;
-  double prior_study_pxs = 0;
-  double study_sum = 0;
-  int study_scored = 0;
-  return ForEachRow(q, [&](const Query& row) {
+  int64_t patient = -1;
+  std::vector<ExportRow> rows;
+  bool any_in_window = false;
+  auto flush = [&] {
+    if (any_in_window) emit_patient(rows);
+    rows.clear();
+    any_in_window = false;
+  };
+  PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
     if (row.Int(0) != patient) {
+      flush();
       patient = row.Int(0);
-      study = -1;
-      has_prior = false;
-      study_scored = 0;
-    }
-    if (row.Int(3) != study) {
-      if (study_scored > 0) {
-        has_prior = true;
-        prior_study_pxs = study_sum / study_scored;
-      }
-      study = row.Int(3);
-      study_sum = 0;
-      study_scored = 0;
     }
     ExportRow r;
-    r.pxs = row.OptReal(10);
-    if (r.pxs) {
-      study_sum += *r.pxs;
-      ++study_scored;
-      if (has_prior) r.change_from_prior = *r.pxs - prior_study_pxs;
-    }
-    r.received_at_ms = row.Int(13);
-    if (filter.received_since_ms && r.received_at_ms < *filter.received_since_ms) return;
-    if (filter.received_until_ms && r.received_at_ms >= *filter.received_until_ms) return;
     r.patient_id = row.Text(1);
     r.issuer = row.Text(2);
-    r.study_uid = row.Text(4);
-    r.series_uid = row.Text(5);
-    r.sop_instance_uid = row.Text(6);
-    r.study_date = row.Text(7);
+    r.study_uid = row.Text(3);
+    r.series_uid = row.Text(4);
+    r.sop_instance_uid = row.Text(5);
+    r.study_date = row.Text(6);
+    r.study_time = row.Text(7);
     r.state = row.Text(8);
     r.reason = row.Text(9);
-    r.model = ModelLabel(row.Text(11), row.Text(12));
-    r.scored_at_ms = row.OptInt(14);
-    emit(r);
-  });
+    r.pxs = row.OptReal(10);
+    r.calibrated = row.OptReal(11);
+    r.calibrated_scale = row.Text(12);
+    r.model_name = row.Text(13);
+    r.model_version = row.Text(14);
+    r.score_id = row.OptInt(15);
+    r.received_at_ms = row.Int(16);
+    r.scored_at_ms = row.OptInt(17);
+    r.in_window = !(filter.received_since_ms && r.received_at_ms < *filter.received_since_ms) &&
+                  !(filter.received_until_ms && r.received_at_ms >= *filter.received_until_ms);
+    any_in_window = any_in_window || r.in_window;
+    rows.push_back(std::move(r));
+  }));
+  flush();
+  return Status::Ok();
 }
 
 StatusOr<Stats> SqliteAdminDatabase::ComputeStats(int64_t now_ms) {

@@ -48,7 +48,9 @@ class AdminTest : public ::testing::Test {
   std::unique_ptr<Database> db_;
 };
 
-TEST_F(AdminTest, StudyHistoryAveragesEachStudyAndComparesWithThePreviousScoredOne) {
+// StudyHistory lists the studies with their counts; the values per study, changes and
+// trends come from the longitudinal library over ScoredInstances (one row per score).
+TEST_F(AdminTest, StudyHistoryCountsEachStudyAndScoredInstancesListsEveryScore) {
   ASSERT_TRUE(db_->RecordInstances({MakeInstance("1.1", "9.1", "P1", "20200101"), MakeInstance("1.2", "9.1", "P1", "20200101"),
                                     MakeInstance("1.3", "9.2", "P1", "20200601"),  // will fail: no PXS
                                     MakeInstance("1.4", "9.3", "P1", "20210101")},
@@ -63,14 +65,17 @@ TEST_F(AdminTest, StudyHistoryAveragesEachStudyAndComparesWithThePreviousScoredO
   EXPECT_EQ(first.study_uid, "9.1");
   EXPECT_EQ(first.instances, 2);
   EXPECT_EQ(first.scored, 2);
-  EXPECT_DOUBLE_EQ(*first.pxs, 3.0);
-  EXPECT_FALSE(first.change_from_previous);
-  EXPECT_EQ(first.model, "pxs-densenet121 1.0");
-  EXPECT_FALSE((*history)[1].pxs);
-  EXPECT_FALSE((*history)[1].change_from_previous);
-  EXPECT_DOUBLE_EQ(*(*history)[2].change_from_previous, 2.0);  // vs 9.1, skipping unscored 9.2
+  EXPECT_EQ((*history)[1].scored, 0);
   EXPECT_TRUE(admin->StudyHistory({"P1", "OTHER"})->empty());
   EXPECT_EQ(admin->PatientsWithId("P1")->size(), 1u);
+  auto scores = admin->ScoredInstances({"P1", "HOSP"});
+  ASSERT_TRUE(scores.ok()) << scores.status().ToString();
+  ASSERT_EQ(scores->size(), 3u);
+  EXPECT_EQ((*scores)[0].study_uid, "9.1");
+  EXPECT_EQ((*scores)[0].model.Label(), "pxs-densenet121 1.0");
+  EXPECT_LT((*scores)[0].score_id, (*scores)[1].score_id);
+  EXPECT_EQ((*scores)[2].pxs, 5.0);
+  EXPECT_EQ((*scores)[2].study_date, "20210101");
 }
 
 TEST_F(AdminTest, FindPatientsMatchesPrefixesLiterally) {

@@ -104,7 +104,9 @@ TEST_F(PxsctlTest, ExportJsonHasEveryFieldAndNullsWhereUnscored) {
   std::map<std::string, Json> by_sop;
   for (const Json& row : rows) {
     for (const char* key : {"patient_id", "issuer", "study_uid", "series_uid", "sop_instance_uid", "study_date",
-                            "state", "reason", "pxs", "change_from_prior", "model", "received_at", "scored_at"}) {
+                            "state", "reason", "pxs", "calibrated", "calibrated_scale", "change_from_prior",
+                            "calibrated_change_from_prior", "trend", "stands_for_study", "model", "received_at",
+                            "scored_at"}) {
       EXPECT_TRUE(row.contains(key)) << key << " missing in " << row.dump();
     }
     by_sop[row["sop_instance_uid"]] = row;
@@ -113,6 +115,9 @@ TEST_F(PxsctlTest, ExportJsonHasEveryFieldAndNullsWhereUnscored) {
   EXPECT_TRUE(by_sop["1.1"]["change_from_prior"].is_null());  // first study
   EXPECT_DOUBLE_EQ(by_sop["1.2"]["change_from_prior"].get<double>(), 3.5);
   EXPECT_DOUBLE_EQ(by_sop["1.3"]["change_from_prior"].get<double>(), -1.5);
+  EXPECT_EQ(by_sop["1.2"]["trend"], "worsened");  // +3.5 against the default 1.0
+  EXPECT_EQ(by_sop["1.1"]["trend"], "not compared");
+  EXPECT_EQ(by_sop["1.3"]["stands_for_study"], true);
   EXPECT_EQ(by_sop["1.3"]["model"], "pxs-densenet121 1.0");
   EXPECT_TRUE(by_sop["1.4"]["pxs"].is_null());
   EXPECT_EQ(by_sop["1.4"]["state"], "failed");
@@ -130,8 +135,9 @@ TEST_F(PxsctlTest, ExportCsvAndDateWindow) {
   RunResult all = RunPxsctl(Db() + "export --format csv");
   ASSERT_EQ(all.exit_code, 0);
   EXPECT_EQ(all.out.substr(0, all.out.find('\n')),
-            "patient_id,issuer,study_uid,series_uid,sop_instance_uid,study_date,state,reason,pxs,change_from_prior,"
-            "model,received_at,scored_at");
+            "patient_id,issuer,study_uid,series_uid,sop_instance_uid,study_date,state,reason,pxs,calibrated,"
+            "calibrated_scale,change_from_prior,calibrated_change_from_prior,trend,stands_for_study,model,"
+            "received_at,scored_at");
   EXPECT_EQ(std::count(all.out.begin(), all.out.end(), '\n'), 7);
   // Received within the last 10 days: 1.3, 1.5, 1.6. The prior of 1.3 lies outside.
   std::time_t since = static_cast<std::time_t>((Now() - 10 * kDayMs) / 1000);
@@ -243,12 +249,16 @@ TEST_F(PxsctlTest, HistoryShowsChangeTrendAndSparkline) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   Json h = Json::parse(r.out);
   ASSERT_EQ(h["studies"].size(), 3u);
-  EXPECT_EQ(h["studies"][0]["trend"], "baseline");
-  EXPECT_EQ(h["studies"][1]["trend"], "worse");   // +3.5
-  EXPECT_EQ(h["studies"][2]["trend"], "better");  // -1.5
   EXPECT_EQ(h["studies"][2]["scored"], 1);
   EXPECT_EQ(h["studies"][2]["instances"], 2);  // 1.6 still queued
-  EXPECT_EQ(h["sparkline"], "▁█▅");
+  ASSERT_EQ(h["courses"].size(), 1u);  // one model
+  const Json& course = h["courses"][0]["studies"];
+  ASSERT_EQ(course.size(), 3u);
+  EXPECT_EQ(course[0]["trend"], "not compared");
+  EXPECT_EQ(course[1]["trend"], "worsened");  // +3.5
+  EXPECT_EQ(course[2]["trend"], "improved");  // -1.5
+  EXPECT_EQ(course[2]["previous_study_uid"], "9.2");
+  EXPECT_EQ(h["courses"][0]["sparkline"], "▁█▅");
   RunResult text = RunPxsctl(Db() + "history P1");
   EXPECT_EQ(text.exit_code, 0);
   EXPECT_NE(text.out.find("+3.50"), std::string::npos) << text.out;

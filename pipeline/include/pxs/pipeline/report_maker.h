@@ -1,7 +1,9 @@
 // pxs::ReportMaker turns a scored job into the study's Structured Report: it gathers
-// the patient's scored history from the database, computes the Siamese change to the
-// most recent prior scored by the same model, builds the SR (reports/), writes it under
-// data_dir/reports/<study>/ and records it in the outbox for each configured destination.
+// the patient's scored history from the database, applies the longitudinal rule
+// (pxs/longitudinal/course.h: study value, previous study of the same model, change,
+// trend), computes the Siamese change to that previous study, builds the SR (reports/),
+// writes it under data_dir/reports/<study>/ and records it in the outbox for each
+// configured destination.
 #pragma once
 
 #include <functional>
@@ -35,7 +37,8 @@ class ReportMaker {
               std::function<void()> on_recorded);
 
   // Builds, writes and records the SR for the study of `job`. Returns the SR's SOP
-  // Instance UID.
+  // Instance UID, or "" when another image of the study was scored later: that image
+  // stands for the study (the longitudinal rule) and its own report follows.
   StatusOr<std::string> MakeReport(const Job& job, const ScoreRecord& score);
 
   // SIGHUP: new destinations list.

@@ -12,22 +12,14 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/longitudinal/course.h"
 
 namespace pxs {
 
-// A severity band of the model's scale: scores below `upper` (or any score when
-// upper is empty, the last band) read as `label`.
-struct SeverityBand {
-  std::optional<double> upper;
-  std::string label;
-};
-
-// How a change between two PXS values is read. From the model package's metadata
-// ("trend"), possibly overridden by the config ([reports] stable_delta).
-struct TrendThresholds {
-  double stable_delta = 1.0;        // |change| below this is "stable" (not meaningful)
-  std::vector<SeverityBand> bands;  // ascending; may be empty (no band reported)
-};
+// The model's reading of scores and changes (stable_delta, stable_delta_calibrated,
+// bands): the longitudinal library's ModelTrend, from the package's "trend" metadata.
+using SeverityBand = longitudinal::SeverityBand;
+using TrendThresholds = longitudinal::ModelTrend;
 
 struct SrModelInfo {
   std::string name;     // e.g. "pxs-demo-cxr14"
@@ -57,9 +49,11 @@ struct SrPriorStudy {
   std::string model_name;
   std::string model_version;
   // Embedding distance between this prior's image and the current one. The caller
-  // sets it for the most recent prior scored with the same model; it is ignored on
-  // any other prior.
+  // sets it for the previous study of the same model (longitudinal::BuildCourses); it
+  // is ignored on any other prior.
   std::optional<double> siamese_change;
+  int64_t scored_at_ms = 0;  // places a study without StudyDate (the longitudinal rule)
+  int64_t score_id = 0;      // orders scores of equal time
 };
 
 // The SR this one replaces (a new version after another image of the study came in).
@@ -91,9 +85,13 @@ struct SrInput {
   SrModelInfo model;
   double pxs = 0;
   std::optional<double> calibrated;
-  // Other scored studies of the same patient, any order (sorted by date/time inside).
-  // Those scored by another model name or version are listed but not compared
-  // numerically; those dated after this study (received late) are left out.
+  // When this score was made: places this study when it has no StudyDate.
+  int64_t scored_at_ms = 0;
+  // Other scored studies of the same patient (one value per study), any order. The
+  // comparison follows the longitudinal rule (pxs/longitudinal/course.h): those dated
+  // strictly before this study are listed oldest first; the previous one of the same
+  // model name and version is compared, those of another model are listed but not
+  // compared; those dated later (received late) are left out.
   std::vector<SrPriorStudy> priors;
   // 1 for the patient's first (baseline) study. 0: derived as 1 + the number of
   // priors not dated after this study.
@@ -102,7 +100,8 @@ struct SrInput {
   // patient without id, a UID derived from the study so it is at least stable).
   std::string tracking_uid;
   std::string tracking_identifier = "PXS score";
-  // >= 0: replaces model.trend.stable_delta (config [reports] stable_delta).
+  // >= 0: replaces model.trend.stable_delta, the raw threshold (config [reports]
+  // stable_delta); the calibrated threshold is the model's.
   double stable_delta_override = -1.0;
   // The report version for this study: 1, 2, ... (Instance Number).
   int version = 1;
@@ -129,16 +128,11 @@ std::string TrackingUidForPatient(const std::string& patient_id, const std::stri
 // The Series Instance UID of the node's SRs in a study (all versions share it).
 std::string SrSeriesUidForStudy(const std::string& study_uid);
 
-// The qualitative reading of a change from prior_pxs to pxs.
-enum class PxsTrend { kImproved, kStable, kWorsened };
-PxsTrend ClassifyTrend(double pxs, double prior_pxs, double stable_delta);
-const char* PxsTrendName(PxsTrend trend);  // "improved", "stable", "worsened"
-
-// The band label for a score, or "" when the thresholds have no bands.
-std::string SeverityBandLabel(const TrendThresholds& thresholds, double pxs);
+// A prior as a row of the longitudinal rule (its score id and scoring time included).
+longitudinal::ScoredInstance ToScoredInstance(const SrPriorStudy& prior);
 
 // The thresholds of the published PXS scale (Li et al. 2020): <2.5 normal/minimal,
-// 2.5-5 mild, 5-9 moderate, >9 severe; a change under 1 point is not meaningful.
-TrendThresholds PublishedPxsThresholds();
+// 2.5-5 mild, 5-9 moderate, >9 severe; a change up to 1 point is not meaningful.
+inline TrendThresholds PublishedPxsThresholds() { return longitudinal::PublishedPxsTrend(); }
 
 }  // namespace pxs

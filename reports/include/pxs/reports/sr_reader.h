@@ -23,7 +23,12 @@ struct SrMeasurementGroupContent {
   std::optional<double> calibrated;
   std::optional<double> pxs_change;       // current group only, vs the most recent prior
   std::optional<double> siamese_change;   // current group only
-  std::string trend;                      // "worsened" | "stable" | "improved" | ""
+  std::optional<double> calibrated_change;        // current group only, both calibrated
+  std::optional<double> stable_delta;             // current group: the raw threshold in force
+  std::optional<double> stable_delta_calibrated;  // current group, when the trend used it
+  std::string severity_band;                      // current group
+  // longitudinal::TrendText of the trend code; "" when the SR has none (not compared).
+  std::string trend;
   std::string algorithm_name;
   std::string algorithm_version;
   std::vector<std::string> algorithm_parameters;

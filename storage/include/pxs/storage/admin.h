@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/longitudinal/course.h"
 #include "pxs/storage/database.h"
 
 namespace pxs {
@@ -33,7 +34,9 @@ struct PatientSummary {
   int64_t last_received_at_ms = 0;
 };
 
-// One row per study of a patient, oldest first.
+// One row per study of a patient, oldest first: what was received and how much of it
+// is scored. The study's values, changes and trends are the longitudinal library's
+// (pxs/longitudinal/course.h), from ScoredInstances().
 struct StudyHistoryEntry {
   std::string study_uid;
   std::string study_date;
@@ -41,11 +44,6 @@ struct StudyHistoryEntry {
   std::string accession_number;
   int instances = 0;
   int scored = 0;
-  // The study's PXS: the mean over its scored instances (null when none scored).
-  std::optional<double> pxs;
-  std::optional<double> change_from_previous;  // vs the previous study that has a PXS
-  std::string model;                           // "name version" (comma-separated if mixed)
-  int64_t last_scored_at_ms = 0;
 };
 
 struct InstanceDetails {
@@ -145,6 +143,7 @@ struct RetryResult {
 };
 
 // One instance for research export. Times are Unix ms; optional ones are null in JSON.
+// Changes and trends are not stored: pxsctl derives them with the longitudinal library.
 struct ExportRow {
   std::string patient_id;
   std::string issuer;
@@ -152,13 +151,18 @@ struct ExportRow {
   std::string series_uid;
   std::string sop_instance_uid;
   std::string study_date;
+  std::string study_time;
   std::string state;
   std::string reason;
   std::optional<double> pxs;
-  std::optional<double> change_from_prior;  // pxs minus the previous study's PXS (same patient)
-  std::string model;
+  std::optional<double> calibrated;
+  std::string calibrated_scale;
+  std::string model_name;     // empty when not scored
+  std::string model_version;
+  std::optional<int64_t> score_id;
   int64_t received_at_ms = 0;
   std::optional<int64_t> scored_at_ms;
+  bool in_window = true;  // received inside the ExportFilter (else only a possible prior)
 };
 
 struct ExportFilter {
@@ -217,6 +221,9 @@ class AdminDatabase {
   // Patients with this PatientID under any issuer (to resolve a missing --issuer).
   virtual StatusOr<std::vector<PatientKey>> PatientsWithId(const std::string& patient_id) = 0;
   virtual StatusOr<std::vector<StudyHistoryEntry>> StudyHistory(const PatientKey& patient) = 0;
+  // Every scored instance of the patient (one row per score), the rows the longitudinal
+  // library builds the patient's courses from. Empty for a patient without id.
+  virtual StatusOr<std::vector<longitudinal::ScoredInstance>> ScoredInstances(const PatientKey& patient) = 0;
   // Every study row with this UID (one per patient it was received for); empty if unknown.
   virtual StatusOr<std::vector<StudyDetails>> Study(const std::string& study_uid) = 0;
   virtual StatusOr<QueueView> Queue(int limit) = 0;
@@ -227,9 +234,12 @@ class AdminDatabase {
   virtual StatusOr<RetryResult> Retry(const std::string& sop_instance_uid, int64_t now_ms) = 0;
   virtual StatusOr<RetryResult> RetryAllFailed(int64_t now_ms) = 0;
 
-  // Rows in received order; change_from_prior accounts for studies outside the window.
+  // Instance rows one patient at a time (studies in date order, then received order),
+  // for each patient with at least one instance received inside the window. The
+  // patient's rows outside the window come too (in_window false): they may be priors of
+  // rows inside it. Memory: one patient's rows.
   virtual Status Export(const ExportFilter& filter,
-                        const std::function<void(const ExportRow&)>& emit) = 0;
+                        const std::function<void(const std::vector<ExportRow>&)>& emit_patient) = 0;
   virtual StatusOr<Stats> ComputeStats(int64_t now_ms) = 0;
 
   // Every instance file that has not been pruned, in id order.
