@@ -274,6 +274,80 @@ TEST_F(ScpEndToEnd, EightConcurrentSendersWithTwentyFiveFilesEachAllLand) {
   EXPECT_EQ(StoredFiles().size(), sops.size());
 }
 
+// A sender retrying after a timeout sends an instance again while the first copy is
+// still being stored. Four associations (different calling AEs) send the same SOP
+// Instance UIDs at once, each with its own pixels of equal size; for every UID exactly
+// one association's copy is "stored" (the others are "duplicate ... first copy kept"),
+// and the bytes on disk are that copy's, which `pxsctl verify` confirms by hash.
+TEST_F(ScpEndToEnd, SameInstanceFromFourAssociationsAtOnceKeepsTheAcknowledgedCopy) {
+  StartNode("max_associations = 8\n");
+  constexpr int kSenders = 4, kRounds = 4, kFiles = 8;
+  // version[sender][sop] = path of that sender's copy
+  std::vector<std::map<std::string, std::string>> version(kSenders);
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::vector<std::string>> batches(kSenders);
+    std::vector<SyntheticCr> specs(kFiles);
+    for (int f = 0; f < kFiles; ++f) {
+      specs[f].patient_id = "RACE-" + std::to_string(round);
+      specs[f].study_uid = NewUid();
+      specs[f].series_uid = NewUid();
+      specs[f].sop_uid = NewUid();
+    }
+    for (int s = 0; s < kSenders; ++s) {
+      for (int f = 0; f < kFiles; ++f) {
+        SyntheticCr spec = specs[f];
+        spec.seed = static_cast<uint32_t>(1000 * round + 10 * f + s + 1);
+        fs::path p = dir_.path() / "race" / std::to_string(round) / std::to_string(s) / (std::to_string(f) + ".dcm");
+        fs::create_directories(p.parent_path());
+        ASSERT_TRUE(WriteSyntheticCr(p.string(), spec));
+        batches[s].push_back(p.string());
+        version[s][spec.sop_uid] = p.string();
+      }
+    }
+    std::vector<std::thread> threads;
+    std::vector<CommandResult> results(kSenders);
+    for (int s = 0; s < kSenders; ++s) {
+      threads.emplace_back([&, s] { results[s] = Store(batches[s], "RACER" + std::to_string(s), false); });
+    }
+    for (auto& t : threads) t.join();
+    for (int s = 0; s < kSenders; ++s) ASSERT_EQ(results[s].exit_code, 0) << results[s].output;
+  }
+  // The node's log names, per instance, the association whose copy was stored.
+  const std::string log = node_->Log();
+  auto db = OpenDb();
+  ASSERT_TRUE(db);
+  int checked = 0;
+  for (const auto& [sop, unused] : version[0]) {
+    int winner = -1, winners = 0;
+    for (int s = 0; s < kSenders; ++s) {
+      if (log.find("instance " + sop + " from RACER" + std::to_string(s) + ": status 0x0000 stored") !=
+          std::string::npos) {
+        winner = s;
+        ++winners;
+      }
+    }
+    ASSERT_EQ(winners, 1) << sop << " was stored " << winners << " times\n" << log;
+    auto stored = db->FindStoredFile(sop);
+    ASSERT_TRUE(stored.ok() && stored->has_value()) << sop;
+    fs::path on_disk = node_->data_dir() / (*stored)->file_path;
+    EXPECT_EQ(DecodedPixelSha256(on_disk.string()), DecodedPixelSha256(version[winner][sop]))
+        << sop << ": the file on disk is not the copy of RACER" << winner << ", whose copy the log says was stored";
+    ++checked;
+  }
+  EXPECT_EQ(checked, kRounds * kFiles);
+  // Let the hash worker record every SHA-256, then verify hashes, sizes and presence.
+  std::string pxsctl = BinDir() + "/pxsctl";
+  CommandResult verify;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        verify = Dcmtk({pxsctl, "--config", config_, "verify"});
+        return verify.exit_code == 0 && verify.output.find("Not hashed yet") == std::string::npos;
+      },
+      std::chrono::seconds(60)))
+      << verify.output;
+  EXPECT_EQ(verify.output.find("BAD"), std::string::npos) << verify.output;
+}
+
 TEST_F(ScpEndToEnd, SigtermDuringATransferLosesNothingAcknowledgedAndLeavesNoPartialFile) {
   StartNode();
   // 2 MB each: the stream outlasts the listener's 1 s accept timeout after SIGTERM, so the
