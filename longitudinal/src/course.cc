@@ -48,16 +48,16 @@ bool ScoredLater(const ScoredInstance& a, const ScoredInstance& b) {
 
 Trend Classify(double change, double delta) {
   if (std::fabs(change) <= delta) return Trend::kStable;
-  return change > 0 ? Trend::kWorsened : Trend::kImproved;
+  return change > 0 ? Trend::kWorse : Trend::kBetter;
 }
 
 }  // namespace
 
 const char* TrendText(Trend trend) {
   switch (trend) {
-    case Trend::kImproved: return "improved";
+    case Trend::kBetter: return "better";
     case Trend::kStable: return "stable";
-    case Trend::kWorsened: return "worsened";
+    case Trend::kWorse: return "worse";
     case Trend::kNotCompared: break;
   }
   return "not compared";

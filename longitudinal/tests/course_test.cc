@@ -54,11 +54,11 @@ TEST(LongitudinalRule, AChangeEqualToTheThresholdIsStableAndOneBeyondIsNot) {
   EXPECT_EQ(*s[1].comparison.change, 0.5);
   EXPECT_EQ(s[1].comparison.trend, Trend::kStable);   // +0.5 == delta
   EXPECT_EQ(s[2].comparison.trend, Trend::kStable);   // -0.5 == -delta
-  EXPECT_EQ(s[3].comparison.trend, Trend::kWorsened);  // +0.625
-  EXPECT_EQ(s[4].comparison.trend, Trend::kImproved);  // -0.625
+  EXPECT_EQ(s[3].comparison.trend, Trend::kWorse);  // +0.625
+  EXPECT_EQ(s[4].comparison.trend, Trend::kBetter);  // -0.625
   EXPECT_EQ(s[1].comparison.stable_delta_used, 0.5);
   EXPECT_STREQ(TrendText(Trend::kNotCompared), "not compared");
-  EXPECT_STREQ(TrendText(Trend::kWorsened), "worsened");
+  EXPECT_STREQ(TrendText(Trend::kWorse), "worse");
 }
 
 TEST(LongitudinalRule, CalibratedThresholdAppliesOnlyWhenBothValuesAreCalibrated) {
@@ -74,7 +74,7 @@ TEST(LongitudinalRule, CalibratedThresholdAppliesOnlyWhenBothValuesAreCalibrated
   EXPECT_EQ(s[1].comparison.trend, Trend::kStable);
   EXPECT_FALSE(s[2].comparison.on_calibrated_scale);
   EXPECT_FALSE(s[2].comparison.calibrated_change.has_value());
-  EXPECT_EQ(s[2].comparison.trend, Trend::kWorsened);  // +0.25 > 0.125
+  EXPECT_EQ(s[2].comparison.trend, Trend::kWorse);  // +0.25 > 0.125
   // Without the calibrated threshold the calibrated change is still reported, the trend is raw.
   auto raw = BuildCourses({a, b}, Fixed(0.25));
   EXPECT_FALSE(raw[0].studies[1].comparison.on_calibrated_scale);
@@ -107,7 +107,7 @@ TEST(LongitudinalRule, ALaterDatedStudySentFirstIsNeverAPrior) {
   EXPECT_EQ(c.studies[0].value.study_uid, "early-dated");
   EXPECT_FALSE(c.studies[0].previous.has_value());
   EXPECT_EQ(c.studies[0].comparison.trend, Trend::kNotCompared);
-  EXPECT_EQ(c.Find("late-dated")->comparison.trend, Trend::kWorsened);
+  EXPECT_EQ(c.Find("late-dated")->comparison.trend, Trend::kWorse);
   EXPECT_EQ(*c.Find("late-dated")->comparison.change, 3.0);
 }
 
@@ -123,7 +123,7 @@ TEST(LongitudinalRule, EachStudyUsesTheThresholdOfTheModelThatScoredIt) {
                                Row("s3", "20230301", 0.49, kNew)},
                               lookup);
   const Course& old_model = CourseOf(courses, kDemo);
-  EXPECT_EQ(old_model.Find("s2")->comparison.trend, Trend::kWorsened);  // +0.32 against its own 0.068
+  EXPECT_EQ(old_model.Find("s2")->comparison.trend, Trend::kWorse);  // +0.32 against its own 0.068
   EXPECT_EQ(old_model.Find("s2")->comparison.stable_delta_used, 0.068);
   const Course& new_model = CourseOf(courses, kNew);
   EXPECT_EQ(new_model.Find("s3")->comparison.trend, Trend::kNotCompared);  // never against s2 (-0.93)

@@ -229,8 +229,8 @@ std::string BuildSummary(const SrInput& in, const PriorPlan& plan) {
 // has none (the SR then carries no trend row).
 std::optional<DSRCodedEntryValue> TrendCode(longitudinal::Trend t) {
   switch (t) {
-    case longitudinal::Trend::kWorsened: return codes::TrendWorsened();
-    case longitudinal::Trend::kImproved: return codes::TrendImproved();
+    case longitudinal::Trend::kWorse: return codes::TrendWorsened();
+    case longitudinal::Trend::kBetter: return codes::TrendImproved();
     case longitudinal::Trend::kStable: return codes::TrendStable();
     case longitudinal::Trend::kNotCompared: break;
   }

@@ -53,8 +53,8 @@ void ReadGroupChild(const DSRContentItem& item, SrMeasurementGroupContent& g) {
   else if (Is(name, codes::PxsTrend())) {
     const DSRCodedEntryValue& v = item.getCodeValue();
     using longitudinal::Trend;
-    if (Is(v, codes::TrendWorsened())) g.trend = longitudinal::TrendText(Trend::kWorsened);
-    else if (Is(v, codes::TrendImproved())) g.trend = longitudinal::TrendText(Trend::kImproved);
+    if (Is(v, codes::TrendWorsened())) g.trend = longitudinal::TrendText(Trend::kWorse);
+    else if (Is(v, codes::TrendImproved())) g.trend = longitudinal::TrendText(Trend::kBetter);
     else if (Is(v, codes::TrendStable())) g.trend = longitudinal::TrendText(Trend::kStable);
   } else if (Is(name, CODE_DCM_AlgorithmName)) g.algorithm_name = text;
   else if (Is(name, CODE_DCM_AlgorithmVersion)) g.algorithm_version = text;

@@ -222,7 +222,7 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     EXPECT_DOUBLE_EQ(*cur.pxs_change, in.pxs - 4.1);
     ASSERT_TRUE(cur.siamese_change.has_value());
     EXPECT_EQ(*cur.siamese_change, 13.75);
-    EXPECT_EQ(cur.trend, "worsened");
+    EXPECT_EQ(cur.trend, "worse");
     EXPECT_EQ(cur.time_point_order, 3);
     EXPECT_EQ(cur.time_point_type, "Follow-up");
     EXPECT_EQ(cur.algorithm_name, "pxs-demo-cxr14");
@@ -241,7 +241,7 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     for (const auto& g : c->groups) EXPECT_EQ(g.tracking_uid, cur.tracking_uid);
     EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(row.at("patient_id"), Header(source, DCM_IssuerOfPatientID)));
     char expected_summary[128];
-    std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2000-03-02: 4.1; %+.1f, worsened)",
+    std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2000-03-02: 4.1; %+.1f, worse)",
                   in.pxs, in.pxs - 4.1);
     EXPECT_EQ(c->summary.rfind(expected_summary, 0), 0u) << c->summary;
     EXPECT_EQ(r->summary, c->summary);
@@ -278,7 +278,7 @@ TEST(SrBuilderTest, StudiesDatedAfterThisOneAreNotPriors) {
   EXPECT_EQ(c->groups[0].time_point_order, 2);
   EXPECT_EQ(c->groups[0].pxs_change, 4.0);
   EXPECT_EQ(c->groups[0].siamese_change, 4.0);
-  EXPECT_EQ(c->groups[0].trend, "worsened");
+  EXPECT_EQ(c->groups[0].trend, "worse");
 }
 
 // The trend follows the longitudinal rule: a change equal to the threshold is stable;

@@ -115,7 +115,7 @@ TEST_F(PxsctlTest, ExportJsonHasEveryFieldAndNullsWhereUnscored) {
   EXPECT_TRUE(by_sop["1.1"]["change_from_prior"].is_null());  // first study
   EXPECT_DOUBLE_EQ(by_sop["1.2"]["change_from_prior"].get<double>(), 3.5);
   EXPECT_DOUBLE_EQ(by_sop["1.3"]["change_from_prior"].get<double>(), -1.5);
-  EXPECT_EQ(by_sop["1.2"]["trend"], "worsened");  // +3.5 against the default 1.0
+  EXPECT_EQ(by_sop["1.2"]["trend"], "worse");  // +3.5 against the default 1.0
   EXPECT_EQ(by_sop["1.1"]["trend"], "not compared");
   EXPECT_EQ(by_sop["1.3"]["stands_for_study"], true);
   EXPECT_EQ(by_sop["1.3"]["model"], "pxs-densenet121 1.0");
@@ -255,8 +255,8 @@ TEST_F(PxsctlTest, HistoryShowsChangeTrendAndSparkline) {
   const Json& course = h["courses"][0]["studies"];
   ASSERT_EQ(course.size(), 3u);
   EXPECT_EQ(course[0]["trend"], "not compared");
-  EXPECT_EQ(course[1]["trend"], "worsened");  // +3.5
-  EXPECT_EQ(course[2]["trend"], "improved");  // -1.5
+  EXPECT_EQ(course[1]["trend"], "worse");  // +3.5
+  EXPECT_EQ(course[2]["trend"], "better");  // -1.5
   EXPECT_EQ(course[2]["previous_study_uid"], "9.2");
   EXPECT_EQ(h["courses"][0]["sparkline"], "▁█▅");
   RunResult text = RunPxsctl(Db() + "history P1");

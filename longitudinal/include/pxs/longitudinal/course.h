@@ -18,7 +18,7 @@
 // - The trend compares calibrated_change with trend.stable_delta_calibrated when both
 //   values are calibrated and the model has that threshold, else change with
 //   trend.stable_delta (an override, e.g. [reports] stable_delta, replaces the latter):
-//   |d| <= delta stable, d > delta worsened, d < -delta improved; no previous: not
+//   |d| <= delta stable, d > delta worse, d < -delta better; no previous: not
 //   compared. Each course uses the thresholds of its own model.
 // - The severity band is the first band whose upper bound is null or above the raw PXS.
 #pragma once
@@ -32,8 +32,9 @@
 namespace pxs::longitudinal {
 
 // One vocabulary for every surface; the SR maps it to its coded concepts (reports/).
-enum class Trend { kNotCompared, kImproved, kStable, kWorsened };
-// "not compared", "improved", "stable", "worsened".
+enum class Trend { kNotCompared, kBetter, kStable, kWorse };
+// "not compared", "better", "stable", "worse" (the words pxsctl and tools/pxsmodel use;
+// the SR codes them as IMPROVED / STABLE / WORSENED, reports/).
 const char* TrendText(Trend trend);
 
 struct SeverityBand {
