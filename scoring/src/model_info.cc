@@ -118,6 +118,54 @@ class MetadataReader {
   std::vector<std::string> problems_;
 };
 
+// The optional keys (docs/model-package.md): absent or null keeps the published default;
+// a value the node does not know is refused, never ignored, since scoring with other
+// preprocessing than the model was trained with gives a wrong score, not an error.
+void ReadOptionalPreprocessing(MetadataReader& r, const Value& p, PreprocessingParams& pp) {
+  const std::string pre = "preprocessing.";
+  auto present = [&](const char* key) {
+    const Value* v = p.Find(key);
+    return v != nullptr && !v->is_null();
+  };
+  if (present("intensity")) {
+    const std::string mode = r.String(p, pre, "intensity");
+    if (mode == "minmax") {
+      pp.intensity = IntensityMode::kMinMax;
+    } else if (mode == "percentile") {
+      pp.intensity = IntensityMode::kPercentile;
+    } else if (!mode.empty()) {
+      r.Invalid(pre + "intensity", "must be \"minmax\" or \"percentile\" (is \"" + mode + "\")");
+    }
+  }
+  if (present("intensity_percentiles")) {
+    const Value& v = *p.Find("intensity_percentiles");
+    const bool pair = v.type == Value::Type::kArray && v.array.size() == 2 &&
+                      std::all_of(v.array.begin(), v.array.end(), [](const Value& x) {
+                        return x.type == Value::Type::kNumber && std::isfinite(x.number);
+                      });
+    if (!pair || !(v.array[0].number >= 0 && v.array[0].number < v.array[1].number && v.array[1].number <= 100)) {
+      r.Invalid(pre + "intensity_percentiles", "must be [low, high] with 0 <= low < high <= 100");
+    } else {
+      pp.intensity_percentiles[0] = v.array[0].number;
+      pp.intensity_percentiles[1] = v.array[1].number;
+    }
+  }
+  if (present("body_crop")) pp.body_crop = r.Bool(p, pre, "body_crop");
+  if (present("body_crop_flat_range")) pp.body_crop_flat_range = r.Int(p, pre, "body_crop_flat_range", 0, 254);
+  auto unit_interval = [&](const char* key, double& out) {
+    if (!present(key)) return;
+    const double v = r.Number(p, pre, key);
+    if (p.Find(key)->type != Value::Type::kNumber) return;  // r.Number said why
+    if (!(v > 0 && v <= 1)) {
+      r.Invalid(pre + key, "must be a number in (0, 1]");
+      return;
+    }
+    out = v;
+  };
+  unit_interval("body_crop_fraction", pp.body_crop_fraction);
+  unit_interval("body_crop_min_size", pp.body_crop_min_size);
+}
+
 void ReadPreprocessing(MetadataReader& r, const Value& root, ModelInfo& info) {
   const Value* p = r.Object(root, "", "preprocessing");
   if (p == nullptr) return;
@@ -135,6 +183,7 @@ void ReadPreprocessing(MetadataReader& r, const Value& root, ModelInfo& info) {
   }
   if (pp.resize_short_side > 0 && pp.center_crop > pp.resize_short_side)
     r.Invalid(pre + "center_crop", "must not exceed resize_short_side");
+  ReadOptionalPreprocessing(r, *p, pp);
 }
 
 void ReadCalibration(MetadataReader& r, const Value& root, ModelInfo& info) {

@@ -8,7 +8,9 @@
 
 namespace pxs::scoring {
 
-StatusOr<Image8> MinMaxTo8Bit(const DecodedImage& image) {
+namespace {
+
+Status CheckGray(const DecodedImage& image) {
   if (image.samples_per_pixel != 1) return Status::Unsupported("colour image (samples per pixel " +
                                                                std::to_string(image.samples_per_pixel) + ")");
   if (image.width <= 0 || image.height <= 0 ||
@@ -16,25 +18,80 @@ StatusOr<Image8> MinMaxTo8Bit(const DecodedImage& image) {
     return Status::InvalidArgument("decoded image: " + std::to_string(image.width) + "x" +
                                    std::to_string(image.height) + " does not match its " +
                                    std::to_string(image.pixels.size()) + " pixels");
-  auto [lo_it, hi_it] = std::minmax_element(image.pixels.begin(), image.pixels.end());
-  const unsigned lo = *lo_it, hi = *hi_it;
-  if (lo == hi) return Status::Unsupported("blank image: every pixel is " + std::to_string(lo));
+  return Status::Ok();
+}
+
+std::vector<int64_t> Histogram16(const DecodedImage& image) {
+  std::vector<int64_t> hist(65536, 0);
+  for (uint16_t v : image.pixels) ++hist[v];
+  return hist;
+}
+
+// The k-th smallest stored value (0-based), what np.partition / a full sort give.
+int KthValue(const std::vector<int64_t>& hist, int64_t k) {
+  int64_t seen = 0;
+  for (int v = 0; v < 65536; ++v) {
+    seen += hist[v];
+    if (seen > k) return v;
+  }
+  return 65535;
+}
+
+// The intensity step as a table over the stored values lo..hi (the image's min and max):
+// lut[v - lo] is the 8-bit value before any MONOCHROME1 inversion. A table gives the same
+// doubles as the per-pixel formula with one division per distinct value.
+struct IntensityTable {
+  int lo = 0, hi = 0;
+  std::vector<uint8_t> lut;
+};
+
+StatusOr<IntensityTable> MakeIntensityTable(const std::vector<int64_t>& hist, int64_t count,
+                                            const PreprocessingParams& params) {
+  IntensityTable t;
+  t.lo = 0;
+  t.hi = 65535;
+  while (hist[t.lo] == 0) ++t.lo;
+  while (hist[t.hi] == 0) --t.hi;
+  if (t.lo == t.hi) return Status::Unsupported("blank image: every pixel is " + std::to_string(t.lo));
+  t.lut.resize(static_cast<size_t>(t.hi - t.lo) + 1);
+  if (params.intensity == IntensityMode::kPercentile) {
+    // Python: k = int(floor(p / 100.0 * (n - 1))), the same double operations in this order.
+    auto index = [&](double p) { return static_cast<int64_t>(std::floor(p / 100.0 * static_cast<double>(count - 1))); };
+    const int p_lo = KthValue(hist, index(params.intensity_percentiles[0]));
+    const int p_hi = KthValue(hist, index(params.intensity_percentiles[1]));
+    if (p_hi > p_lo) {  // else a mostly uniform image: min-max below
+      const double low = p_lo, range = static_cast<double>(p_hi) - low;
+      for (int v = t.lo; v <= t.hi; ++v)
+        t.lut[v - t.lo] = static_cast<uint8_t>(std::clamp((static_cast<double>(v) - low) / range, 0.0, 1.0) * 255.0);
+      return t;
+    }
+  }
   // The published code computes (v - min) / max(v - min) * 255 in float64 and truncates
-  // (numpy astype(uint8)). A lookup table over the value range gives the same doubles
-  // with one division per distinct value instead of per pixel.
-  std::vector<uint8_t> lut(hi - lo + 1);
-  const double range = static_cast<double>(hi - lo);
-  for (unsigned v = 0; v <= hi - lo; ++v) lut[v] = static_cast<uint8_t>(static_cast<double>(v) / range * 255.0);
+  // (numpy astype(uint8)).
+  const double range = static_cast<double>(t.hi - t.lo);
+  for (int v = 0; v <= t.hi - t.lo; ++v) t.lut[v] = static_cast<uint8_t>(static_cast<double>(v) / range * 255.0);
+  return t;
+}
+
+}  // namespace
+
+StatusOr<Image8> IntensityTo8Bit(const DecodedImage& image, const PreprocessingParams& params) {
+  if (Status s = CheckGray(image); !s.ok()) return s;
+  StatusOr<IntensityTable> table =
+      MakeIntensityTable(Histogram16(image), static_cast<int64_t>(image.pixels.size()), params);
+  if (!table.ok()) return table.status();
   Image8 out{image.width, image.height, std::vector<uint8_t>(image.pixels.size())};
-  for (size_t i = 0; i < image.pixels.size(); ++i) out.pixels[i] = lut[image.pixels[i] - lo];
+  for (size_t i = 0; i < image.pixels.size(); ++i) out.pixels[i] = table->lut[image.pixels[i] - table->lo];
   return out;
 }
+
+StatusOr<Image8> MinMaxTo8Bit(const DecodedImage& image) { return IntensityTo8Bit(image, PreprocessingParams{}); }
 
 void Invert(Image8& image) {
   for (uint8_t& v : image.pixels) v = static_cast<uint8_t>(255 - v);
 }
 
-Image8 Autocrop(const Image8& image, int threshold) {
+CropBox AutocropBox(const Image8& image, int threshold) {
   int x0 = image.width, x1 = -1, y0 = image.height, y1 = -1;
   for (int y = 0; y < image.height; ++y) {
     const uint8_t* row = &image.pixels[static_cast<size_t>(y) * image.width];
@@ -47,14 +104,151 @@ Image8 Autocrop(const Image8& image, int threshold) {
       }
     }
   }
-  if (x1 < 0) return Image8{1, 1, {image.pixels.empty() ? uint8_t{0} : image.pixels[0]}};
-  Image8 out{x1 - x0 + 1, y1 - y0 + 1, {}};
-  out.pixels.reserve(static_cast<size_t>(out.width) * out.height);
-  for (int y = y0; y <= y1; ++y) {
-    auto begin = image.pixels.begin() + static_cast<ptrdiff_t>(y) * image.width + x0;
-    out.pixels.insert(out.pixels.end(), begin, begin + out.width);
+  if (x1 < 0) return CropBox{0, 0, 0, 0};  // as published: the first pixel
+  return CropBox{y0, y1, x0, x1};
+}
+
+Image8 Autocrop(const Image8& image, int threshold) {
+  if (image.pixels.empty()) return Image8{1, 1, {0}};
+  return Crop(image, AutocropBox(image, threshold));
+}
+
+namespace {
+
+template <typename T>
+std::vector<T> CropRows(const std::vector<T>& pixels, int width, const CropBox& box) {
+  std::vector<T> out;
+  out.reserve(static_cast<size_t>(box.x1 - box.x0 + 1) * (box.y1 - box.y0 + 1));
+  for (int y = box.y0; y <= box.y1; ++y) {
+    auto begin = pixels.begin() + static_cast<ptrdiff_t>(y) * width + box.x0;
+    out.insert(out.end(), begin, begin + (box.x1 - box.x0 + 1));
   }
   return out;
+}
+
+}  // namespace
+
+Image8 Crop(const Image8& image, const CropBox& box) {
+  return Image8{box.x1 - box.x0 + 1, box.y1 - box.y0 + 1, CropRows(image.pixels, image.width, box)};
+}
+
+DecodedImage Crop(const DecodedImage& image, const CropBox& box) {
+  DecodedImage out = image;
+  out.width = box.x1 - box.x0 + 1;
+  out.height = box.y1 - box.y0 + 1;
+  out.pixels = CropRows(image.pixels, image.width, box);
+  return out;
+}
+
+namespace {
+
+// Grows [first, last] symmetrically to at least min_size, kept inside [0, size).
+void Grow(int& first, int& last, int min_size, int size) {
+  const int need = min_size - (last - first + 1);
+  if (need <= 0) return;
+  first -= need / 2;
+  last += need - need / 2;
+  if (first < 0) {
+    last -= first;
+    first = 0;
+  }
+  if (last > size - 1) {
+    first = std::max(first - (last - (size - 1)), 0);
+    last = size - 1;
+  }
+}
+
+// The longest run of indices whose sum over `length` pixels is >= fraction * mean * length,
+// the first of equally long runs; false when none qualifies.
+bool BrightRun(const std::vector<int64_t>& sums, int length, double fraction, double mean, int& first, int& last) {
+  const double limit = fraction * mean * static_cast<double>(length);
+  int best_first = -1, best_last = -2, start = -1;
+  for (int i = 0; i <= static_cast<int>(sums.size()); ++i) {
+    const bool bright = i < static_cast<int>(sums.size()) && static_cast<double>(sums[i]) >= limit;
+    if (bright && start < 0) start = i;
+    if (!bright && start >= 0) {
+      if (i - start > best_last - best_first + 1) {
+        best_first = start;
+        best_last = i - 1;
+      }
+      start = -1;
+    }
+  }
+  if (best_first < 0) return false;
+  first = best_first;
+  last = best_last;
+  return true;
+}
+
+double Mean(const std::vector<int64_t>& sums, int64_t count) {
+  int64_t total = 0;
+  for (int64_t s : sums) total += s;
+  return static_cast<double>(total) / static_cast<double>(count);
+}
+
+}  // namespace
+
+CropBox BodyCropBox(const Image8& image, const PreprocessingParams& params) {
+  const int w = image.width, h = image.height;
+  const int flat = params.body_crop_flat_range;
+  // 1. Flat edge rows (over the whole width), then flat edge columns (within those rows).
+  std::vector<bool> row_flat(h);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* row = &image.pixels[static_cast<size_t>(y) * w];
+    auto [lo, hi] = std::minmax_element(row, row + w);
+    row_flat[y] = *hi - *lo <= flat;
+  }
+  CropBox t{0, h - 1, 0, w - 1};
+  while (t.y0 < h && row_flat[t.y0]) ++t.y0;
+  if (t.y0 == h) {
+    t.y0 = 0;  // every row flat: keep the image
+  } else {
+    while (row_flat[t.y1]) --t.y1;
+    std::vector<uint8_t> col_lo(w, 255), col_hi(w, 0);
+    for (int y = t.y0; y <= t.y1; ++y) {
+      const uint8_t* row = &image.pixels[static_cast<size_t>(y) * w];
+      for (int x = 0; x < w; ++x) {
+        col_lo[x] = std::min(col_lo[x], row[x]);
+        col_hi[x] = std::max(col_hi[x], row[x]);
+      }
+    }
+    auto col_flat = [&](int x) { return col_hi[x] - col_lo[x] <= flat; };
+    while (t.x0 < w && col_flat(t.x0)) ++t.x0;
+    if (t.x0 == w) {
+      t.x0 = 0;
+    } else {
+      while (col_flat(t.x1)) --t.x1;
+    }
+  }
+  // 2. Rows: the longest bright run in the trimmed box.
+  const int box_w = t.x1 - t.x0 + 1;
+  std::vector<int64_t> sums(t.y1 - t.y0 + 1, 0);
+  for (int y = t.y0; y <= t.y1; ++y) {
+    const uint8_t* row = &image.pixels[static_cast<size_t>(y) * w];
+    for (int x = t.x0; x <= t.x1; ++x) sums[y - t.y0] += row[x];
+  }
+  CropBox box = t;
+  int first = 0, last = 0;
+  if (BrightRun(sums, box_w, params.body_crop_fraction,
+                Mean(sums, static_cast<int64_t>(sums.size()) * box_w), first, last)) {
+    box.y0 = t.y0 + first;
+    box.y1 = t.y0 + last;
+  }
+  Grow(box.y0, box.y1, std::max(1, static_cast<int>(params.body_crop_min_size * h)), h);
+  // 3. Columns: the same within those rows.
+  const int band_h = box.y1 - box.y0 + 1;
+  sums.assign(box_w, 0);
+  for (int y = box.y0; y <= box.y1; ++y) {
+    const uint8_t* row = &image.pixels[static_cast<size_t>(y) * w];
+    for (int x = t.x0; x <= t.x1; ++x) sums[x - t.x0] += row[x];
+  }
+  if (BrightRun(sums, band_h, params.body_crop_fraction,
+                Mean(sums, static_cast<int64_t>(band_h) * box_w), first, last)) {
+    box.x0 = t.x0 + first;
+    box.x1 = t.x0 + last;
+  }
+  Grow(box.x0, box.x1, std::max(1, static_cast<int>(params.body_crop_min_size * w)), w);
+  return box;
 }
 
 namespace {
@@ -248,13 +442,38 @@ StatusOr<Image8> CenterCrop(const Image8& image, int size) {
   return out;
 }
 
+namespace {
+
+// The intensity step and the MONOCHROME1 inversion.
+StatusOr<Image8> To8BitInverted(const DecodedImage& image, const PreprocessingParams& params) {
+  StatusOr<Image8> scaled = IntensityTo8Bit(image, params);
+  if (scaled.ok() && image.monochrome1) Invert(*scaled);
+  return scaled;
+}
+
+}  // namespace
+
 StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params) {
-  StatusOr<Image8> scaled = MinMaxTo8Bit(image);
+  StatusOr<Image8> scaled = To8BitInverted(image, params);
   if (!scaled.ok()) return scaled.status();
   Image8 img = std::move(scaled).value();
-  if (image.monochrome1) Invert(img);
-  // PXS-updated crops before equalising (the threshold applies to the min-max image).
-  if (params.autocrop) img = Autocrop(img, params.autocrop_threshold);
+  // PXS-updated crops before equalising (the threshold applies to the min-max image); the
+  // body crop likewise, so that the equalisation sees the body, not its borders.
+  // Each body crop pass computes the intensity step again over the stored values inside
+  // the crop (docs/model-package.md, step 5): they are cropped alongside the image.
+  const bool body = params.body_crop;
+  DecodedImage stored = body ? image : DecodedImage{};
+  if (params.autocrop) {
+    const CropBox box = AutocropBox(img, params.autocrop_threshold);
+    img = Crop(img, box);
+    if (body) stored = Crop(stored, box);
+  }
+  for (int pass = 0; body && pass < kBodyCropPasses; ++pass) {
+    stored = Crop(stored, BodyCropBox(img, params));
+    StatusOr<Image8> again = To8BitInverted(stored, params);
+    if (!again.ok()) return again.status();
+    img = std::move(again).value();
+  }
   if (params.equalize_histogram) img = EqualizeHistogram(img);
   int w = 0, h = 0;
   ResizedSize(img.width, img.height, params.resize_short_side, &w, &h);
@@ -267,27 +486,23 @@ StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, cons
 }
 
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params) {
-  // Autocrop needs the 8-bit image before equalisation: take the plain path.
-  if (params.autocrop) return PreprocessStepByStep(image, params);
-  if (image.samples_per_pixel != 1 || image.width <= 0 || image.height <= 0 ||
-      image.pixels.size() != static_cast<size_t>(image.width) * static_cast<size_t>(image.height))
-    return PreprocessStepByStep(image, params);  // for its error message
+  // The crops need the 8-bit image before equalisation: take the plain path.
+  if (params.autocrop || params.body_crop) return PreprocessStepByStep(image, params);
+  if (!CheckGray(image).ok()) return PreprocessStepByStep(image, params);  // for its error message
 
-  // Fused path, identical results: min-max, inversion and equalisation are all per-value
-  // maps, so one histogram of the stored values gives the composed 16-bit -> 8-bit table,
-  // and the full-resolution 8-bit image is never materialised (rows are mapped as the
-  // resize reads them). About 3x faster than the step-by-step path on a 2048x2500 image.
-  std::vector<int64_t> hist16(65536, 0);
-  for (uint16_t v : image.pixels) ++hist16[v];
-  int lo = 0, hi = 65535;
-  while (hist16[lo] == 0) ++lo;
-  while (hist16[hi] == 0) --hi;
-  if (lo == hi) return Status::Unsupported("blank image: every pixel is " + std::to_string(lo));
+  // Fused path, identical results: the intensity step, inversion and equalisation are all
+  // per-value maps, so one histogram of the stored values gives the composed 16-bit ->
+  // 8-bit table, and the full-resolution 8-bit image is never materialised (rows are
+  // mapped as the resize reads them). About 3x faster than the step-by-step path on a
+  // 2048x2500 image.
+  const std::vector<int64_t> hist16 = Histogram16(image);
+  StatusOr<IntensityTable> table = MakeIntensityTable(hist16, static_cast<int64_t>(image.pixels.size()), params);
+  if (!table.ok()) return table.status();
+  const int lo = table->lo, hi = table->hi;
   std::vector<uint8_t> lut(65536, 0);
-  const double range = static_cast<double>(hi - lo);
   std::array<int64_t, 256> hist8{};
   for (int v = lo; v <= hi; ++v) {
-    auto b = static_cast<uint8_t>(static_cast<double>(v - lo) / range * 255.0);  // as MinMaxTo8Bit
+    uint8_t b = table->lut[v - lo];
     if (image.monochrome1) b = static_cast<uint8_t>(255 - b);
     lut[v] = b;
     hist8[b] += hist16[v];

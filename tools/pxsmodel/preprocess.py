@@ -16,7 +16,8 @@ they do:
 * MONOCHROME1 is inverted after the intensity step (``255 - v``);
 * optional autocrop (PXS-updated): keep the bounding box of rows and columns with a value
   ``> threshold``; an image with none becomes 1x1;
-* optional body crop (``body_crop``): see ``body_crop_box``;
+* optional body crop (``body_crop``): see ``body_crop_box`` and ``to_8bit`` (two passes,
+  the intensity step computed again over the body after each);
 * histogram equalisation with ``cv2.equalizeHist`` (after both crops);
 * resize so the short side is ``resize_short_side`` with PIL bilinear + antialias
   (torchvision ``Resize`` on a PIL image), centre crop (torchvision ``CenterCrop``), 3
@@ -207,13 +208,20 @@ def percentile_to_uint8(values: np.ndarray, p_low: float, p_high: float) -> np.n
     return (np.clip((values - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def autocrop(image: np.ndarray, threshold: int) -> np.ndarray:
-    """Crops to the bounding box of pixels brighter than `threshold`."""
+def autocrop_box(image: np.ndarray, threshold: int):
+    """(y0, y1, x0, x1), inclusive: the bounding box of pixels brighter than `threshold`;
+    (0, 0, 0, 0) when there are none (the published function then keeps one pixel)."""
     rows = np.flatnonzero((image > threshold).any(axis=1))
     cols = np.flatnonzero((image > threshold).any(axis=0))
     if rows.size == 0 or cols.size == 0:
-        return image[:1, :1]  # as the published function (and the node) do
-    return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        return 0, 0, 0, 0
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def autocrop(image: np.ndarray, threshold: int) -> np.ndarray:
+    """Crops to the bounding box of pixels brighter than `threshold`."""
+    y0, y1, x0, x1 = autocrop_box(image, threshold)
+    return image[y0:y1 + 1, x0:x1 + 1]
 
 
 def _expand(first: int, last: int, min_size: int, size: int):
@@ -303,23 +311,62 @@ def body_crop(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
     return image[y0:y1 + 1, x0:x1 + 1]
 
 
+# The body crop is found twice: the first pass removes the borders, labels and padding,
+# the second, on the picture with its intensity computed again without them, finds the body
+# as it would in the same picture taken without borders (the same picture with and without
+# a border then gives nearly the same crop: the parity test prints how nearly).
+BODY_CROP_PASSES = 2
+
+
+def to_8bit(decoded: DecodedImage, where: str, preprocessing: Dict) -> np.ndarray:
+    """Steps 2-5 of docs/model-package.md: the intensity step, the MONOCHROME1 inversion,
+    the optional autocrop and the optional body crop; after each body crop pass the
+    intensity step is computed again over the stored values inside the crop, so that the
+    image's statistics are those of the body, not of its borders."""
+    return to_8bit_with_box(decoded, where, preprocessing)[0]
+
+
+def to_8bit_with_box(decoded: DecodedImage, where: str, preprocessing: Dict):
+    """``to_8bit`` and the rectangle of the decoded image it shows, (y0, y1, x0, x1)
+    inclusive."""
+    image = to_uint8(decoded, where, preprocessing)
+    stored = decoded.pixels
+    top, left = 0, 0
+    if preprocessing.get("autocrop", False):
+        y0, y1, x0, x1 = autocrop_box(image, int(preprocessing.get("autocrop_threshold", 2)))
+        image, stored = image[y0:y1 + 1, x0:x1 + 1], stored[y0:y1 + 1, x0:x1 + 1]
+        top, left = y0, x0
+    if option(preprocessing, "body_crop"):
+        for _ in range(BODY_CROP_PASSES):
+            y0, y1, x0, x1 = body_crop_box(image, preprocessing)
+            stored = stored[y0:y1 + 1, x0:x1 + 1]
+            top, left = top + y0, left + x0
+            image = to_uint8(DecodedImage(stored, decoded.monochrome1, decoded.source_kind), where, preprocessing)
+    return image, (top, top + image.shape[0] - 1, left, left + image.shape[1] - 1)
+
+
+def equalize(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
+    """Step 6: cv2.equalizeHist if the package asks for it."""
+    if preprocessing.get("equalize_histogram", True):
+        return cv2.equalizeHist(np.ascontiguousarray(image))
+    return image
+
+
 def to_8bit_display(path: str, preprocessing: Dict) -> np.ndarray:
     """Steps up to and including the equalisation: an 8-bit 2-D image."""
-    return equalize_and_crop(to_uint8(decode_image(path), path, preprocessing), preprocessing)
+    return equalize(to_8bit(decode_image(path), path, preprocessing), preprocessing)
 
 
 def equalize_and_crop(image: np.ndarray, preprocessing: Dict) -> np.ndarray:
-    """Optional autocrop, optional body crop, then histogram equalisation of the 8-bit image
-    from ``to_uint8`` (PXS-updated crops first: the threshold applies to the image before
-    equalisation; the body crop likewise, so the equalisation sees the body only)."""
+    """Optional autocrop, then histogram equalisation of an 8-bit image from ``to_uint8``
+    (PXS-updated crops first: the threshold applies to the image before equalisation).
+    The body crop needs the stored values: use ``to_8bit`` and ``equalize`` for it."""
+    if option(preprocessing, "body_crop"):
+        raise ValueError("body_crop recomputes the intensity from the stored values: call "
+                         "equalize(to_8bit(decoded, where, preprocessing), preprocessing)")
     if preprocessing.get("autocrop", False):
         image = autocrop(image, int(preprocessing.get("autocrop_threshold", 2)))
-    if option(preprocessing, "body_crop"):
-        image = body_crop(image, preprocessing)
-    if preprocessing.get("equalize_histogram", True):
-        image = np.ascontiguousarray(image)
-        image = cv2.equalizeHist(image)
-    return image
+    return equalize(image, preprocessing)
 
 
 def resize_short_side(image: np.ndarray, short_side: int) -> Image.Image:

@@ -252,10 +252,25 @@ class BodyCropTest(unittest.TestCase):
         flat = np.full((30, 30), 128, np.uint8)
         self.assertEqual(preprocess.body_crop_box(flat, ROBUST), (0, 29, 0, 29))
 
-    def test_crop_runs_before_equalisation(self):
-        image = framed_chest()
-        out = preprocess.equalize_and_crop(image, ROBUST)
-        self.assertTrue(np.array_equal(out, cv2.equalizeHist(np.ascontiguousarray(image[30:130, 25:115]))))
+    def test_two_passes_with_the_intensity_recomputed_then_equalisation(self):
+        stored = framed_chest().astype(np.float64) * 16 + 100  # 12-bit-like stored values
+        stored[4:20, 4:60] = 4095                              # a label
+        decoded = preprocess.DecodedImage(stored, False, "dicom")
+        image = preprocess.to_8bit(decoded, "x", ROBUST)
+        expected = stored
+        for _ in range(2):
+            u8 = preprocess.to_uint8(preprocess.DecodedImage(expected, False, "dicom"), "x", ROBUST)
+            y0, y1, x0, x1 = preprocess.body_crop_box(u8, ROBUST)
+            expected = expected[y0:y1 + 1, x0:x1 + 1]
+        expected = preprocess.to_uint8(preprocess.DecodedImage(expected, False, "dicom"), "x", ROBUST)
+        self.assertTrue(np.array_equal(image, expected))
+        self.assertLessEqual(image.shape[0], 100)  # inside the body (rows 30..129)
+        self.assertEqual(int(image.max()), 255)    # the label no longer sets the intensity range
+        display = preprocess.to_8bit_display(helpers.write_dicom(
+            os.path.join(tempfile.mkdtemp(), "f.dcm"), stored.astype(np.uint16)), ROBUST)
+        self.assertTrue(np.array_equal(display, cv2.equalizeHist(expected)))
+        with self.assertRaisesRegex(ValueError, "to_8bit"):
+            preprocess.equalize_and_crop(image, ROBUST)
 
     def test_same_relative_crop_at_full_size_and_224_px(self):
         """A full-size DICOM and its 224-px downsample (what ralo's JPEGs are) crop alike."""

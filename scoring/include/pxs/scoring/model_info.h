@@ -12,7 +12,22 @@
 
 namespace pxs::scoring {
 
+// How stored values become 8 bit (docs/model-package.md, "Preprocessing", step 2).
+enum class IntensityMode {
+  kMinMax,      // the published (v - min) / (max - min) * 255, truncated
+  kPercentile,  // the same between two percentiles of the stored values, clipped to [0, 1]
+};
+
 struct PreprocessingParams {
+  // Optional keys: their defaults are the published pipeline, so a package without them
+  // preprocesses exactly as before they existed.
+  IntensityMode intensity = IntensityMode::kMinMax;
+  double intensity_percentiles[2] = {0.5, 99.5};  // [lo, hi] in percent, for kPercentile
+  bool body_crop = false;           // crop to the body before equalising (BodyCropBox)
+  int body_crop_flat_range = 8;     // an edge row/column with max - min <= this is a border
+  double body_crop_fraction = 0.3;  // body rows/columns: mean >= fraction * the box's mean
+  double body_crop_min_size = 0.5;  // each side keeps at least this fraction of the image
+  // Required keys.
   bool equalize_histogram = true;   // OpenCV equalizeHist on the 8-bit image
   bool autocrop = false;            // PXS-updated: crop rows/columns whose max <= threshold
   int autocrop_threshold = 2;

@@ -3,7 +3,9 @@
 // PXS_test_direct_from_DICOM.py): stored values -> min-max to 8 bit (float64,
 // truncated like numpy's astype(uint8)) -> invert MONOCHROME1 -> [autocrop] ->
 // equalizeHist (OpenCV) -> resize short side (PIL bilinear, antialiased) -> centre crop
-// (torchvision) -> 3 identical channels in [0,1] -> (x - mean) / std.
+// (torchvision) -> 3 identical channels in [0,1] -> (x - mean) / std; plus this
+// project's optional percentile intensity (in place of the min-max) and body crop (after
+// the autocrop), as tools/pxsmodel/preprocess.py and tools/reference_pxs.py do them.
 //
 // Every step is hand-written here rather than calling OpenCV or PIL: scoring/ must
 // build against LibTorch alone (PXS_SCORING_ONLY, e.g. a CUDA LibTorch from a wheel on
@@ -37,10 +39,36 @@ struct PreprocessedImage {
 
 // (v - min) / (max - min) * 255, truncated; fails on an empty or uniform image.
 StatusOr<Image8> MinMaxTo8Bit(const DecodedImage& image);
+// The intensity step the parameters ask for: min-max, or with kPercentile
+// clip((v - lo) / (hi - lo), 0, 1) * 255 truncated, lo and hi the sorted stored values at
+// index floor(p / 100 * (n - 1)) (min-max when hi <= lo). Fails as MinMaxTo8Bit does.
+StatusOr<Image8> IntensityTo8Bit(const DecodedImage& image, const PreprocessingParams& params);
 void Invert(Image8& image);  // 255 - v (cv2.bitwise_not), for MONOCHROME1
 // PXS-updated's autocrop: keep the bounding box of rows and columns that have a value
 // above `threshold`; an image with none becomes 1x1 (as the published function does).
 Image8 Autocrop(const Image8& image, int threshold);
+
+// An inclusive pixel rectangle.
+struct CropBox {
+  int y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+  bool operator==(const CropBox& o) const { return y0 == o.y0 && y1 == o.y1 && x0 == o.x0 && x1 == o.x1; }
+};
+// The body crop (docs/model-package.md), on the 8-bit image after the intensity step, the
+// inversion and the autocrop: drop flat edge rows, then flat edge columns (max - min <=
+// body_crop_flat_range); in the box left, the longest run of rows whose mean is >=
+// body_crop_fraction * the box's mean, then the same for columns within those rows; each
+// side grown to at least int(body_crop_min_size * the image's side) about its centre and
+// kept inside the image. Integer sums and the same order of double operations as the
+// Python code make it exact.
+CropBox BodyCropBox(const Image8& image, const PreprocessingParams& params);
+// The body crop runs twice, the intensity step computed again over the stored values
+// inside the crop after each pass: the first pass removes borders and labels, the second
+// finds the body as it would in the same picture without them.
+constexpr int kBodyCropPasses = 2;
+// Autocrop's rectangle ({0, 0, 0, 0}, the first pixel, when nothing is above threshold).
+CropBox AutocropBox(const Image8& image, int threshold);
+Image8 Crop(const Image8& image, const CropBox& box);
+DecodedImage Crop(const DecodedImage& image, const CropBox& box);  // the stored values inside
 // cv2.equalizeHist: the same cumulative-histogram LUT with float scale and
 // round-half-to-even, and the same special case for a uniform image.
 Image8 EqualizeHistogram(const Image8& image);
@@ -55,10 +83,10 @@ void ResizedSize(int width, int height, int short_side, int* out_width, int* out
 // round((h - size) / 2), round((w - size) / 2) with Python's round half to even.
 StatusOr<Image8> CenterCrop(const Image8& image, int size);
 
-// All of the above, as the package's parameters say. Without autocrop it runs a fused,
-// faster path with identical output.
+// All of the above, as the package's parameters say. Without autocrop and body crop it
+// runs a fused, faster path with identical output.
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params);
-// The same, one step after the other (reference for the fused path; used with autocrop).
+// The same, one step after the other (reference for the fused path; used with the crops).
 StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params);
 
 // The float model input, channel-major [3][H][W]: v / 255, then (x - mean) / std.
