@@ -2,10 +2,12 @@
 # PXS Node demo: a self-contained round trip on this machine.
 #   1. starts a DCMTK storescp as the receiving PACS (AE DEMOPACS, port 11114),
 #   2. starts a demo pxsnode (AE PXSNODE, port 11113, data in var/demo) that sends its SRs there,
-#   3. sends the synthetic longitudinal courses of ../shared/data/longitudinal with storescu,
-#      one study at a time, as a modality would,
-#   4. waits for the SRs, prints `pxsctl history` for two patients and one SR as text.
-# Without ../shared/data it generates a few synthetic DICOM courses instead, and says so.
+#   3. sends real courses with storescu, one study at a time, as a modality would: the
+#      serial X-rays of ralo subjects (../shared/data/ralo; the same person over time,
+#      the real exam times as study dates; tools/make_ralo_studies.py),
+#   4. waits for the SRs, prints `pxsctl history` for those patients and one SR as text.
+# Without ralo it sends the synthetic courses of ../shared/data/longitudinal (images of
+# different people), and without ../shared/data generated noise images; it says which.
 # Needs a build (scripts/build.sh or README command one). Leaves everything in var/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,12 @@ patients=${PXS_DEMO_PATIENTS:-4}
 export TCP_NODELAY=1
 
 shared=$root/../shared/data
-if [ -f "$shared/longitudinal/make_dicom.py" ] && /usr/bin/python3 -c 'import pydicom, numpy, PIL' 2>/dev/null; then
+subjects=${PXS_DEMO_SUBJECTS:-2}
+if [ -f "$shared/ralo/scores.csv" ] && /usr/bin/python3 -c 'import pydicom, numpy, PIL' 2>/dev/null; then
+  echo "demo: building the real courses of $subjects ralo patients from ../shared/data/ralo (serial AP chest X-rays of one person each, real exam times; RALO data set, CC BY-SA 4.0)"
+  /usr/bin/python3 "$root/tools/make_ralo_studies.py" "$demo/courses" --ralo "$shared/ralo" \
+    --max-subjects "$subjects" --min-exams 6 --max-exams "${PXS_DEMO_EXAMS:-8}" >/dev/null
+elif [ -f "$shared/longitudinal/make_dicom.py" ] && /usr/bin/python3 -c 'import pydicom, numpy, PIL' 2>/dev/null; then
   echo "demo: building $patients synthetic longitudinal courses from ../shared/data (images of different real people; mechanics only, not clinical)"
   /usr/bin/python3 "$shared/longitudinal/make_dicom.py" "$demo/courses" --max-patients "$patients" >/dev/null
 else

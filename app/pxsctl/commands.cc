@@ -306,7 +306,8 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
       auto study = study_of.find(p.value.study_uid);
       const int instances = study == study_of.end() ? p.scored_instances : study->second->instances;
       const std::string acc = accession(p.value.study_uid);
-      table.AddRow({FormatDicomDate(p.value.study_date), acc.empty() ? "-" : acc, FormatNumber(p.value.pxs),
+      table.AddRow({FormatDicomDateTime(p.value.study_date, p.value.study_time), acc.empty() ? "-" : acc,
+                    FormatNumber(p.value.pxs),
                     CalibratedText(p.value.calibrated, p.value.calibrated_scale),
                     FormatNumber(p.comparison.change, 2, true), FormatNumber(p.comparison.calibrated_change, 2, true),
                     longitudinal::TrendText(p.comparison.trend), p.band.empty() ? "-" : p.band,

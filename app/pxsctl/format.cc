@@ -69,6 +69,11 @@ std::string FormatDicomDate(const std::string& da) {
   return da.substr(0, 4) + "-" + da.substr(4, 2) + "-" + da.substr(6, 2);
 }
 
+std::string FormatDicomDateTime(const std::string& da, const std::string& tm) {
+  const bool has_time = tm.size() >= 4 && std::all_of(tm.begin(), tm.begin() + 4, ::isdigit);
+  return FormatDicomDate(da) + (has_time && !da.empty() ? " " + tm.substr(0, 2) + ":" + tm.substr(2, 2) : "");
+}
+
 std::string FormatDuration(double ms) {
   char buf[48];
   if (ms < 1000) {

@@ -27,6 +27,8 @@ std::string FormatTimeShort(int64_t unix_ms);
 std::string FormatTimeIso(int64_t unix_ms);
 // "20240131" -> "2024-01-31"; anything else is returned as is.
 std::string FormatDicomDate(const std::string& da);
+// "20240131", "0815..." -> "2024-01-31 08:15" (the date alone when the time is not HHMM...).
+std::string FormatDicomDateTime(const std::string& da, const std::string& tm);
 // "1h 02m", "35s", "120 ms" for durations.
 std::string FormatDuration(double ms);
 std::string FormatBytes(uint64_t bytes);  // "1.5 GiB"

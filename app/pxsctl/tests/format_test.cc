@@ -34,6 +34,8 @@ TEST(FormatTest, TimesAreUtc) {
   EXPECT_EQ(FormatTimeShort(0), "-");
   EXPECT_EQ(FormatDicomDate("20240131"), "2024-01-31");
   EXPECT_EQ(FormatDicomDate(""), "-");
+  EXPECT_EQ(FormatDicomDateTime("20240131", "081530.5"), "2024-01-31 08:15");
+  EXPECT_EQ(FormatDicomDateTime("20240131", ""), "2024-01-31");
 }
 
 TEST(FormatTest, NumbersDurationsAndBytes) {
