@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "json.h"
+#include <nlohmann/json.hpp>
 
 namespace pxs::scoring {
 
@@ -27,7 +27,14 @@ std::string TrendSettings::BandFor(double pxs) const {
 
 namespace {
 
-using json::Value;
+using Json = nlohmann::json;
+
+// The member `key` of an object, or nullptr (also when `parent` is not an object).
+const Json* Find(const Json& parent, const std::string& key) {
+  if (!parent.is_object()) return nullptr;
+  auto it = parent.find(key);
+  return it == parent.end() ? nullptr : &*it;
+}
 
 // Reads typed members of metadata.json and collects every problem, so one error
 // message lists everything a package author has to fix, not just the first key.
@@ -38,73 +45,73 @@ class MetadataReader {
     problems_.push_back("key '" + key + "' " + why);
   }
 
-  const Value* Get(const Value& parent, const std::string& prefix, const std::string& key) {
-    const Value* v = parent.Find(key);
+  const Json* Get(const Json& parent, const std::string& prefix, const std::string& key) {
+    const Json* v = Find(parent, key);
     if (v == nullptr || v->is_null()) {
       Missing(prefix + key);
       return nullptr;
     }
     return v;
   }
-  std::string String(const Value& parent, const std::string& prefix, const std::string& key) {
-    const Value* v = Get(parent, prefix, key);
+  std::string String(const Json& parent, const std::string& prefix, const std::string& key) {
+    const Json* v = Get(parent, prefix, key);
     if (v == nullptr) return {};
-    if (v->type != Value::Type::kString) {
+    if (!v->is_string()) {
       Invalid(prefix + key, "must be a string");
       return {};
     }
-    if (v->string.empty()) Invalid(prefix + key, "must not be empty");
-    return v->string;
+    if (v->get_ref<const std::string&>().empty()) Invalid(prefix + key, "must not be empty");
+    return v->get_ref<const std::string&>();
   }
-  bool Bool(const Value& parent, const std::string& prefix, const std::string& key) {
-    const Value* v = Get(parent, prefix, key);
+  bool Bool(const Json& parent, const std::string& prefix, const std::string& key) {
+    const Json* v = Get(parent, prefix, key);
     if (v == nullptr) return false;
-    if (v->type != Value::Type::kBool) {
+    if (!v->is_boolean()) {
       Invalid(prefix + key, "must be true or false");
       return false;
     }
-    return v->boolean;
+    return v->get<bool>();
   }
-  double Number(const Value& parent, const std::string& prefix, const std::string& key) {
-    const Value* v = Get(parent, prefix, key);
+  double Number(const Json& parent, const std::string& prefix, const std::string& key) {
+    const Json* v = Get(parent, prefix, key);
     if (v == nullptr) return 0;
-    if (v->type != Value::Type::kNumber || !std::isfinite(v->number)) {
+    if (!v->is_number() || !std::isfinite(v->get<double>())) {
       Invalid(prefix + key, "must be a number");
       return 0;
     }
-    return v->number;
+    return v->get<double>();
   }
   // A whole number in [min_value, max_value].
-  int Int(const Value& parent, const std::string& prefix, const std::string& key, int min_value,
+  int Int(const Json& parent, const std::string& prefix, const std::string& key, int min_value,
           int max_value) {
-    const Value* v = Get(parent, prefix, key);
+    const Json* v = Get(parent, prefix, key);
     if (v == nullptr) return 0;
-    if (v->type != Value::Type::kNumber || v->number != std::floor(v->number) ||
-        v->number < min_value || v->number > max_value) {
+    const double n = v->is_number() ? v->get<double>() : std::nan("");
+    if (!(n == std::floor(n) && n >= min_value && n <= max_value)) {
       Invalid(prefix + key, "must be a whole number from " + std::to_string(min_value) + " to " +
                                 std::to_string(max_value));
       return 0;
     }
-    return static_cast<int>(v->number);
+    return static_cast<int>(n);
   }
-  const Value* Object(const Value& parent, const std::string& prefix, const std::string& key) {
-    const Value* v = Get(parent, prefix, key);
-    if (v != nullptr && v->type != Value::Type::kObject) {
+  const Json* Object(const Json& parent, const std::string& prefix, const std::string& key) {
+    const Json* v = Get(parent, prefix, key);
+    if (v != nullptr && !v->is_object()) {
       Invalid(prefix + key, "must be an object");
       return nullptr;
     }
     return v;
   }
-  void Triple(const Value& parent, const std::string& prefix, const std::string& key, float out[3]) {
-    const Value* v = Get(parent, prefix, key);
+  void Triple(const Json& parent, const std::string& prefix, const std::string& key, float out[3]) {
+    const Json* v = Get(parent, prefix, key);
     if (v == nullptr) return;
-    if (v->type != Value::Type::kArray || v->array.size() != 3 ||
-        std::any_of(v->array.begin(), v->array.end(),
-                    [](const Value& x) { return x.type != Value::Type::kNumber || !std::isfinite(x.number); })) {
+    if (!v->is_array() || v->size() != 3 ||
+        std::any_of(v->begin(), v->end(),
+                    [](const Json& x) { return !x.is_number() || !std::isfinite(x.get<double>()); })) {
       Invalid(prefix + key, "must be an array of 3 numbers (one per channel)");
       return;
     }
-    for (int i = 0; i < 3; ++i) out[i] = static_cast<float>(v->array[i].number);
+    for (int i = 0; i < 3; ++i) out[i] = static_cast<float>((*v)[i].get<double>());
   }
 
   bool ok() const { return problems_.empty(); }
@@ -121,10 +128,10 @@ class MetadataReader {
 // The optional keys (docs/model-package.md): absent or null keeps the published default;
 // a value the node does not know is refused, never ignored, since scoring with other
 // preprocessing than the model was trained with gives a wrong score, not an error.
-void ReadOptionalPreprocessing(MetadataReader& r, const Value& p, PreprocessingParams& pp) {
+void ReadOptionalPreprocessing(MetadataReader& r, const Json& p, PreprocessingParams& pp) {
   const std::string pre = "preprocessing.";
   auto present = [&](const char* key) {
-    const Value* v = p.Find(key);
+    const Json* v = Find(p, key);
     return v != nullptr && !v->is_null();
   };
   if (present("intensity")) {
@@ -138,16 +145,16 @@ void ReadOptionalPreprocessing(MetadataReader& r, const Value& p, PreprocessingP
     }
   }
   if (present("intensity_percentiles")) {
-    const Value& v = *p.Find("intensity_percentiles");
-    const bool pair = v.type == Value::Type::kArray && v.array.size() == 2 &&
-                      std::all_of(v.array.begin(), v.array.end(), [](const Value& x) {
-                        return x.type == Value::Type::kNumber && std::isfinite(x.number);
+    const Json& v = *Find(p, "intensity_percentiles");
+    const bool pair = v.is_array() && v.size() == 2 &&
+                      std::all_of(v.begin(), v.end(), [](const Json& x) {
+                        return x.is_number() && std::isfinite(x.get<double>());
                       });
-    if (!pair || !(v.array[0].number >= 0 && v.array[0].number < v.array[1].number && v.array[1].number <= 100)) {
+    if (!pair || !(v[0].get<double>() >= 0 && v[0].get<double>() < v[1].get<double>() && v[1].get<double>() <= 100)) {
       r.Invalid(pre + "intensity_percentiles", "must be [low, high] with 0 <= low < high <= 100");
     } else {
-      pp.intensity_percentiles[0] = v.array[0].number;
-      pp.intensity_percentiles[1] = v.array[1].number;
+      pp.intensity_percentiles[0] = v[0].get<double>();
+      pp.intensity_percentiles[1] = v[1].get<double>();
     }
   }
   if (present("body_crop")) pp.body_crop = r.Bool(p, pre, "body_crop");
@@ -155,7 +162,7 @@ void ReadOptionalPreprocessing(MetadataReader& r, const Value& p, PreprocessingP
   auto unit_interval = [&](const char* key, double& out) {
     if (!present(key)) return;
     const double v = r.Number(p, pre, key);
-    if (p.Find(key)->type != Value::Type::kNumber) return;  // r.Number said why
+    if (!Find(p, key)->is_number()) return;  // r.Number said why
     if (!(v > 0 && v <= 1)) {
       r.Invalid(pre + key, "must be a number in (0, 1]");
       return;
@@ -166,8 +173,8 @@ void ReadOptionalPreprocessing(MetadataReader& r, const Value& p, PreprocessingP
   unit_interval("body_crop_min_size", pp.body_crop_min_size);
 }
 
-void ReadPreprocessing(MetadataReader& r, const Value& root, ModelInfo& info) {
-  const Value* p = r.Object(root, "", "preprocessing");
+void ReadPreprocessing(MetadataReader& r, const Json& root, ModelInfo& info) {
+  const Json* p = r.Object(root, "", "preprocessing");
   if (p == nullptr) return;
   const std::string pre = "preprocessing.";
   PreprocessingParams& pp = info.preprocessing;
@@ -186,29 +193,29 @@ void ReadPreprocessing(MetadataReader& r, const Value& root, ModelInfo& info) {
   ReadOptionalPreprocessing(r, *p, pp);
 }
 
-void ReadCalibration(MetadataReader& r, const Value& root, ModelInfo& info) {
-  const Value* c = root.Find("calibration");
+void ReadCalibration(MetadataReader& r, const Json& root, ModelInfo& info) {
+  const Json* c = Find(root, "calibration");
   if (c == nullptr || c->is_null()) return;  // optional
-  if (c->type != Value::Type::kObject) {
+  if (!c->is_object()) {
     r.Invalid("calibration", "must be an object or null");
     return;
   }
   const std::string pre = "calibration.";
   Calibration cal;
   cal.scale = r.String(*c, pre, "scale");
-  if (const Value* unit = c->Find("unit"); unit && unit->type == Value::Type::kString) cal.unit = unit->string;
-  if (const Value* v = c->Find("min"); v && v->type == Value::Type::kNumber) cal.min = v->number;
-  if (const Value* v = c->Find("max"); v && v->type == Value::Type::kNumber) cal.max = v->number;
-  const Value* points = r.Get(*c, pre, "points");
+  if (const Json* unit = Find(*c, "unit"); unit && unit->is_string()) cal.unit = unit->get_ref<const std::string&>();
+  if (const Json* v = Find(*c, "min"); v && v->is_number()) cal.min = v->get<double>();
+  if (const Json* v = Find(*c, "max"); v && v->is_number()) cal.max = v->get<double>();
+  const Json* points = r.Get(*c, pre, "points");
   if (points == nullptr) return;
-  bool shape_ok = points->type == Value::Type::kArray && points->array.size() >= 2;
-  for (const Value& pt : shape_ok ? points->array : std::vector<Value>{}) {
-    if (pt.type != Value::Type::kArray || pt.array.size() != 2 || pt.array[0].type != Value::Type::kNumber ||
-        pt.array[1].type != Value::Type::kNumber) {
+  bool shape_ok = points->is_array() && points->size() >= 2;
+  for (const Json& pt : shape_ok ? *points : Json::array()) {
+    if (!pt.is_array() || pt.size() != 2 || !pt[0].is_number() ||
+        !pt[1].is_number()) {
       shape_ok = false;
       break;
     }
-    cal.points.emplace_back(pt.array[0].number, pt.array[1].number);
+    cal.points.emplace_back(pt[0].get<double>(), pt[1].get<double>());
   }
   if (!shape_ok) {
     r.Invalid(pre + "points", "must be at least 2 pairs [raw, calibrated]");
@@ -225,31 +232,31 @@ void ReadCalibration(MetadataReader& r, const Value& root, ModelInfo& info) {
   info.calibration = std::move(cal);
 }
 
-void ReadTrend(MetadataReader& r, const Value& root, ModelInfo& info) {
-  const Value* t = r.Object(root, "", "trend");
+void ReadTrend(MetadataReader& r, const Json& root, ModelInfo& info) {
+  const Json* t = r.Object(root, "", "trend");
   if (t == nullptr) return;
   const std::string pre = "trend.";
   info.trend.stable_delta = r.Number(*t, pre, "stable_delta");
   if (info.trend.stable_delta < 0) r.Invalid(pre + "stable_delta", "must not be negative");
-  const Value* bands = r.Get(*t, pre, "bands");
+  const Json* bands = r.Get(*t, pre, "bands");
   if (bands == nullptr) return;
-  if (bands->type != Value::Type::kArray || bands->array.empty()) {
+  if (!bands->is_array() || bands->empty()) {
     r.Invalid(pre + "bands", "must be a non-empty array of {upper, label}");
     return;
   }
-  for (size_t i = 0; i < bands->array.size(); ++i) {
-    const Value& b = bands->array[i];
+  for (size_t i = 0; i < bands->size(); ++i) {
+    const Json& b = (*bands)[i];
     const std::string where = pre + "bands[" + std::to_string(i) + "]";
-    const Value* upper = b.Find("upper");
-    const Value* label = b.Find("label");
-    if (b.type != Value::Type::kObject || label == nullptr || label->type != Value::Type::kString ||
-        (upper != nullptr && !upper->is_null() && upper->type != Value::Type::kNumber)) {
+    const Json* upper = Find(b, "upper");
+    const Json* label = Find(b, "label");
+    if (!b.is_object() || label == nullptr || !label->is_string() ||
+        (upper != nullptr && !upper->is_null() && !upper->is_number())) {
       r.Invalid(where, "must be {\"upper\": number or null, \"label\": string}");
       continue;
     }
     TrendBand band;
-    band.label = label->string;
-    if (upper != nullptr && !upper->is_null()) band.upper = upper->number;
+    band.label = label->get_ref<const std::string&>();
+    if (upper != nullptr && !upper->is_null()) band.upper = upper->get<double>();
     if (!info.trend.bands.empty() && (!info.trend.bands.back().upper ||
                                       (band.upper && *band.upper <= *info.trend.bands.back().upper))) {
       r.Invalid(where, "upper bounds must increase (only the last may be null)");
@@ -261,10 +268,14 @@ void ReadTrend(MetadataReader& r, const Value& root, ModelInfo& info) {
 }  // namespace
 
 StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
-  StatusOr<Value> parsed = json::Parse(text);
-  if (!parsed.ok()) return parsed.status();
-  const Value& root = *parsed;
-  if (root.type != Value::Type::kObject) return Status::InvalidArgument("model package metadata.json: not a JSON object");
+  Json root;
+  try {
+    root = Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    // e.what() names the problem and its byte offset.
+    return Status::Corrupt(std::string("metadata.json is not valid JSON: ") + e.what());
+  }
+  if (!root.is_object()) return Status::InvalidArgument("model package metadata.json: not a JSON object");
 
   MetadataReader r;
   ModelInfo info;
@@ -278,7 +289,7 @@ StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
   info.version = r.String(root, "", "version");
   info.embedding_dim = r.Int(root, "", "embedding_dim", 1, 1 << 20);
   info.anchor_count = r.Int(root, "", "anchor_count", 1, 1 << 20);
-  if (const Value* in = r.Object(root, "", "input")) {
+  if (const Json* in = r.Object(root, "", "input")) {
     info.input_channels = r.Int(*in, "input.", "channels", 3, 3);
     info.input_height = r.Int(*in, "input.", "height", 1, 8192);
     info.input_width = r.Int(*in, "input.", "width", 1, 8192);
