@@ -5,6 +5,7 @@
 //           destinations, send_to); anything else needs a restart and is logged so.
 //   SIGTERM/SIGINT: STOPPING=1 -> SCP stops accepting, running associations get
 //           shutdown_grace_s -> scoring finishes its batch -> sender stops -> exit 0.
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
 #include <chrono>
@@ -33,6 +34,7 @@
 #include "pxs/sender/dicom_sender.h"
 #include "pxs/sender/sender_worker.h"
 #include "pxs/storage/database.h"
+#include "pxs/tls/tls.h"
 
 #ifndef PXS_VERSION
 #define PXS_VERSION "0.0.0"
@@ -53,11 +55,28 @@ void SetUpLogging(const std::string& level) {
 }
 
 
+pxs::TlsSettings AcceptorTls(const pxs::TlsSection& tls) {
+  return {tls.certificate, tls.private_key, tls.trusted_certificates, tls.profile, tls.require_client_certificate};
+}
+
+pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
+  return {tls.enabled, tls.certificate, tls.private_key, tls.trusted_certificates, tls.require_client_certificate,
+          tls.profile, static_cast<uint16_t>(tls.plain_port)};
+}
+
 int CheckConfig(const std::string& path) {
   auto cfg = pxs::LoadConfig(path);
   if (!cfg.ok()) {
     std::cerr << "pxsnode: " << cfg.status().message() << "\n";
     return 1;
+  }
+  if (cfg->tls.enabled) {
+    // Building the layer also checks that the key matches the certificate.
+    auto layer = pxs::MakeTlsLayer(AcceptorTls(cfg->tls), pxs::TlsRole::kAcceptor);
+    if (!layer.ok()) {
+      std::cerr << "pxsnode: " << path << ": " << layer.status().message() << "\n";
+      return 1;
+    }
   }
   auto model = pxs::scoring::Scorer::Create({.model_path = cfg->scoring.model, .device = "cpu",
                                               .precision = "fp32", .intra_op_threads = 1,
@@ -86,10 +105,20 @@ int Run(const std::string& config_path) {
   // thread starts: setenv is not thread-safe.
   pxs::DisableNagleForDcmtk();
 
+  // Patient data stays private however the node is started (the systemd unit sets the
+  // same): files 0640, folders 0750 at most.
+  ::umask(0027);
   std::error_code ec;
   fs::create_directories(cfg.node.data_dir, ec);
   if (ec) {
     spdlog::critical("cannot create data_dir {}: {}", cfg.node.data_dir, ec.message());
+    return 1;
+  }
+  struct stat data_stat {};
+  if (::stat(cfg.node.data_dir.c_str(), &data_stat) == 0 && (data_stat.st_mode & S_IWOTH)) {
+    spdlog::critical("data_dir {} is writable by every user (mode {:04o}): refusing to keep patient data there; "
+                     "run chmod o-w on it",
+                     cfg.node.data_dir, data_stat.st_mode & 07777);
     return 1;
   }
   auto db = pxs::Database::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadWrite);
@@ -183,6 +212,17 @@ int Run(const std::string& config_path) {
                                      .data_dir = cfg.node.data_dir,
                                      .min_free_bytes = cfg.scp.min_free_bytes,
                                      .min_free_percent = cfg.scp.min_free_percent};
+  scp_options.tls = ScpTls(cfg.tls);
+  scp_options.audit = [&db](const std::string& action, const std::string& details) {
+    if (auto st = (*db)->AddNodeAudit(action, details); !st.ok()) spdlog::warn("audit not written: {}", st.ToString());
+  };
+  // systemd socket activation (systemd/pxsnode.socket): listen on the socket it passed.
+  const int passed_fds = sd_listen_fds(1);
+  if (passed_fds > 1) {
+    spdlog::critical("systemd passed {} sockets; pxsnode takes one (the DICOM port)", passed_fds);
+    return 1;
+  }
+  if (passed_fds == 1) scp_options.inherited_listen_fd = SD_LISTEN_FDS_START;
   pxs::StorageScp scp(scp_options, ingester->get());
   scp_ptr = &scp;
 
@@ -203,8 +243,14 @@ int Run(const std::string& config_path) {
     sender.Stop();
     return 1;
   }
-  spdlog::info("listening as {} on {}:{} (data in {})", cfg.node.ae_title, cfg.node.bind, cfg.node.port,
-               cfg.node.data_dir);
+  {
+    std::vector<uint16_t> ports = scp.ports();
+    spdlog::info("listening as {} on {}:{}{}{} (data in {})", cfg.node.ae_title,
+                 passed_fds == 1 ? std::string("the socket systemd passed") : cfg.node.bind,
+                 ports.empty() ? cfg.node.port : ports[0], cfg.tls.enabled ? " (DICOM TLS)" : "",
+                 ports.size() > 1 ? ", plain TCP on port " + std::to_string(ports[1]) : std::string(),
+                 cfg.node.data_dir);
+  }
   sd_notify(0, "READY=1\nSTATUS=accepting associations");
 
   boost::asio::io_context io;
@@ -235,6 +281,11 @@ int Run(const std::string& config_path) {
         scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
         sender.SetDestinations(fresh->destinations);
         reports.SetSendTo(fresh->reports.send_to);
+        if (cfg.tls.enabled) {
+          pxs::Status reloaded = scp.ReloadTls(ScpTls(fresh->tls));
+          if (reloaded.ok()) spdlog::info("SIGHUP: TLS certificate, key and trust reloaded for new associations");
+          else spdlog::error("SIGHUP: TLS files not reloaded, keeping the running ones: {}", reloaded.ToString());
+        }
         spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}); other keys "
                      "need a restart",
                      fresh->scp.allowed_calling_aes.size(), fresh->destinations.size(), fresh->reports.send_to.size());

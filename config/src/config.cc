@@ -187,6 +187,34 @@ Status ReadScoring(const toml::table* t, const std::string& file, ScoringSection
   return r.RejectUnknownKeys();
 }
 
+Status ReadTls(const toml::table* t, const std::string& file, int node_port, TlsSection* tls) {
+  if (!t) return Status::Ok();
+  tls->enabled = true;
+  SectionReader r(t, file, "tls");
+  PXS_RETURN_IF_ERROR(r.String("certificate", &tls->certificate));
+  PXS_RETURN_IF_ERROR(r.String("private_key", &tls->private_key));
+  PXS_RETURN_IF_ERROR(r.String("trusted_certificates", &tls->trusted_certificates));
+  PXS_RETURN_IF_ERROR(r.Bool("require_client_certificate", &tls->require_client_certificate));
+  PXS_RETURN_IF_ERROR(r.String("profile", &tls->profile));
+  PXS_RETURN_IF_ERROR(r.Integer("plain_port", &tls->plain_port, 0, 65535));
+  PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
+  if (tls->certificate.empty()) return r.Error("certificate", "is required (a PEM file)");
+  if (tls->private_key.empty()) return r.Error("private_key", "is required (a PEM file)");
+  if (tls->require_client_certificate && tls->trusted_certificates.empty()) {
+    return r.Error("trusted_certificates", "is required with require_client_certificate = true");
+  }
+  if (tls->profile != "bcp195" && tls->profile != "bcp195-nd" && tls->profile != "bcp195-extended") {
+    return r.Error("profile", "must be bcp195, bcp195-nd or bcp195-extended (got '" + tls->profile + "')");
+  }
+  if (tls->plain_port != 0 && tls->plain_port == node_port) {
+    return r.Error("plain_port", "must differ from [node] port (which speaks TLS)");
+  }
+  tls->certificate = ResolveRelative(tls->certificate, file);
+  tls->private_key = ResolveRelative(tls->private_key, file);
+  tls->trusted_certificates = ResolveRelative(tls->trusted_certificates, file);
+  return Status::Ok();
+}
+
 Status ReadDestinations(const toml::node* n, const std::string& file, std::vector<Destination>* out) {
   if (!n) return Status::Ok();
   if (!n->is_array_of_tables()) {
@@ -205,6 +233,7 @@ Status ReadDestinations(const toml::node* n, const std::string& file, std::vecto
     PXS_RETURN_IF_ERROR(r.String("host", &d.host));
     if (d.host.empty()) return r.Error("host", "must be set");
     PXS_RETURN_IF_ERROR(r.Integer("port", &d.port, 1, 65535));
+    PXS_RETURN_IF_ERROR(r.Bool("tls", &d.tls));
     PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
     out->push_back(std::move(d));
   }
@@ -277,9 +306,10 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* scp = SubTable(root, "scp", path, &st);
   const toml::table* scoring = SubTable(root, "scoring", path, &st);
   const toml::table* reports = SubTable(root, "reports", path, &st);
+  const toml::table* tls = SubTable(root, "tls", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports"};
+    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
@@ -291,6 +321,17 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   PXS_RETURN_IF_ERROR(ReadScoring(scoring, path, &cfg.scoring));
   PXS_RETURN_IF_ERROR(ReadDestinations(root.get("destinations"), path, &cfg.destinations));
   PXS_RETURN_IF_ERROR(ReadReports(reports, path, cfg.destinations, &cfg.reports));
+  PXS_RETURN_IF_ERROR(ReadTls(tls, path, cfg.node.port, &cfg.tls));
+  for (const Destination& d : cfg.destinations) {
+    if (d.tls && !cfg.tls.enabled) {
+      return Status::InvalidArgument(path + ": [[destinations]] " + d.name +
+                                     ": tls = true needs a [tls] section (trusted_certificates to verify it)");
+    }
+    if (d.tls && cfg.tls.trusted_certificates.empty()) {
+      return Status::InvalidArgument(path + ": [[destinations]] " + d.name +
+                                     ": tls = true needs [tls] trusted_certificates to verify the destination");
+    }
+  }
   return cfg;
 }
 

@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -17,14 +19,17 @@
 #include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/dul.h>
-#include <dcmtk/dcmnet/scppool.h>
+#include <dcmtk/dcmnet/scpcfg.h>
+#include <dcmtk/dcmtls/tlslayer.h>
 #include <dcmtk/dcmnet/scpthrd.h>
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/files.h"
+#include "association_listener.h"
 #include "incoming_file.h"
 #include "pxs/scp/ingest.h"
 #include "pxs/common/thread_name.h"
+#include "pxs/tls/tls.h"
 
 namespace pxs {
 namespace {
@@ -170,16 +175,6 @@ class AssociationScp : public DcmThreadSCP {
       len = sizeof(remote);
       if (getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &len) == 0) peer_ = SocketAddress(remote);
     }
-    // DCMTK 3.6.7 always listens on every interface; the configured bind address is
-    // enforced by refusing connections that arrived on another local address.
-    const std::string& bind = shared_->options.bind;
-    if (!bind.empty() && bind != "0.0.0.0" && bind != "::" && !local_address_.empty() && local_address_ != bind) {
-      spdlog::warn("association from {} ({}) refused: arrived on {} but the node is bound to {}", calling_ae_, peer_,
-                   local_address_, bind);
-      refused_ = true;
-      refuseAssociation(DCMSCP_CALLING_HOST_NOT_ALLOWED);
-      return EC_Normal;
-    }
     std::string why;
     if (shared_->DiskTooFull(&why)) {
       spdlog::warn("association from {} ({}) refused (transient): disk guard: {}", calling_ae_, peer_, why);
@@ -298,69 +293,71 @@ class AssociationScp : public DcmThreadSCP {
   uint64_t bytes_ = 0;
 };
 
-// DCMTK's DcmSCPPool<SCP> default-constructs its SCPs; ours need the shared state, so
-// the pool creates its workers itself (the hook DCMTK provides for exactly this).
-class ScpPool : public DcmBaseSCPPool {
+// One association on its own thread, handed to DCMTK's DcmThreadSCP.
+class AssociationRunner : public AssociationScp {
  public:
-  explicit ScpPool(ScpShared* shared) : shared_(shared) {}
-
- protected:
-  class Worker : public DcmBaseSCPWorker, private AssociationScp {
-   public:
-    Worker(DcmBaseSCPPool& pool, ScpShared* shared)
-        : DcmBaseSCPWorker(pool), AssociationScp(shared), shared_(shared) {}
-    OFCondition setSharedConfig(const DcmSharedSCPConfig& config) override {
-      return AssociationScp::setSharedConfig(config);
-    }
-    OFBool busy() override { return AssociationScp::isConnected(); }
-    OFCondition setAssociation(T_ASC_Association* assoc) override {
-      SetAssociationHandle(assoc);
-      return DcmBaseSCPWorker::setAssociation(assoc);
-    }
-
-   protected:
-    OFCondition workerListen(T_ASC_Association* const assoc) override {
-      NameThisThread("pxs-assoc");
-      OFCondition result = AssociationScp::run(assoc);
-      // The pool deletes this worker right after we return (unless it is shutting down).
-      WaitUntilStarted();
-      ReleaseThreadUnlessStopping();
-      return result;
-    }
-
-   private:
-    // DCMTK 3.6.7's OFThread::start() stores the new thread's id into this object after
-    // pthread_create returns, while the pool deletes the worker as soon as its association
-    // ends. An association refused at once (disk guard, a bare TCP probe) could end before
-    // that store: a write into freed memory ("malloc(): ... corrupted", seen in CI). The
-    // id is non-zero once start() has written it.
-    void WaitUntilStarted() {
-      for (int i = 0; i < 10000 && threadID() == 0; ++i) std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-    // The pool deletes a finished worker without joining its thread, so every association
-    // would leave an unjoined thread behind (its 8 MB stack mapping and ~150 KB resident,
-    // measured: after ~30,000 associations the process runs out of memory mappings and can
-    // start no more threads). Detaching as the association ends lets the system reclaim
-    // it. Not once StorageScp::Stop() has begun: at shutdown the pool joins its busy
-    // workers itself (joining a detached thread would not wait for it). Stop() raises
-    // `stopping` under the same mutex before it asks the pool to stop, and the pool needs
-    // at least one accept timeout after that before it joins anyone, while this thread
-    // only has notifyThreadExit() left to run.
-    void ReleaseThreadUnlessStopping() {
-      std::lock_guard<std::mutex> lock(shared_->lifecycle_mu);
-      if (!shared_->stopping) pthread_detach(pthread_self());
-    }
-    ScpShared* shared_;
-  };
-  DcmBaseSCPWorker* createSCPWorker() override { return new Worker(*this, shared_); }
-
- private:
-  ScpShared* shared_;
+  explicit AssociationRunner(ScpShared* shared) : AssociationScp(shared) {}
+  OFCondition Run(T_ASC_Association* assoc) {
+    SetAssociationHandle(assoc);
+    return AssociationScp::run(assoc);  // drops and destroys the association at its end
+  }
 };
+
+namespace {
+
+// dcmExternalSocketHandle is DCMTK's one way to hand it a connected socket (inetd mode):
+// a process-wide value read at the start of ASC_receiveAssociation(). Setting it and
+// receiving are done under this mutex. The listener hands over only connections whose
+// association request is already buffered, so the time under it is short.
+std::mutex g_external_socket_mu;
+
+// An acceptor network of DCMTK's without a listening socket of its own (the listener
+// owns those), with its TLS layer when the port speaks TLS.
+struct ScpNetwork {
+  T_ASC_Network* net = nullptr;
+  TlsLayer tls;
+  ~ScpNetwork() {
+    if (net) ASC_dropNetwork(&net);  // before the layer it uses
+    tls.reset();
+  }
+};
+
+void RejectTransient(T_ASC_Association* assoc) {
+  T_ASC_RejectParameters rej = {ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED,
+                                ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED};
+  ASC_rejectAssociation(assoc, &rej);
+  ASC_dropAssociation(assoc);
+  ASC_destroyAssociation(&assoc);
+}
+
+StatusOr<std::shared_ptr<ScpNetwork>> MakeNetwork(uint16_t port, int acse_timeout_s, const ScpTlsOptions* tls) {
+  auto network = std::make_shared<ScpNetwork>();
+  OFCondition c;
+  {
+    // A set external handle keeps ASC_initializeNetwork() from binding a socket of its own.
+    std::lock_guard<std::mutex> lock(g_external_socket_mu);
+    dcmExternalSocketHandle.set(STDERR_FILENO);
+    c = ASC_initializeNetwork(NET_ACCEPTOR, port, acse_timeout_s, &network->net);
+    dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+  }
+  if (c.bad()) return Status::Internal(std::string("cannot initialise the DICOM network: ") + c.text());
+  if (tls) {
+    TlsSettings settings{tls->certificate, tls->private_key, tls->trusted_certificates, tls->profile,
+                         tls->require_client_certificate};
+    auto layer = MakeTlsLayer(settings, TlsRole::kAcceptor);
+    if (!layer.ok()) return layer.status();
+    network->tls = std::move(*layer);
+    c = ASC_setTransportLayer(network->net, network->tls.get(), 0);
+    if (c.bad()) return Status::Internal(std::string("cannot enable TLS: ") + c.text());
+  }
+  return network;
+}
+
+}  // namespace
 
 class StorageScp::Impl {
  public:
-  Impl(const StorageScpOptions& options, Ingester* ingester) : pool_(&shared_) {
+  Impl(const StorageScpOptions& options, Ingester* ingester) {
     shared_.options = options;
     shared_.ingester = ingester;
     shared_.allowed_calling_aes = options.allowed_calling_aes;
@@ -368,16 +365,13 @@ class StorageScp::Impl {
 
   Status Start() {
     const StorageScpOptions& o = shared_.options;
-    DcmSCPConfig& cfg = pool_.getConfig();
+    DcmSCPConfig cfg;
     cfg.setAETitle(o.ae_title.c_str());
     cfg.setPort(o.port);
     cfg.setMaxReceivePDULength(o.max_pdu);
     cfg.setACSETimeout(o.acse_timeout_s);
     cfg.setDIMSETimeout(o.dimse_timeout_s);
     cfg.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-    // Non-blocking accept with a 1 s timeout so that Stop() is noticed promptly.
-    cfg.setConnectionBlockingMode(DUL_NOBLOCK);
-    cfg.setConnectionTimeout(1);
     cfg.setHostLookupEnabled(OFFalse);
     OFList<OFString> storage_ts;
     for (const char* ts : kStorageTransferSyntaxes) storage_ts.push_back(ts);
@@ -390,66 +384,132 @@ class StorageScp::Impl {
       if (cond.good()) cond = cfg.addPresentationContext(sop, storage_ts);
     }
     if (cond.bad()) return Status::Internal(std::string("cannot configure presentation contexts: ") + cond.text());
-    pool_.setMaxThreads(static_cast<Uint16>(o.max_associations));
+    config_ = DcmSharedSCPConfig(cfg);
 
-    // Probe the port first so that "address in use" is a clear start-up error rather
-    // than a failure inside the listener thread.
-    int probe = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(o.port);
-    addr.sin_addr.s_addr = htonl(INADDR_ANY);
-    int rc = bind(probe, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    int err = errno;
-    close(probe);
-    if (rc != 0) return Status::Unavailable("cannot listen on port " + std::to_string(o.port) + ": " + strerror(err));
-
-    listener_ = std::thread([this] {
-      NameThisThread("pxs-listen");
-      OFCondition c = pool_.listen();
-      if (c.bad()) spdlog::error("SCP listener stopped: {}", c.text());
-      std::lock_guard<std::mutex> lock(mu_);
-      listener_done_ = true;
-      done_cv_.notify_all();
+    // Endpoint 0: the node's port (TLS when [tls] is on); endpoint 1: [tls] plain_port.
+    ListenerOptions listen;
+    listen.request_deadline_ms = std::min(o.acse_timeout_s, 10) * 1000;
+    listen.max_waiting = std::max(64, 4 * o.max_associations);
+    listen.max_waiting_per_peer = std::max(4, o.max_associations);
+    listen.endpoints.push_back({o.bind, o.port, o.inherited_listen_fd, o.tls.enabled});
+    if (o.tls.enabled && o.tls.plain_port > 0) listen.endpoints.push_back({o.bind, o.tls.plain_port, -1, false});
+    for (const ListenEndpoint& ep : listen.endpoints) {
+      auto network = MakeNetwork(ep.port, o.acse_timeout_s, ep.tls ? &o.tls : nullptr);
+      if (!network.ok()) return network.status();
+      networks_.push_back(std::move(*network));
+    }
+    auto listener = AssociationListener::Start(listen, [this](int fd, size_t endpoint, const std::string& peer) {
+      Dispatch(fd, endpoint, peer);
     });
+    if (!listener.ok()) return listener.status();
+    listener_ = std::move(*listener);
     return Status::Ok();
   }
 
+  Status ReloadTls(const ScpTlsOptions& tls) {
+    if (!shared_.options.tls.enabled || !tls.enabled) {
+      return Status::Unsupported("turning [tls] on or off needs a restart");
+    }
+    auto network = MakeNetwork(shared_.options.port, shared_.options.acse_timeout_s, &tls);
+    if (!network.ok()) return network.status();
+    std::lock_guard<std::mutex> lock(networks_mu_);
+    networks_[0] = std::move(*network);  // associations running on the old one keep it alive
+    return Status::Ok();
+  }
+
+  // On the listener thread: one thread per connection from here on.
+  void Dispatch(int fd, size_t endpoint, const std::string& peer) {
+    std::shared_ptr<ScpNetwork> network;
+    {
+      std::lock_guard<std::mutex> lock(networks_mu_);
+      network = networks_[endpoint];
+    }
+    {
+      std::lock_guard<std::mutex> lock(threads_mu_);
+      ++threads_;
+    }
+    std::thread([this, fd, network, peer] {
+      NameThisThread("pxs-assoc");
+      RunConnection(fd, *network, peer);
+      std::lock_guard<std::mutex> lock(threads_mu_);
+      --threads_;
+      threads_cv_.notify_all();
+    }).detach();
+  }
+
+  void RunConnection(int fd, ScpNetwork& network, const std::string& peer) {
+    const StorageScpOptions& o = shared_.options;
+    T_ASC_Association* assoc = nullptr;
+    OFCondition cond;
+    {
+      std::lock_guard<std::mutex> lock(g_external_socket_mu);
+      dcmExternalSocketHandle.set(fd);
+      cond = ASC_receiveAssociation(network.net, &assoc, o.max_pdu, nullptr, nullptr, network.tls ? OFTrue : OFFalse,
+                                    DUL_NOBLOCK, o.acse_timeout_s);
+      dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+    }
+    if (cond.bad()) {
+      // From here the socket is DCMTK's: it closes it with the association (or, after a
+      // failed TLS handshake, with the connection it made).
+      spdlog::warn("{}connection from {} refused: {}", network.tls ? "TLS " : "", peer, cond.text());
+      if (network.tls && o.audit) o.audit("tls_connection_refused", "peer " + peer + ": " + cond.text());
+      if (assoc) {
+        ASC_dropAssociation(assoc);
+        ASC_destroyAssociation(&assoc);
+      }
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(shared_.lifecycle_mu);
+      if (shared_.stopping || running_associations_ >= o.max_associations) {
+        spdlog::warn("association from {} ({}) refused (transient): {}", assoc->params->DULparams.callingAPTitle, peer,
+                     shared_.stopping ? std::string("the node is shutting down")
+                                      : "max_associations (" + std::to_string(o.max_associations) + ") reached");
+        RejectTransient(assoc);
+        return;
+      }
+      ++running_associations_;
+    }
+    AssociationRunner runner(&shared_);
+    runner.setSharedConfig(config_);
+    runner.Run(assoc);
+    std::lock_guard<std::mutex> lock(shared_.lifecycle_mu);
+    --running_associations_;
+  }
+
   bool Stop(int grace_s) {
-    if (!listener_.joinable()) return true;
+    if (!listener_) return true;
+    listener_->Stop();
     {
       std::lock_guard<std::mutex> lock(shared_.lifecycle_mu);
       shared_.stopping = true;
     }
-    pool_.stopAfterCurrentAssociations();
-    std::unique_lock<std::mutex> lock(mu_);
-    bool finished = done_cv_.wait_for(lock, std::chrono::seconds(grace_s + 2), [&] { return listener_done_; });
+    // Running associations finish (their senders get every response); new connections
+    // were refused from the moment the listener closed.
+    std::unique_lock<std::mutex> lock(threads_mu_);
+    bool finished = threads_cv_.wait_for(lock, std::chrono::seconds(grace_s + 2), [&] { return threads_ == 0; });
     lock.unlock();
-    if (finished) {
-      listener_.join();
-    } else {
-      // DCMTK's pool joins its busy workers inside listen(); we cannot interrupt that,
-      // so the caller exits without it. Nothing those associations sent was
-      // acknowledged before it was durable.
-      listener_.detach();
-    }
+    listener_.reset();
     return finished;
   }
 
+  std::vector<uint16_t> ports() const { return listener_ ? listener_->ports() : std::vector<uint16_t>{}; }
+
   ScpShared shared_;
-  ScpPool pool_;
-  std::thread listener_;
-  std::mutex mu_;
-  std::condition_variable done_cv_;
-  bool listener_done_ = false;
+  DcmSharedSCPConfig config_;
+  std::mutex networks_mu_;
+  std::vector<std::shared_ptr<ScpNetwork>> networks_;
+  std::unique_ptr<AssociationListener> listener_;
+  int running_associations_ = 0;  // under shared_.lifecycle_mu
+  std::mutex threads_mu_;
+  std::condition_variable threads_cv_;
+  int threads_ = 0;
 };
 
 StorageScp::StorageScp(const StorageScpOptions& options, Ingester* ingester)
     : impl_(std::make_unique<Impl>(options, ingester)) {}
 StorageScp::~StorageScp() {
-  if (impl_ && impl_->listener_.joinable()) impl_->Stop(0);
+  if (impl_ && impl_->listener_) impl_->Stop(0);
 }
 Status StorageScp::Start() { return impl_->Start(); }
 bool StorageScp::Stop(int grace_s) { return impl_->Stop(grace_s); }
@@ -457,6 +517,8 @@ void StorageScp::SetAllowedCallingAes(const std::vector<std::string>& aes) {
   std::lock_guard<std::mutex> lock(impl_->shared_.policy_mu);
   impl_->shared_.allowed_calling_aes = aes;
 }
+Status StorageScp::ReloadTls(const ScpTlsOptions& tls) { return impl_->ReloadTls(tls); }
+std::vector<uint16_t> StorageScp::ports() const { return impl_->ports(); }
 int StorageScp::ActiveAssociations() const { return impl_->shared_.active.load(); }
 bool StorageScp::IngestBusy(int within_ms) const {
   return impl_->shared_.receiving.load() > 0 || SteadyNowMs() - impl_->shared_.last_stored_at_ms.load() < within_ms;

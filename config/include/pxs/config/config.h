@@ -16,6 +16,7 @@ struct Destination {
   std::string ae_title;  // called AE title of the receiver
   std::string host;
   uint16_t port = 104;
+  bool tls = false;      // DICOM TLS to this receiver (with the [tls] files)
 };
 
 struct NodeSection {
@@ -63,6 +64,19 @@ struct ReportsSection {
   double stable_delta = -1.0;
 };
 
+// [tls]: DICOM TLS. Present: the node's port speaks TLS only; plain_port (optional)
+// keeps a plain-TCP port for legacy modalities on a trusted network. The same files serve
+// the sender's connections to destinations with tls = true.
+struct TlsSection {
+  bool enabled = false;              // the section is present
+  std::string certificate;           // PEM (relative to the config file)
+  std::string private_key;           // PEM, unencrypted
+  std::string trusted_certificates;  // PEM file or folder of hashed PEM files
+  bool require_client_certificate = false;
+  std::string profile = "bcp195";    // bcp195 | bcp195-nd | bcp195-extended
+  int plain_port = 0;                // 0: none
+};
+
 struct Config {
   std::string source_path;  // the file it was read from (for messages)
   NodeSection node;
@@ -70,6 +84,7 @@ struct Config {
   ScoringSection scoring;
   std::vector<Destination> destinations;
   ReportsSection reports;
+  TlsSection tls;
 
   const Destination* FindDestinationByName(const std::string& name) const;
   const Destination* FindDestinationByAeTitle(const std::string& ae_title) const;

@@ -1,7 +1,9 @@
-// pxs::StorageScp: the node's front door. A DCMTK SCP pool (one thread per association,
-// at most max_associations; further callers are refused, transiently, as DCMTK's pool
-// does not queue) accepting Verification and Storage of CR, DX (for presentation and for
-// processing) and Secondary Capture in every transfer syntax DCMTK can decode here.
+// pxs::StorageScp: the node's front door. It listens only where configured (or on the
+// socket systemd passed), waits for the callers' association requests concurrently (see
+// association_listener.h), and runs each association on its own thread with DCMTK (at
+// most max_associations at once; further callers are refused, transiently), accepting
+// Verification and Storage of CR, DX (for presentation and for processing) and Secondary
+// Capture in every transfer syntax DCMTK can decode here, over plain TCP or DICOM TLS.
 // Every C-STORE goes through the Ingester; nothing is acknowledged before it is durable.
 #pragma once
 
@@ -17,10 +19,25 @@ namespace pxs {
 
 class Ingester;
 
+// DICOM TLS (PS3.15 B.9 / BCP 195) on the SCP's port.
+struct ScpTlsOptions {
+  bool enabled = false;
+  std::string certificate;           // PEM
+  std::string private_key;           // PEM, unencrypted
+  std::string trusted_certificates;  // PEM file or a folder of hashed PEM files (c_rehash)
+  bool require_client_certificate = false;
+  std::string profile = "bcp195";    // bcp195 | bcp195-nd | bcp195-extended
+  uint16_t plain_port = 0;           // >0: also plain TCP on this port (legacy modalities)
+};
+
 struct StorageScpOptions {
   std::string ae_title = "PXSNODE";
-  std::string bind = "127.0.0.1";  // informational: DCMTK 3.6.7 listens on all interfaces (see .cc)
-  uint16_t port = 11112;
+  std::string bind = "127.0.0.1";  // the address the listening sockets are bound to
+  uint16_t port = 11112;           // 0: an ephemeral port (tests; see ports())
+  int inherited_listen_fd = -1;    // systemd socket activation: listen on this socket instead
+  ScpTlsOptions tls;
+  // Refused TLS handshakes (and other security events) for the audit log.
+  std::function<void(const std::string& action, const std::string& details)> audit;
   int max_associations = 8;
   uint32_t max_pdu = 131072;
   int acse_timeout_s = 30;
@@ -49,7 +66,12 @@ class StorageScp {
   bool Stop(int grace_s);
   // SIGHUP: replace the calling-AE allowlist for new associations.
   void SetAllowedCallingAes(const std::vector<std::string>& aes);
+  // SIGHUP: load the TLS certificate, key and trust anew for new associations; on error
+  // the old ones stay in use.
+  Status ReloadTls(const ScpTlsOptions& tls);
   int ActiveAssociations() const;
+  // The ports listened on: the main port, then the plain port when TLS has one.
+  std::vector<uint16_t> ports() const;
   // True while a data set is being received or was stored within the last within_ms
   // (the gap between two C-STOREs of one sender): images are arriving.
   bool IngestBusy(int within_ms = 20) const;
