@@ -76,6 +76,42 @@ INTENSITY_MODES = ("minmax", "percentile")
 ROBUST_PREPROCESSING: Dict = dict(OPTIONAL_PREPROCESSING, intensity="percentile", body_crop=True)
 
 
+def check_optional_keys(preprocessing: Dict) -> None:
+    """Raises DataError naming every optional key with a value the node would refuse
+    (scoring/src/model_info.cc has the same rules), so a package is never written, nor a
+    model trained, with preprocessing the node cannot reproduce."""
+    problems = []
+
+    def number(key):
+        value = preprocessing.get(key)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    if preprocessing.get("intensity") is not None and preprocessing["intensity"] not in INTENSITY_MODES:
+        problems.append(f"key 'preprocessing.intensity' must be \"minmax\" or \"percentile\" "
+                        f"(is {preprocessing['intensity']!r})")
+    pair = preprocessing.get("intensity_percentiles")
+    if pair is not None:
+        ok = (isinstance(pair, (list, tuple)) and len(pair) == 2
+              and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in pair)
+              and 0 <= pair[0] < pair[1] <= 100)
+        if not ok:
+            problems.append("key 'preprocessing.intensity_percentiles' must be [low, high] with "
+                            "0 <= low < high <= 100")
+    if preprocessing.get("body_crop") is not None and not isinstance(preprocessing["body_crop"], bool):
+        problems.append("key 'preprocessing.body_crop' must be true or false")
+    if preprocessing.get("body_crop_flat_range") is not None:
+        value = number("body_crop_flat_range")
+        if value is None or value != int(value) or not 0 <= value <= 254:
+            problems.append("key 'preprocessing.body_crop_flat_range' must be a whole number from 0 to 254")
+    for key in ("body_crop_fraction", "body_crop_min_size"):
+        if preprocessing.get(key) is not None:
+            value = number(key)
+            if value is None or not 0 < value <= 1:
+                problems.append(f"key 'preprocessing.{key}' must be a number in (0, 1]")
+    if problems:
+        raise DataError("preprocessing: " + "; ".join(problems))
+
+
 def option(preprocessing: Dict, key: str):
     """An optional preprocessing key, or its published-pipeline default."""
     value = preprocessing.get(key)
@@ -329,6 +365,7 @@ def to_8bit(decoded: DecodedImage, where: str, preprocessing: Dict) -> np.ndarra
 def to_8bit_with_box(decoded: DecodedImage, where: str, preprocessing: Dict):
     """``to_8bit`` and the rectangle of the decoded image it shows, (y0, y1, x0, x1)
     inclusive."""
+    check_optional_keys(preprocessing)
     image = to_uint8(decoded, where, preprocessing)
     stored = decoded.pixels
     top, left = 0, 0

@@ -221,6 +221,25 @@ class PercentileIntensityTest(unittest.TestCase):
         self.assertTrue(torch.equal(preprocess.preprocess_file(png, PRE), preprocess.preprocess_file(png, explicit)))
 
 
+class OptionalKeysTest(unittest.TestCase):
+    def test_values_the_node_refuses_are_refused_naming_the_key(self):
+        preprocess.check_optional_keys(ROBUST)
+        preprocess.check_optional_keys(preprocess.DEFAULT_PREPROCESSING)
+        cases = [({"intensity": "gamma"}, "preprocessing.intensity"),
+                 ({"intensity_percentiles": [99, 1]}, "preprocessing.intensity_percentiles"),
+                 ({"intensity_percentiles": [0.5]}, "preprocessing.intensity_percentiles"),
+                 ({"body_crop": "yes"}, "preprocessing.body_crop' must be true"),
+                 ({"body_crop_flat_range": 2.5}, "preprocessing.body_crop_flat_range"),
+                 ({"body_crop_fraction": 0}, "preprocessing.body_crop_fraction"),
+                 ({"body_crop_min_size": 1.5}, "preprocessing.body_crop_min_size")]
+        for keys, expected in cases:
+            with self.assertRaisesRegex(DataError, expected.replace(".", r"\.")):
+                preprocess.check_optional_keys(dict(ROBUST, **keys))
+        with self.assertRaisesRegex(DataError, "body_crop_fraction"):
+            preprocess.to_8bit(preprocess.DecodedImage(framed_chest(), False, "png"), "x",
+                               dict(ROBUST, body_crop_fraction=2))
+
+
 class BodyCropTest(unittest.TestCase):
     def test_noisy_dark_border_is_removed(self):
         image = framed_chest()
