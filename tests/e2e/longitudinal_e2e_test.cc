@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "../support/node_process.h"
@@ -88,14 +89,39 @@ class LongitudinalEndToEnd : public ::testing::Test {
   // One study at a time, in exam order, as a modality would; waits for its SR, so every
   // SR is made with all of its priors already scored (as in a real course).
   void Send(const std::vector<fs::path>& files) {
-    for (const fs::path& f : files) {
-      const size_t before = FilesIn(pacs_dir_).size();
-      CommandResult r = RunCommand({"storescu", "-aec", "PXSNODE", "127.0.0.1", std::to_string(node_port_), f.string()},
-                                   (dir_.path() / "storescu.log").string());
-      ASSERT_EQ(r.exit_code, 0) << r.output;
-      ASSERT_TRUE(WaitFor([&] { return FilesIn(pacs_dir_).size() > before; }, std::chrono::minutes(2)))
-          << "no SR for " << f;
+    for (const fs::path& f : files) SendStudy({f});
+  }
+  // The images of one study in one association; waits for its SR (or, with two images,
+  // for the second SR or the log saying the first image was superseded).
+  void SendStudy(const std::vector<fs::path>& images) {
+    const size_t before = FilesIn(pacs_dir_).size();
+    std::vector<std::string> argv = {"storescu", "-aec", "PXSNODE", "127.0.0.1", std::to_string(node_port_)};
+    for (const fs::path& f : images) argv.push_back(f.string());
+    CommandResult r = RunCommand(argv, (dir_.path() / "storescu.log").string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(WaitFor([&] { return FilesIn(pacs_dir_).size() > before; }, std::chrono::minutes(2)))
+        << "no SR for " << images[0];
+    if (images.size() > 1) {
+      EXPECT_TRUE(WaitFor([&] { return FilesIn(pacs_dir_).size() > before + 1 || node_->Log().find("superseded") != std::string::npos; },
+                          std::chrono::minutes(1)));
     }
+  }
+  // A second image of the study of `file`: new SOP Instance UID, mirrored pixels (so it
+  // scores differently), written next to it.
+  fs::path SecondImageOf(const fs::path& file) {
+    const fs::path out = file.parent_path() / "second" / file.filename();
+    fs::create_directories(out.parent_path());
+    const std::string script =
+        "import sys, numpy as np, pydicom\n"
+        "ds = pydicom.dcmread(sys.argv[1])\n"
+        "ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID + '.2'\n"
+        "ds.InstanceNumber = 2\n"
+        "ds.PixelData = np.ascontiguousarray(np.fliplr(ds.pixel_array)).tobytes()\n"
+        "ds.save_as(sys.argv[2])\n";
+    CommandResult r = RunCommand({"/usr/bin/python3", "-c", script, file.string(), out.string()},
+                                 (dir_.path() / "second.log").string());
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return out;
   }
   Json History(const std::string& patient_id) {
     const fs::path log = dir_.path() / "pxsctl.log";
@@ -105,10 +131,13 @@ class LongitudinalEndToEnd : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return Json::parse(r.output, nullptr, /*allow_exceptions=*/false);
   }
-  // Every SR at the PACS against `pxsctl history --json`; returns the SRs by study.
+  // Every study's newest SR at the PACS (the one no other SR names as predecessor)
+  // against `pxsctl history --json`; returns them by study.
   std::map<std::string, SrContent> ExpectSrsAgreeWithHistory() {
     std::map<std::string, SrContent> by_study;
     std::map<std::string, Json> history_of;
+    std::vector<SrContent> all;
+    std::set<std::string> replaced;
     for (const fs::path& sr : FilesIn(pacs_dir_)) {
       SCOPED_TRACE(sr.string());
       CommandResult v = RunCommand({"dciodvfy", sr.string()}, (dir_.path() / "dciodvfy.log").string());
@@ -118,6 +147,12 @@ class LongitudinalEndToEnd : public ::testing::Test {
         ADD_FAILURE() << content.status().ToString();
         continue;
       }
+      for (const std::string& uid : content->predecessor_sop_instance_uids) replaced.insert(uid);
+      all.push_back(std::move(*content));
+    }
+    for (const SrContent& newest : all) {
+      if (replaced.count(newest.sop_instance_uid)) continue;
+      const SrContent* content = &newest;
       if (!history_of.count(content->patient_id)) history_of[content->patient_id] = History(content->patient_id);
       const Json& history = history_of[content->patient_id];
       const SrMeasurementGroupContent& sr_study = content->groups.at(0);
@@ -167,6 +202,7 @@ class LongitudinalEndToEnd : public ::testing::Test {
                   point["study_date"].get<std::string>() + point["study_time"].get<std::string>())
             << where << "a prior dated after the study";
       }
+      EXPECT_FALSE(by_study.count(sr_study.study_uid)) << where << "two newest SRs";
       by_study[sr_study.study_uid] = *content;
     }
     return by_study;
@@ -186,9 +222,24 @@ TEST_F(LongitudinalEndToEnd, PxsctlHistoryAndTheSrsAgreeOnEveryStudyOfRealCourse
   std::vector<fs::path> files = MakeStudies("ralo", {"--max-subjects", "3", "--min-exams", "6", "--max-exams", "6"});
   ASSERT_EQ(files.size(), 18u);
   StartNode(DemoModelPath());
-  Send(files);
+  // The third exam of the first course arrives with a second image: the study's value is
+  // the later-scored image, in its newest SR and in pxsctl history alike.
+  Send({files.begin(), files.begin() + 2});
+  SendStudy({files[2], SecondImageOf(files[2])});
+  Send({files.begin() + 3, files.end()});
   const auto srs = ExpectSrsAgreeWithHistory();
   EXPECT_EQ(srs.size(), files.size());
+  const std::string first = files[0].filename().string().substr(0, files[0].filename().string().find('_'));
+  int two_image_studies = 0;
+  for (const Json& point : History(first)["courses"][0]["studies"]) {
+    if (point["scored_instances"] != 2) continue;
+    ++two_image_studies;
+    EXPECT_EQ(point["sop_instance_uid"].get<std::string>().substr(point["sop_instance_uid"].get<std::string>().size() - 2), ".2")
+        << "the later-scored image stands for the study";
+    const SrContent& sr = srs.at(point["study_uid"].get<std::string>());
+    EXPECT_EQ(sr.referenced_image_uids, std::vector<std::string>{point["sop_instance_uid"].get<std::string>()});
+  }
+  EXPECT_EQ(two_image_studies, 1);
   int compared = 0;
   for (const auto& [study, sr] : srs) compared += sr.groups[0].pxs_change.has_value();
   EXPECT_EQ(compared, 15) << "every study but the 3 first exams is compared";
