@@ -453,7 +453,10 @@ StatusOr<Image8> To8BitInverted(const DecodedImage& image, const PreprocessingPa
 
 }  // namespace
 
-StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params) {
+namespace {
+
+// Steps 2-6 one after the other: intensity, inversion, the crops, equalisation.
+StatusOr<Image8> CroppedAndEqualised(const DecodedImage& image, const PreprocessingParams& params) {
   StatusOr<Image8> scaled = To8BitInverted(image, params);
   if (!scaled.ok()) return scaled.status();
   Image8 img = std::move(scaled).value();
@@ -475,10 +478,24 @@ StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, cons
     img = std::move(again).value();
   }
   if (params.equalize_histogram) img = EqualizeHistogram(img);
+  return img;
+}
+
+Status CheckResizedSize(int w, int h, int crop) {
+  if (w < crop || h < crop)
+    return Status::Unsupported("image too small after resize (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params) {
+  StatusOr<Image8> equalised = CroppedAndEqualised(image, params);
+  if (!equalised.ok()) return equalised.status();
+  Image8 img = std::move(equalised).value();
   int w = 0, h = 0;
   ResizedSize(img.width, img.height, params.resize_short_side, &w, &h);
-  if (w < params.center_crop || h < params.center_crop)
-    return Status::Unsupported("image too small after resize (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+  if (Status s = CheckResizedSize(w, h, params.center_crop); !s.ok()) return s;
   img = ResizeBilinearAntialias(img, w, h);
   StatusOr<Image8> cropped = CenterCrop(img, params.center_crop);
   if (!cropped.ok()) return cropped.status();
@@ -486,8 +503,22 @@ StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, cons
 }
 
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params) {
-  // The crops need the 8-bit image before equalisation: take the plain path.
-  if (params.autocrop || params.body_crop) return PreprocessStepByStep(image, params);
+  if (params.autocrop || params.body_crop) {
+    // The crops need the 8-bit image before equalisation; only the resize window that the
+    // centre crop keeps is computed (bit-identical to resizing all, then cropping).
+    StatusOr<Image8> equalised = CroppedAndEqualised(image, params);
+    if (!equalised.ok()) return equalised.status();
+    const Image8& img = *equalised;
+    int w = 0, h = 0;
+    ResizedSize(img.width, img.height, params.resize_short_side, &w, &h);
+    const int crop = params.center_crop;
+    if (Status s = CheckResizedSize(w, h, crop); !s.ok()) return s;
+    auto row = [&](int y, uint8_t* buffer) {
+      std::copy_n(img.pixels.begin() + static_cast<ptrdiff_t>(y) * img.width, img.width, buffer);
+    };
+    return PreprocessedImage{
+        ResampleWindow(img.width, img.height, row, w, h, CropOffset(w, crop), CropOffset(h, crop), crop, crop)};
+  }
   if (!CheckGray(image).ok()) return PreprocessStepByStep(image, params);  // for its error message
 
   // Fused path, identical results: the intensity step, inversion and equalisation are all
@@ -514,8 +545,7 @@ StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const Preproce
   int w = 0, h = 0;
   ResizedSize(image.width, image.height, params.resize_short_side, &w, &h);
   const int crop = params.center_crop;
-  if (w < crop || h < crop)
-    return Status::Unsupported("image too small after resize (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+  if (Status s = CheckResizedSize(w, h, crop); !s.ok()) return s;
   auto row = [&](int y, uint8_t* buffer) {
     const uint16_t* src = &image.pixels[static_cast<size_t>(y) * image.width];
     for (int x = 0; x < image.width; ++x) buffer[x] = lut[src[x]];

@@ -83,8 +83,9 @@ void ResizedSize(int width, int height, int short_side, int* out_width, int* out
 // round((h - size) / 2), round((w - size) / 2) with Python's round half to even.
 StatusOr<Image8> CenterCrop(const Image8& image, int size);
 
-// All of the above, as the package's parameters say. Without autocrop and body crop it
-// runs a fused, faster path with identical output.
+// All of the above, as the package's parameters say, with identical output but faster:
+// without the crops one fused pass from stored values to the centre crop; with them the
+// resize computes only the window the centre crop keeps.
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params);
 // The same, one step after the other (reference for the fused path; used with the crops).
 StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params);
