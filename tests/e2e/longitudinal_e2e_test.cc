@@ -231,7 +231,8 @@ TEST_F(LongitudinalEndToEnd, PxsctlHistoryAndTheSrsAgreeOnEveryStudyOfRealCourse
   EXPECT_EQ(srs.size(), files.size());
   const std::string first = files[0].filename().string().substr(0, files[0].filename().string().find('_'));
   int two_image_studies = 0;
-  for (const Json& point : History(first)["courses"][0]["studies"]) {
+  const Json first_history = History(first);
+  for (const Json& point : first_history["courses"][0]["studies"]) {
     if (point["scored_instances"] != 2) continue;
     ++two_image_studies;
     EXPECT_EQ(point["sop_instance_uid"].get<std::string>().substr(point["sop_instance_uid"].get<std::string>().size() - 2), ".2")
@@ -239,7 +240,7 @@ TEST_F(LongitudinalEndToEnd, PxsctlHistoryAndTheSrsAgreeOnEveryStudyOfRealCourse
     const SrContent& sr = srs.at(point["study_uid"].get<std::string>());
     EXPECT_EQ(sr.referenced_image_uids, std::vector<std::string>{point["sop_instance_uid"].get<std::string>()});
   }
-  EXPECT_EQ(two_image_studies, 1);
+  EXPECT_EQ(two_image_studies, 1) << first_history.dump(1);
   int compared = 0;
   for (const auto& [study, sr] : srs) compared += sr.groups[0].pxs_change.has_value();
   EXPECT_EQ(compared, 15) << "every study but the 3 first exams is compared";
