@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <tuple>
 
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -70,6 +71,62 @@ SrPriorStudy PriorOf(const StudyScore& s, int64_t order) {
   return p;
 }
 
+// Fills the SR's current value and priors from the patient's scored history by the
+// longitudinal rule: the study's value (its latest score by this model), one value per
+// earlier study (this model's where it scored the study, else the latest other model's,
+// listed as not compared) and the Siamese change to the previous study of this model.
+// Returns the SOP Instance UID of the image that stands for the study instead of the
+// job's (scored after it: its own report, queued behind this one, carries the study).
+std::optional<std::string> ApplyCourse(const std::vector<StudyScore>& history, const Job& job,
+                                       const ScoreRecord& score, SrInput* in) {
+  std::vector<SrPriorStudy> scores;
+  std::vector<longitudinal::ScoredInstance> rows;
+  for (size_t i = 0; i < history.size(); ++i) {
+    scores.push_back(PriorOf(history[i], static_cast<int64_t>(i)));
+    rows.push_back(ToScoredInstance(scores.back()));
+  }
+  const longitudinal::ModelId this_model{in->model.name, in->model.version};
+  const auto courses = longitudinal::BuildCourses(rows, [&](const longitudinal::ModelId&) { return in->model.trend; });
+  const longitudinal::Course* course = nullptr;
+  for (const auto& c : courses) {
+    if (c.model == this_model) course = &c;
+  }
+  const longitudinal::StudyPoint* point = course ? course->Find(job.study_uid) : nullptr;
+  if (point && point->value.sop_instance_uid != job.sop_instance_uid) return point->value.sop_instance_uid;
+  const std::vector<float>* embedding = &score.embedding;
+  if (point) {
+    // The same image, with its latest score if it was scored again: the SR says what
+    // `pxsctl history` says.
+    in->pxs = point->value.pxs;
+    in->calibrated = point->value.calibrated;
+    in->scored_at_ms = point->value.scored_at_ms;
+    embedding = &history[static_cast<size_t>(point->value.score_id)].embedding;
+  }
+  std::map<std::string, const longitudinal::ScoredInstance*> value_of_study;
+  for (const auto& c : courses) {
+    for (const auto& p : c.studies) {
+      if (p.value.study_uid == job.study_uid) continue;
+      const longitudinal::ScoredInstance*& slot = value_of_study[p.value.study_uid];
+      const bool replace = !slot || (!(slot->model == this_model) &&
+                                     (c.model == this_model ||
+                                      std::tie(p.value.scored_at_ms, p.value.score_id) >
+                                          std::tie(slot->scored_at_ms, slot->score_id)));
+      if (replace) slot = &p.value;
+    }
+  }
+  const std::string previous_uid =
+      point && point->previous ? course->studies[*point->previous].value.study_uid : std::string();
+  for (const auto& [uid, value] : value_of_study) {
+    SrPriorStudy p = scores[static_cast<size_t>(value->score_id)];
+    if (uid == previous_uid && value->model == this_model) {
+      p.siamese_change =
+          scoring::EmbeddingDistance(*embedding, history[static_cast<size_t>(value->score_id)].embedding);
+    }
+    in->priors.push_back(std::move(p));
+  }
+  return std::nullopt;
+}
+
 // The node's Device Observer UID must stay the same across restarts (it identifies this
 // installation in every SR), so it is generated once and kept in data_dir/node-uid.
 std::string DeviceObserverUid(const std::string& data_dir) {
@@ -113,55 +170,14 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   in.scored_at_ms = score.scored_at_ms;
   in.stable_delta_override = options_.stable_delta_override;
 
-  // The patient's courses by the longitudinal rule. The SR lists one value per earlier
-  // study (this model's where it scored the study, else the latest other model's, shown
-  // as not compared) and gets the Siamese change to the previous study of this model.
+  // A patient without id is never linked to other studies: no priors.
   if (job.patient.has_id()) {
     auto history = db_->PatientHistory(job.patient);
     if (!history.ok()) return history.status();
-    std::vector<SrPriorStudy> scores;
-    std::vector<longitudinal::ScoredInstance> rows;
-    for (size_t i = 0; i < history->size(); ++i) {
-      scores.push_back(PriorOf((*history)[i], static_cast<int64_t>(i)));
-      rows.push_back(ToScoredInstance(scores.back()));
-    }
-    const longitudinal::ModelId this_model{model_->name, model_->version};
-    const auto courses = longitudinal::BuildCourses(rows, [&](const longitudinal::ModelId&) { return in.model.trend; });
-    const longitudinal::Course* course = nullptr;
-    for (const auto& c : courses) {
-      if (c.model == this_model) course = &c;
-    }
-    const longitudinal::StudyPoint* point = course ? course->Find(job.study_uid) : nullptr;
-    if (point && point->value.sop_instance_uid != job.sop_instance_uid) {
-      // Another image of the study was scored after this one: it stands for the study
-      // (the rule's study value) and its report, queued behind this one, carries it.
+    if (auto superseding = ApplyCourse(*history, job, score, &in)) {
       spdlog::info("report for study {}: image {} is superseded by the later-scored {}; no SR for it",
-                   job.study_uid, job.sop_instance_uid, point->value.sop_instance_uid);
+                   job.study_uid, job.sop_instance_uid, *superseding);
       return std::string();
-    }
-    // One value per earlier study: this model's where it scored the study, else the
-    // latest other model's (listed in the SR as not compared).
-    std::map<std::string, const longitudinal::ScoredInstance*> value_of_study;
-    for (const auto& c : courses) {
-      for (const auto& p : c.studies) {
-        if (p.value.study_uid == job.study_uid) continue;
-        const longitudinal::ScoredInstance*& slot = value_of_study[p.value.study_uid];
-        const bool replace = !slot || (!(slot->model == this_model) &&
-                                       (c.model == this_model ||
-                                        std::tie(p.value.scored_at_ms, p.value.score_id) >
-                                            std::tie(slot->scored_at_ms, slot->score_id)));
-        if (replace) slot = &p.value;
-      }
-    }
-    const std::string previous_uid =
-        point && point->previous ? course->studies[*point->previous].value.study_uid : std::string();
-    for (const auto& [uid, value] : value_of_study) {
-      SrPriorStudy p = scores[static_cast<size_t>(value->score_id)];
-      if (uid == previous_uid && value->model == this_model) {
-        p.siamese_change =
-            scoring::EmbeddingDistance(score.embedding, (*history)[static_cast<size_t>(value->score_id)].embedding);
-      }
-      in.priors.push_back(std::move(p));
     }
   }
 
