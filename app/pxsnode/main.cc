@@ -59,6 +59,19 @@ pxs::TlsSettings AcceptorTls(const pxs::TlsSection& tls) {
   return {tls.certificate, tls.private_key, tls.trusted_certificates, tls.profile, tls.require_client_certificate};
 }
 
+std::vector<pxs::ReportDestination> ReportDestinations(const std::vector<pxs::Destination>& destinations) {
+  std::vector<pxs::ReportDestination> out;
+  for (const pxs::Destination& d : destinations) out.push_back({d.name, d.ae_title, d.host, d.port, d.tls});
+  return out;
+}
+
+// The sender verifies a TLS receiver with [tls] trusted_certificates and presents the
+// node's own certificate (receivers may require one).
+std::optional<pxs::TlsSettings> SenderTls(const pxs::TlsSection& tls) {
+  if (!tls.enabled) return std::nullopt;
+  return pxs::TlsSettings{tls.certificate, tls.private_key, tls.trusted_certificates, tls.profile, true};
+}
+
 pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
   return {tls.enabled, tls.certificate, tls.private_key, tls.trusted_certificates, tls.require_client_certificate,
           tls.profile, static_cast<uint16_t>(tls.plain_port)};
@@ -151,7 +164,8 @@ int Run(const std::string& config_path) {
 
   pxs::SenderWorkerOptions sender_options;
   sender_options.data_dir = cfg.node.data_dir;
-  sender_options.destinations = cfg.destinations;
+  sender_options.destinations = ReportDestinations(cfg.destinations);
+  sender_options.store.tls = SenderTls(cfg.tls);
   sender_options.store.calling_ae = cfg.node.ae_title;
   sender_options.store.max_pdu = cfg.scp.max_pdu;
   sender_options.store.acse_timeout_s = cfg.scp.acse_timeout_s;
@@ -279,7 +293,7 @@ int Run(const std::string& config_path) {
         spdlog::error("SIGHUP: config not reloaded, keeping the running one: {}", fresh.status().message());
       } else {
         scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
-        sender.SetDestinations(fresh->destinations);
+        sender.SetDestinations(ReportDestinations(fresh->destinations));
         reports.SetSendTo(fresh->reports.send_to);
         if (cfg.tls.enabled) {
           pxs::Status reloaded = scp.ReloadTls(ScpTls(fresh->tls));

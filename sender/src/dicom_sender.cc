@@ -6,6 +6,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/diutil.h>
 #include <dcmtk/dcmnet/scu.h>
+#include <dcmtk/dcmtls/tlslayer.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +45,12 @@ LoadedFile Load(const std::string& path, StoreFileResult& result) {
   result.sop_instance_uid = inst.c_str();
   return loaded;
 }
+
+// DcmSCU::useSecureConnection() is protected in DCMTK 3.6.7 (its DcmTLSSCU configures a
+// layer of its own); the node builds its layer with pxs::tls, shared with the SCP.
+struct TlsCapableScu : DcmSCU {
+  using DcmSCU::useSecureConnection;
+};
 
 void FailRemaining(std::vector<StoreFileResult>& results, size_t from, const std::string& why) {
   for (size_t i = from; i < results.size(); ++i) {
@@ -89,7 +96,21 @@ std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::ve
 
   DisableNagleForDcmtk();
 
-  DcmSCU scu;
+  const std::string peer = target.called_ae + "@" + target.host + ":" + std::to_string(target.port);
+  TlsLayer tls_layer;  // declared before the SCU that uses it, so it outlives it
+  TlsCapableScu scu;
+  if (target.tls) {
+    if (!options.tls) {
+      FailRemaining(results, 0, "TLS to " + peer + " needs the [tls] settings (trusted_certificates)");
+      return results;
+    }
+    auto layer = MakeTlsLayer(*options.tls, TlsRole::kRequestor);
+    if (!layer.ok()) {
+      FailRemaining(results, 0, "TLS to " + peer + ": " + layer.status().message());
+      return results;
+    }
+    tls_layer = std::move(*layer);
+  }
   scu.setAETitle(options.calling_ae.c_str());
   scu.setPeerHostName(target.host.c_str());
   scu.setPeerPort(target.port);
@@ -106,8 +127,9 @@ std::vector<StoreFileResult> StoreFiles(const StoreTarget& target, const std::ve
   syntaxes.push_back(UID_LittleEndianImplicitTransferSyntax);
   for (const auto& cls : sop_classes) scu.addPresentationContext(cls.c_str(), syntaxes);
 
-  const std::string peer = target.called_ae + "@" + target.host + ":" + std::to_string(target.port);
   OFCondition cond = scu.initNetwork();
+  // The layer attaches to the network initNetwork() made.
+  if (cond.good() && tls_layer) cond = scu.useSecureConnection(tls_layer.get());
   if (cond.good()) cond = scu.negotiateAssociation();
   if (cond.bad()) {
     std::string why = "association with " + peer + " failed: " + cond.text();

@@ -24,8 +24,8 @@ int64_t SystemNowMs() {
 
 }  // namespace
 
-StatusOr<Destination> ResolveDestination(const std::string& destination,
-                                         const std::vector<Destination>& destinations) {
+StatusOr<ReportDestination> ResolveDestination(const std::string& destination,
+                                         const std::vector<ReportDestination>& destinations) {
   if (destination.rfind(kCallerPrefix, 0) == 0) {
     const std::string ae = destination.substr(std::string(kCallerPrefix).size());
     for (const auto& d : destinations) {
@@ -106,7 +106,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
   if (!due.ok()) return due.status();
 
   // Reports grouped per receiver, so each receiver gets one association for all of them.
-  using ReceiverKey = std::tuple<std::string, uint16_t, std::string>;  // host, port, AE
+  using ReceiverKey = std::tuple<std::string, uint16_t, std::string, bool>;  // host, port, AE, TLS
   std::map<ReceiverKey, std::vector<const OutgoingReport*>> by_receiver;
   std::map<ReceiverKey, std::string> receiver_names;
 
@@ -122,13 +122,13 @@ StatusOr<int> SenderWorker::SendDueReports() {
     }
   };
 
-  std::vector<Destination> destinations;
+  std::vector<ReportDestination> destinations;
   {
     std::lock_guard lock(mutex_);  // SetDestinations() may swap the list (SIGHUP)
     destinations = options_.destinations;
   }
   for (const auto& r : *due) {
-    StatusOr<Destination> dest = ResolveDestination(r.destination, destinations);
+    StatusOr<ReportDestination> dest = ResolveDestination(r.destination, destinations);
     if (!dest.ok()) {
       // Retrying cannot help until the config changes; keep the SR, mark it failed so
       // it shows in `pxsctl failures` and can be retried after the fix.
@@ -136,7 +136,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
       record_failure(r, dest.status().message(), /*force_final=*/true);
       continue;
     }
-    ReceiverKey key{dest->host, dest->port, dest->ae_title};
+    ReceiverKey key{dest->host, dest->port, dest->ae_title, dest->tls};
     by_receiver[key].push_back(&r);
     receiver_names[key] = dest->name;
   }
@@ -147,7 +147,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
       std::lock_guard lock(mutex_);
       if (stopping_ && running_) break;  // shutting down: the rest stays due in the outbox
     }
-    const auto& [host, port, ae] = key;
+    const auto& [host, port, ae, tls] = key;
     std::vector<std::string> files;
     for (const auto* r : reports) {
       std::filesystem::path p(r->file_path);
@@ -164,7 +164,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
       continue;
     }
     const auto started = std::chrono::steady_clock::now();
-    std::vector<StoreFileResult> results = StoreFiles(StoreTarget{host, port, ae}, files, options_.store);
+    std::vector<StoreFileResult> results = StoreFiles(StoreTarget{host, port, ae, tls}, files, options_.store);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::steady_clock::now() - started).count();
     int ok_here = 0;
@@ -182,15 +182,16 @@ StatusOr<int> SenderWorker::SendDueReports() {
       record_failure(r, res.error, /*force_final=*/false);
     }
     sent += ok_here;
-    const std::string line = fmt::format("sender: association {}@{}:{} ('{}'): {}/{} SR(s) stored in {} ms",
-                                         ae, host, port, receiver_names[key], ok_here, reports.size(), ms);
+    const std::string line = fmt::format("sender: association {}@{}:{}{} ('{}'): {}/{} SR(s) stored in {} ms",
+                                         ae, host, port, tls ? " (TLS)" : "", receiver_names[key], ok_here,
+                                         reports.size(), ms);
     if (ok_here == static_cast<int>(reports.size())) spdlog::info("{}", line);
     else spdlog::warn("{}; first error: {}", line, first_error);
   }
   return sent;
 }
 
-void SenderWorker::SetDestinations(std::vector<Destination> destinations) {
+void SenderWorker::SetDestinations(std::vector<ReportDestination> destinations) {
   std::lock_guard lock(mutex_);
   options_.destinations = std::move(destinations);
 }

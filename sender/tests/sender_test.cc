@@ -168,7 +168,7 @@ TEST(RetryDelayTest, DoublesUpToTheCap) {
 }
 
 TEST(ResolveDestinationTest, ByNameAndCallerAe) {
-  std::vector<Destination> dests = {{"pacs", "PACS", "10.0.0.1", 104}, {"viewer", "VIEWER", "10.0.0.2", 11112}};
+  std::vector<ReportDestination> dests = {{"pacs", "PACS", "10.0.0.1", 104}, {"viewer", "VIEWER", "10.0.0.2", 11112}};
   auto byname = ResolveDestination("viewer", dests);
   ASSERT_TRUE(byname.ok());
   EXPECT_EQ(byname->host, "10.0.0.2");

@@ -239,6 +239,37 @@ TEST_F(SecurityEndToEnd, TlsWithoutClientCertificatesAndAPlainPortBeside) {
   EXPECT_TRUE(*(*db)->HasInstance(spec.sop_uid));
 }
 
+// The SR goes back over DICOM TLS to a destination with tls = true: DCMTK's storescp
+// with +tls as the PACS, requiring the node's certificate.
+TEST_F(SecurityEndToEnd, ReportsReachATlsDestination) {
+  const uint16_t pacs_port = FreePort();
+  fs::path pacs_dir = dir_.path() / "pacs";
+  fs::create_directories(pacs_dir);
+  Process pacs({"storescp", "-aet", "TLSPACS", "-od", pacs_dir.string(), "+tls", C("client.key"), C("client.pem"),
+                "+cf", C("ca.pem"), "+px", "-rc", std::to_string(pacs_port)},
+               (dir_.path() / "storescp.log").string());
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(pacs_port); }, std::chrono::seconds(10)));
+  std::string tail = "[[destinations]]\nname = \"pacs\"\nae_title = \"TLSPACS\"\nhost = \"127.0.0.1\"\nport = " +
+                     std::to_string(pacs_port) + "\ntls = true\n[reports]\nsend_to = [\"pacs\"]\nretry_initial_s = 1\n" +
+                     TlsSection(/*require_client=*/false);
+  StartNode("", tail);
+  SyntheticCr spec;
+  std::string file = OneImage("for-sr.dcm", &spec);
+  CommandResult stored = Run({"storescu", "-aec", "PXSNODE", "+tla", "+cf", C("ca.pem"), "+px", "127.0.0.1",
+                              std::to_string(port_), file});
+  ASSERT_EQ(stored.exit_code, 0) << stored.output;
+  auto sr_arrived = [&] {
+    for (auto& e : fs::directory_iterator(pacs_dir)) {
+      if (e.path().filename().string().rfind("SR", 0) == 0) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(WaitFor(sr_arrived, std::chrono::seconds(90))) << node_->Log() << "\n---- storescp ----\n" << pacs.Log();
+  EXPECT_TRUE(WaitFor([&] { return node_->Log().find("(TLS) ('pacs'): 1/1 SR(s) stored") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << node_->Log();
+}
+
 TEST_F(SecurityEndToEnd, StoredDataIsPrivateAndAWorldWritableDataFolderIsRefused) {
   StartNode();
   SyntheticCr spec;

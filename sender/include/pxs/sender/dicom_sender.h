@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/tls/tls.h"
 
 namespace pxs {
 
@@ -15,6 +17,7 @@ struct StoreTarget {
   std::string host;
   uint16_t port = 104;
   std::string called_ae;
+  bool tls = false;  // DICOM TLS with StoreOptions::tls
 };
 
 struct StoreOptions {
@@ -25,6 +28,9 @@ struct StoreOptions {
   int dimse_timeout_s = 60;    // waiting for each C-STORE response
   // So a receiver that hangs holds the sender for at most dimse + acse timeout.
   uint32_t max_pdu = 65536;
+  // For targets with tls: this side's certificate (optional) and the trust store that
+  // must verify the receiver's certificate.
+  std::optional<TlsSettings> tls;
 };
 
 // The outcome of one file of a batch.

@@ -15,16 +15,24 @@
 #include <vector>
 
 #include "pxs/common/status.h"
-#include "pxs/config/config.h"
 #include "pxs/sender/dicom_sender.h"
 
 namespace pxs {
 
 class Database;
 
+// A receiver of reports, as [[destinations]] describes it (the app maps the config).
+struct ReportDestination {
+  std::string name;      // what [reports] send_to names
+  std::string ae_title;  // called AE title
+  std::string host;
+  uint16_t port = 104;
+  bool tls = false;      // DICOM TLS, with SenderWorkerOptions::store.tls
+};
+
 struct SenderWorkerOptions {
   std::string data_dir;                   // OutgoingReport::file_path is relative to it
-  std::vector<Destination> destinations;  // [[destinations]]
+  std::vector<ReportDestination> destinations;  // [[destinations]]
   StoreOptions store;                     // calling AE, timeouts, PDU size
   int max_attempts = 8;                   // [reports] max_attempts: then failed
   int retry_initial_s = 5;                // first retry delay; doubles each attempt
@@ -37,8 +45,8 @@ struct SenderWorkerOptions {
 
 // Where a report goes: "caller:<AE>" is looked up by AE title among the destinations,
 // anything else by destination name. NotFound names what is unknown.
-StatusOr<Destination> ResolveDestination(const std::string& destination,
-                                         const std::vector<Destination>& destinations);
+StatusOr<ReportDestination> ResolveDestination(const std::string& destination,
+                                         const std::vector<ReportDestination>& destinations);
 
 // Delay before the next attempt after `attempts` failed ones (1, 2, ...):
 // min(initial * 2^(attempts-1), max), in milliseconds.
@@ -59,7 +67,7 @@ class SenderWorker {
   // A new report was recorded: send now instead of at the next poll.
   void Wake();
   // SIGHUP: a new [[destinations]] list for the next pass (thread-safe).
-  void SetDestinations(std::vector<Destination> destinations);
+  void SetDestinations(std::vector<ReportDestination> destinations);
 
   // One pass over what is due now: returns how many reports were confirmed sent.
   // Start() calls it in a loop; tests and `pxsctl` may call it directly (not while
