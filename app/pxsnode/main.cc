@@ -77,10 +77,22 @@ pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
           tls.profile, static_cast<uint16_t>(tls.plain_port)};
 }
 
+pxs::StatusOr<pxs::PeerPolicy> Peers(const pxs::Config& cfg) {
+  std::vector<pxs::KnownPeer> peers;
+  for (const pxs::PeerEntry& p : cfg.peers) peers.push_back({p.ae_title, p.address, p.certificate_subject, p.max_associations});
+  auto policy = pxs::PeerPolicy::Create(std::move(peers));
+  if (!policy.ok()) return pxs::Status::InvalidArgument(cfg.source_path + ": " + policy.status().message());
+  return policy;
+}
+
 int CheckConfig(const std::string& path) {
   auto cfg = pxs::LoadConfig(path);
   if (!cfg.ok()) {
     std::cerr << "pxsnode: " << cfg.status().message() << "\n";
+    return 1;
+  }
+  if (auto peers = Peers(*cfg); !peers.ok()) {
+    std::cerr << "pxsnode: " << peers.status().message() << "\n";
     return 1;
   }
   if (cfg->tls.enabled) {
@@ -227,6 +239,12 @@ int Run(const std::string& config_path) {
                                      .min_free_bytes = cfg.scp.min_free_bytes,
                                      .min_free_percent = cfg.scp.min_free_percent};
   scp_options.tls = ScpTls(cfg.tls);
+  auto peers = Peers(cfg);
+  if (!peers.ok()) {
+    spdlog::critical("{}", peers.status().message());
+    return 1;
+  }
+  scp_options.peers = std::move(*peers);
   scp_options.audit = [&db](const std::string& action, const std::string& details) {
     if (auto st = (*db)->AddNodeAudit(action, details); !st.ok()) spdlog::warn("audit not written: {}", st.ToString());
   };
@@ -293,6 +311,8 @@ int Run(const std::string& config_path) {
         spdlog::error("SIGHUP: config not reloaded, keeping the running one: {}", fresh.status().message());
       } else {
         scp.SetAllowedCallingAes(fresh->scp.allowed_calling_aes);
+        if (auto fresh_peers = Peers(*fresh); fresh_peers.ok()) scp.SetPeers(std::move(*fresh_peers));
+        else spdlog::error("SIGHUP: [[peers]] not reloaded: {}", fresh_peers.status().message());
         sender.SetDestinations(ReportDestinations(fresh->destinations));
         reports.SetSendTo(fresh->reports.send_to);
         if (cfg.tls.enabled) {

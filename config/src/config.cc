@@ -215,6 +215,25 @@ Status ReadTls(const toml::table* t, const std::string& file, int node_port, Tls
   return Status::Ok();
 }
 
+Status ReadPeers(const toml::node* n, const std::string& file, std::vector<PeerEntry>* out) {
+  if (!n) return Status::Ok();
+  if (!n->is_array_of_tables()) return Status::InvalidArgument(file + ": [[peers]]: must be an array of tables");
+  int index = 0;
+  for (const toml::node& item : *n->as_array()) {
+    SectionReader r(item.as_table(), file, "peers #" + std::to_string(++index));
+    PeerEntry p;
+    PXS_RETURN_IF_ERROR(r.String("ae_title", &p.ae_title));
+    if (p.ae_title.empty()) return r.Error("ae_title", "is required");
+    PXS_RETURN_IF_ERROR(CheckAe(r, "ae_title", p.ae_title));
+    PXS_RETURN_IF_ERROR(r.String("address", &p.address));
+    PXS_RETURN_IF_ERROR(r.String("certificate_subject", &p.certificate_subject));
+    PXS_RETURN_IF_ERROR(r.Integer("max_associations", &p.max_associations, 0, 256));
+    PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
+    out->push_back(std::move(p));
+  }
+  return Status::Ok();
+}
+
 Status ReadDestinations(const toml::node* n, const std::string& file, std::vector<Destination>* out) {
   if (!n) return Status::Ok();
   if (!n->is_array_of_tables()) {
@@ -309,7 +328,7 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* tls = SubTable(root, "tls", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls"};
+    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls", "peers"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
@@ -322,6 +341,7 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   PXS_RETURN_IF_ERROR(ReadDestinations(root.get("destinations"), path, &cfg.destinations));
   PXS_RETURN_IF_ERROR(ReadReports(reports, path, cfg.destinations, &cfg.reports));
   PXS_RETURN_IF_ERROR(ReadTls(tls, path, cfg.node.port, &cfg.tls));
+  PXS_RETURN_IF_ERROR(ReadPeers(root.get("peers"), path, &cfg.peers));
   for (const Destination& d : cfg.destinations) {
     if (d.tls && !cfg.tls.enabled) {
       return Status::InvalidArgument(path + ": [[destinations]] " + d.name +

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <optional>
 #include <filesystem>
 #include <chrono>
 #include <condition_variable>
@@ -21,6 +23,8 @@
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmnet/scpcfg.h>
 #include <dcmtk/dcmtls/tlslayer.h>
+#include <openssl/bio.h>
+#include <openssl/x509.h>
 #include <dcmtk/dcmnet/scpthrd.h>
 #include <spdlog/spdlog.h>
 
@@ -93,12 +97,40 @@ struct ScpShared {
   Ingester* ingester = nullptr;
   std::mutex policy_mu;
   std::vector<std::string> allowed_calling_aes;
+  PeerPolicy peers;
+  std::map<size_t, int> active_per_peer;  // under policy_mu: associations held per known peer
   std::atomic<int> active{0};
   std::atomic<int> receiving{0};              // C-STOREs between request and response
   std::atomic<int64_t> last_stored_at_ms{0};  // steady clock
   // Set (under lifecycle_mu) before the pool is asked to stop; see Worker.
   std::mutex lifecycle_mu;
   bool stopping = false;
+
+  // With [[peers]]: the caller must be one, under its own limit. Returns the peer's
+  // index (to release in Leave()), or nullopt with *why and whether it is transient.
+  std::optional<size_t> Enter(const std::string& ae, const std::string& address, const std::string& subject,
+                              std::string* why, bool* transient) {
+    std::lock_guard<std::mutex> lock(policy_mu);
+    *transient = false;
+    if (peers.empty()) return kAnyPeer;
+    std::optional<size_t> index = peers.Match(ae, address, subject, why);
+    if (!index) return std::nullopt;
+    const int limit = peers.peers()[*index].max_associations;
+    int& held = active_per_peer[*index];
+    if (limit > 0 && held >= limit) {
+      *why = "peer '" + ae + "' already holds its " + std::to_string(limit) + " association(s)";
+      *transient = true;
+      return std::nullopt;
+    }
+    ++held;
+    return index;
+  }
+  void Leave(size_t index) {
+    if (index == kAnyPeer) return;
+    std::lock_guard<std::mutex> lock(policy_mu);
+    if (--active_per_peer[index] <= 0) active_per_peer.erase(index);
+  }
+  static constexpr size_t kAnyPeer = static_cast<size_t>(-1);
 
   bool CallingAeAllowed(const std::string& ae) {
     std::lock_guard<std::mutex> lock(policy_mu);
@@ -149,7 +181,28 @@ class ReceivingScope {
 
 }  // namespace
 
-// One association. DCMTK's pool constructs one of these per association thread.
+// The RFC 2253 subject of the peer's TLS certificate; "" without TLS or certificate.
+std::string PeerCertificateSubject(T_ASC_Association* assoc) {
+  unsigned long len = DUL_getPeerCertificateLength(assoc->DULassociation);
+  if (len == 0) return {};
+  std::vector<unsigned char> der(len);
+  if (DUL_getPeerCertificate(assoc->DULassociation, der.data(), len) != len) return {};
+  const unsigned char* p = der.data();
+  X509* cert = d2i_X509(nullptr, &p, static_cast<long>(len));
+  if (!cert) return {};
+  std::string subject;
+  if (BIO* bio = BIO_new(BIO_s_mem())) {
+    X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+    char* text = nullptr;
+    long n = BIO_get_mem_data(bio, &text);
+    if (n > 0) subject.assign(text, static_cast<size_t>(n));
+    BIO_free(bio);
+  }
+  X509_free(cert);
+  return subject;
+}
+
+// One association, on its own thread.
 class AssociationScp : public DcmThreadSCP {
  public:
   explicit AssociationScp(ScpShared* shared) : shared_(shared) {}
@@ -176,6 +229,16 @@ class AssociationScp : public DcmThreadSCP {
       if (getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &len) == 0) peer_ = SocketAddress(remote);
     }
     std::string why;
+    bool transient = false;
+    std::optional<size_t> peer_index = shared_->Enter(calling_ae_, peer_, PeerCertificateSubject(assoc), &why, &transient);
+    if (!peer_index) {
+      spdlog::warn("association from {} ({}) refused{}: {} ([[peers]])", calling_ae_, peer_,
+                   transient ? " (transient)" : "", why);
+      refused_ = true;
+      refuseAssociation(transient ? DCMSCP_TOO_MANY_ASSOCIATIONS : DCMSCP_CALLING_AE_TITLE_NOT_RECOGNIZED);
+      return EC_Normal;
+    }
+    peer_index_ = *peer_index;
     if (shared_->DiskTooFull(&why)) {
       spdlog::warn("association from {} ({}) refused (transient): disk guard: {}", calling_ae_, peer_, why);
       refused_ = true;
@@ -211,6 +274,10 @@ class AssociationScp : public DcmThreadSCP {
   }
 
   void notifyAssociationTermination() override {
+    if (peer_index_) {
+      shared_->Leave(*peer_index_);
+      peer_index_.reset();
+    }
     if (!accepted_) {
       if (!refused_) spdlog::info("association from {} ({}) not accepted (no acceptable presentation context)",
                                   calling_ae_, peer_);
@@ -289,6 +356,7 @@ class AssociationScp : public DcmThreadSCP {
   Clock::time_point started_{};
   std::string calling_ae_, called_ae_, peer_, local_address_;
   bool accepted_ = false, refused_ = false;
+  std::optional<size_t> peer_index_;  // the [[peers]] entry this association counts against
   int stored_ = 0, failed_ = 0;
   uint64_t bytes_ = 0;
 };
@@ -361,6 +429,7 @@ class StorageScp::Impl {
     shared_.options = options;
     shared_.ingester = ingester;
     shared_.allowed_calling_aes = options.allowed_calling_aes;
+    shared_.peers = options.peers;
   }
 
   Status Start() {
@@ -513,6 +582,11 @@ StorageScp::~StorageScp() {
 }
 Status StorageScp::Start() { return impl_->Start(); }
 bool StorageScp::Stop(int grace_s) { return impl_->Stop(grace_s); }
+void StorageScp::SetPeers(PeerPolicy peers) {
+  std::lock_guard<std::mutex> lock(impl_->shared_.policy_mu);
+  impl_->shared_.peers = std::move(peers);
+  impl_->shared_.active_per_peer.clear();  // indices refer to the old list
+}
 void StorageScp::SetAllowedCallingAes(const std::vector<std::string>& aes) {
   std::lock_guard<std::mutex> lock(impl_->shared_.policy_mu);
   impl_->shared_.allowed_calling_aes = aes;

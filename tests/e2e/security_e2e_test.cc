@@ -15,6 +15,9 @@
 #include <fstream>
 #include <thread>
 
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/scu.h>
+
 #include "../../tls/tests/test_certs.h"
 #include "../support/dicom_gen.h"
 #include "../support/node_process.h"
@@ -55,6 +58,8 @@ class SecurityEndToEnd : public ::testing::Test {
     WritePem(server_, C("server.pem"), C("server.key"));
     MakeCertificate(client_, "modality", &ca_, false);
     WritePem(client_, C("client.pem"), C("client.key"));
+    MakeCertificate(second_client_, "second-modality", &ca_, false);
+    WritePem(second_client_, C("second.pem"), C("second.key"));
     MakeCertificate(stranger_, "stranger", &other_ca_, false);
     WritePem(stranger_, C("stranger.pem"), C("stranger.key"));
     MakeCertificate(expired_, "expired", &ca_, false, -7200, -3600);
@@ -109,7 +114,7 @@ class SecurityEndToEnd : public ::testing::Test {
 
   TempDir dir_{"pxs-sec"};
   fs::path certs_;
-  TestKeyPair ca_, other_ca_, server_, client_, stranger_, expired_;
+  TestKeyPair ca_, other_ca_, server_, client_, second_client_, stranger_, expired_;
   uint16_t port_ = 0;
   std::string config_;
   std::unique_ptr<Node> node_;
@@ -267,6 +272,50 @@ TEST_F(SecurityEndToEnd, ReportsReachATlsDestination) {
   EXPECT_TRUE(WaitFor(sr_arrived, std::chrono::seconds(90))) << node_->Log() << "\n---- storescp ----\n" << pacs.Log();
   EXPECT_TRUE(WaitFor([&] { return node_->Log().find("(TLS) ('pacs'): 1/1 SR(s) stored") != std::string::npos; },
                       std::chrono::seconds(10)))
+      << node_->Log();
+}
+
+// [[peers]]: only known callers, each within its own association limit.
+TEST_F(SecurityEndToEnd, KnownPeersOnlyEachWithinItsLimit) {
+  StartNode("", "[[peers]]\nae_title = \"MOD1\"\naddress = \"127.0.0.0/8\"\nmax_associations = 1\n"
+                "[[peers]]\nae_title = \"MOD2\"\naddress = \"127.0.0.1\"\n"
+                "[[peers]]\nae_title = \"FARAWAY\"\naddress = \"10.0.0.0/8\"\n");
+  auto echo_as = [&](const std::string& ae) {
+    return Run({"echoscu", "-aet", ae, "-aec", "PXSNODE", "127.0.0.1", std::to_string(port_)});
+  };
+  EXPECT_EQ(echo_as("MOD1").exit_code, 0);
+  EXPECT_NE(echo_as("STRANGER").exit_code, 0);
+  EXPECT_NE(echo_as("FARAWAY").exit_code, 0);  // known, but not from this address
+  // MOD1 holds its one association: a second one is refused, MOD2 still gets in.
+  DcmSCU held;
+  held.setAETitle("MOD1");
+  held.setPeerAETitle("PXSNODE");
+  held.setPeerHostName("127.0.0.1");
+  held.setPeerPort(port_);
+  OFList<OFString> ts;
+  ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+  held.addPresentationContext(UID_VerificationSOPClass, ts);
+  ASSERT_TRUE(held.initNetwork().good());
+  ASSERT_TRUE(held.negotiateAssociation().good());
+  EXPECT_NE(echo_as("MOD1").exit_code, 0);
+  EXPECT_EQ(echo_as("MOD2").exit_code, 0);
+  held.releaseAssociation();
+  EXPECT_TRUE(WaitFor([&] { return echo_as("MOD1").exit_code == 0; }, std::chrono::seconds(10)));
+  const std::string log = node_->Log();
+  EXPECT_NE(log.find("'STRANGER' is not a known peer"), std::string::npos) << log;
+  EXPECT_NE(log.find("'FARAWAY' is not expected from 127.0.0.1"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused (transient): peer 'MOD1' already holds its 1 association(s)"), std::string::npos) << log;
+}
+
+// Over TLS a known peer may be pinned to its certificate's subject.
+TEST_F(SecurityEndToEnd, APeerCanBePinnedToItsCertificateSubject) {
+  StartNode("", TlsSection(/*require_client=*/true) +
+                    "[[peers]]\nae_title = \"ECHOSCU\"\ncertificate_subject = \"CN=modality\"\n");
+  CommandResult pinned = Echo(port_, ClientTls("client"));
+  EXPECT_EQ(pinned.exit_code, 0) << pinned.output;
+  CommandResult other = Echo(port_, ClientTls("second"));  // trusted CA, other subject
+  EXPECT_NE(other.exit_code, 0) << other.output;
+  EXPECT_NE(node_->Log().find("presented certificate subject 'CN=second-modality'"), std::string::npos)
       << node_->Log();
 }
 

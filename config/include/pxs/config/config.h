@@ -77,6 +77,15 @@ struct TlsSection {
   int plain_port = 0;                // 0: none
 };
 
+// [[peers]]: the callers the SCP knows. With any listed, every association must match
+// one (AE title, address or CIDR, TLS certificate subject), within its own limit.
+struct PeerEntry {
+  std::string ae_title;
+  std::string address;              // "" any; IP or CIDR (checked by the SCP's PeerPolicy)
+  std::string certificate_subject;  // "" any; RFC 2253 subject of its TLS certificate
+  int max_associations = 0;         // 0: only [scp] max_associations applies
+};
+
 struct Config {
   std::string source_path;  // the file it was read from (for messages)
   NodeSection node;
@@ -85,6 +94,7 @@ struct Config {
   std::vector<Destination> destinations;
   ReportsSection reports;
   TlsSection tls;
+  std::vector<PeerEntry> peers;
 
   const Destination* FindDestinationByName(const std::string& name) const;
   const Destination* FindDestinationByAeTitle(const std::string& ae_title) const;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/scp/peer_policy.h"
 
 namespace pxs {
 
@@ -43,6 +44,7 @@ struct StorageScpOptions {
   int acse_timeout_s = 30;
   int dimse_timeout_s = 60;
   std::vector<std::string> allowed_calling_aes;  // empty: any
+  PeerPolicy peers;                               // [[peers]]; empty: any peer
   // Disk guard on the data folder.
   std::string data_dir;
   uint64_t min_free_bytes = 0;
@@ -66,6 +68,8 @@ class StorageScp {
   bool Stop(int grace_s);
   // SIGHUP: replace the calling-AE allowlist for new associations.
   void SetAllowedCallingAes(const std::vector<std::string>& aes);
+  // SIGHUP: replace the known peers for new associations.
+  void SetPeers(PeerPolicy peers);
   // SIGHUP: load the TLS certificate, key and trust anew for new associations; on error
   // the old ones stay in use.
   Status ReloadTls(const ScpTlsOptions& tls);
