@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="embedding distance per expert score point (centroid/siamese)")
     tr.add_argument("--abnormal-margin", type=float, default=0.5,
                     help="minimum distance of an unscored abnormal image from normals")
+    tr.add_argument("--label-weight", type=float, default=1.0,
+                    help="weight of the unscored-abnormal margin term (e.g. cxr14 findings)")
+    tr.add_argument("--change-weight", type=float, default=0.0,
+                    help="centroid design: weight of the within-patient change term (the "
+                         "difference of two exams' distances regresses their score difference)")
     tr.add_argument("--normal-weight", type=float, default=3.0,
                     help="how often a normal training image is drawn per epoch (default 3)")
     tr.add_argument("--robust-preprocessing", action="store_true",
@@ -144,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
     tr.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     tr.add_argument("--overwrite", action="store_true", help="start over even if --out has a run")
+    tr.add_argument("--skip-test", action="store_true",
+                    help="do not score the held-out test part at the end (exploratory runs: "
+                         "keeps the test part untouched until the final run)")
     tr.add_argument("--stop-after-epochs", type=int, default=0, help=argparse.SUPPRESS)
     _add_common(tr)
 

@@ -73,7 +73,8 @@ def _safe_norm(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def siamese_batch_loss(z: torch.Tensor, target: torch.Tensor, has_score: torch.Tensor,
-                       abnormal: torch.Tensor, margin: float) -> torch.Tensor:
+                       abnormal: torch.Tensor, margin: float,
+                       label_weight: float = 1.0) -> torch.Tensor:
     """Design A. z [B,D]; target [B] = score x distance-per-point (0 for unscored normals);
     has_score [B] bool (scored or a normal); abnormal [B] bool. All pairs of the batch."""
     diff = z.unsqueeze(0) - z.unsqueeze(1)
@@ -92,15 +93,19 @@ def siamese_batch_loss(z: torch.Tensor, target: torch.Tensor, has_score: torch.T
     normal = has_score & (target <= 0)
     cross = (unscored_ab[iu[0]] & normal[iu[1]]) | (unscored_ab[iu[1]] & normal[iu[0]])
     if cross.any():
-        loss = loss + torch.clamp(margin - d[cross], min=0).pow(2).mean()
+        loss = loss + label_weight * torch.clamp(margin - d[cross], min=0).pow(2).mean()
         terms += 1
     return loss if terms else (z * 0).sum()
 
 
 def centroid_batch_loss(z: torch.Tensor, centre: torch.Tensor, target: torch.Tensor,
                         has_score: torch.Tensor, abnormal: torch.Tensor,
-                        margin: float) -> torch.Tensor:
-    """Design B. Distance to the learned normal centre regresses the scaled score."""
+                        margin: float, label_weight: float = 1.0,
+                        change_weight: float = 0.0) -> torch.Tensor:
+    """Design B. Distance to the learned normal centre regresses the scaled score.
+    Batches are laid out as (seed, mate) pairs (severity_batches); with `change_weight`
+    the difference of the two distances also regresses the difference of the scores for
+    mates of the same patient (marked by a target difference that is finite)."""
     d = _safe_norm(z - centre.unsqueeze(0))
     loss = torch.zeros((), device=z.device)
     terms = 0
@@ -109,8 +114,15 @@ def centroid_batch_loss(z: torch.Tensor, centre: torch.Tensor, target: torch.Ten
         terms += 1
     unscored_ab = abnormal & ~has_score
     if unscored_ab.any():
-        loss = loss + torch.clamp(margin - d[unscored_ab], min=0).pow(2).mean()
+        loss = loss + label_weight * torch.clamp(margin - d[unscored_ab], min=0).pow(2).mean()
         terms += 1
+    if change_weight > 0 and len(z) >= 2:
+        a, b = torch.arange(0, len(z) - 1, 2, device=z.device), torch.arange(1, len(z), 2, device=z.device)
+        both = has_score[a] & has_score[b]
+        if both.any():
+            loss = loss + change_weight * F.smooth_l1_loss(
+                (d[a] - d[b])[both], (target[a] - target[b])[both], beta=0.25)
+            terms += 1
     return loss if terms else (z * 0).sum()
 
 
@@ -219,8 +231,8 @@ class ImageCache:
                         f"{seen[digest].row} ({seen[digest].image}); dropped")
                     progress.update(i)
                     continue
-                image = preprocess.equalize_and_crop(
-                    preprocess.to_uint8(decoded, rec.path, preprocessing), preprocessing)
+                # the whole contract pipeline up to the resize (preprocess.py's own entry point)
+                image = preprocess.to_8bit_display(rec.path, preprocessing)
             except DataError as exc:
                 raise DataError(f"labels {rec.source or ''} row {rec.row} ({rec.image}): {exc}") from exc
             seen[digest] = rec
@@ -372,7 +384,8 @@ def _config_of(args) -> Dict:
         "test_fraction": args.test_fraction, "val_fraction": args.val_fraction,
         "anchor_count": args.anchor_count, "severity_column": args.severity_column or "",
         "distance_per_point": args.distance_per_point, "abnormal_margin": args.abnormal_margin,
-        "normal_weight": args.normal_weight, "split_file": args.split_file or "",
+        "normal_weight": args.normal_weight, "label_weight": args.label_weight,
+        "change_weight": args.change_weight, "split_file": args.split_file or "",
     }
 
 
@@ -561,10 +574,12 @@ def run(args) -> int:
                     t, sc, ab = (target_of[idx].to(device), scored_of[idx].to(device),
                                  abnormal_of[idx].to(device))
                     if stage == "siamese":
-                        loss = siamese_batch_loss(z, t, sc, ab, args.abnormal_margin)
+                        loss = siamese_batch_loss(z, t, sc, ab, args.abnormal_margin,
+                                                  args.label_weight)
                     else:
                         loss = centroid_batch_loss(z, trainable.centre.float(), t, sc, ab,
-                                                   args.abnormal_margin)
+                                                   args.abnormal_margin, args.label_weight,
+                                                   args.change_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -700,7 +715,9 @@ def finish(args, net, cache: ImageCache, part, anchor_idx, preprocessing, config
 
     test_result = None
     plot_path = os.path.join(args.out, "test_evaluation.png")
-    if part["test"]:
+    if part["test"] and getattr(args, "skip_test", False):
+        print(f"test part ({len(part['test'])} images) not evaluated (--skip-test)", file=sys.stderr)
+    elif part["test"]:
         module, meta = package.load_package(pkg_path)
         test_records = [records[i] for i in part["test"]]
         scores = package.score_files(module, meta, [r.path for r in test_records])
