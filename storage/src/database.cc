@@ -15,6 +15,7 @@ namespace pxs {
 using sqlite::Connection;
 using sqlite::Query;
 using sqlite::Transaction;
+using sqlite::Durability;
 
 const char* JobStateName(JobState s) {
   switch (s) {
@@ -56,29 +57,14 @@ Job ReadJobColumns(const Query& q) {
 }
 
 // Scoring and report bookkeeping (claims, scores, skips, failed attempts, new reports,
-// file hashes) commits without waiting for the disk (synchronous=NORMAL for that
-// transaction). A power
-// cut can lose only a suffix of the WAL, so at worst the last of these commits, and
+// file hashes) commits with Durability::kDeferred, i.e. without waiting for the disk
+// (synchronous=NORMAL for that transaction only). A power cut can lose only a suffix of the WAL, so at worst the last of these commits, and
 // start-up recovery redoes them: jobs left 'scoring' are queued again, scored images
 // without a report get one. The next synchronous=FULL commit makes them durable with
 // itself: every ingest batch, and MarkDeliveriesStarting() before any SR leaves, so a
 // report that may be at a receiver is never lost and made again under a new UID. Before,
 // each was an fsync on the disk the SCP syncs received images to, taken under the lock
 // the SCP's commit needs (measured: docs/database.md).
-class RelaxedDurabilityScope {
- public:
-  RelaxedDurabilityScope(Connection* conn, bool durable) : conn_(durable ? conn : nullptr) {
-    if (conn_) conn_->Exec("PRAGMA synchronous = NORMAL");
-  }
-  ~RelaxedDurabilityScope() {
-    if (conn_) conn_->Exec("PRAGMA synchronous = FULL");
-  }
-  RelaxedDurabilityScope(const RelaxedDurabilityScope&) = delete;
-  RelaxedDurabilityScope& operator=(const RelaxedDurabilityScope&) = delete;
-
- private:
-  Connection* conn_;
-};
 
 class SqliteDatabase final : public Database {
  public:
@@ -358,8 +344,7 @@ StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
   std::vector<Job> jobs;
   if (max <= 0) return jobs;
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
-  Transaction tx(conn_.get());
+  Transaction tx(conn_.get(), Durability::kDeferred);
   PXS_RETURN_IF_ERROR(tx.Begin());
   {
     Query q = conn_->Prepare(
@@ -405,8 +390,7 @@ Status SqliteDatabase::WhyNotUpdated(const char* table, int64_t id, const char* 
 Status SqliteDatabase::CompleteJobs(const std::vector<ScoreRecord>& scores) {
   PXS_RETURN_IF_ERROR(RequireWritable("CompleteJob"));
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
-  Transaction tx(conn_.get());
+  Transaction tx(conn_.get(), Durability::kDeferred);
   PXS_RETURN_IF_ERROR(tx.Begin());
   const int64_t now_ms = NowMs();
   for (const ScoreRecord& score : scores) {
@@ -432,27 +416,29 @@ Status SqliteDatabase::CompleteJobs(const std::vector<ScoreRecord>& scores) {
 Status SqliteDatabase::SkipJob(int64_t job_id, const std::string& reason) {
   PXS_RETURN_IF_ERROR(RequireWritable("SkipJob"));
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
+  Transaction tx(conn_.get(), Durability::kDeferred);
+  PXS_RETURN_IF_ERROR(tx.Begin());
   Query q = conn_->Prepare(
       "UPDATE jobs SET state = 'skipped', reason = ?2, updated_at = ?3"
       " WHERE id = ?1 AND state IN ('queued', 'scoring')");
   q.With(job_id, reason, NowMs());
   PXS_RETURN_IF_ERROR(q.Run());
   if (conn_->Changes() == 0) return WhyNotUpdated("jobs", job_id, "queued or scoring");
-  return Status::Ok();
+  return tx.Commit();
 }
 
 Status SqliteDatabase::FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) {
   PXS_RETURN_IF_ERROR(RequireWritable("FailJobAttempt"));
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
+  Transaction tx(conn_.get(), Durability::kDeferred);
+  PXS_RETURN_IF_ERROR(tx.Begin());
   Query q = conn_->Prepare(
       "UPDATE jobs SET state = CASE WHEN attempts >= ?3 THEN 'failed' ELSE 'queued' END,"
       " reason = ?2, updated_at = ?4 WHERE id = ?1 AND state = 'scoring'");
   q.With(job_id, reason, max_attempts, NowMs());
   PXS_RETURN_IF_ERROR(q.Run());
   if (conn_->Changes() == 0) return WhyNotUpdated("jobs", job_id, "scoring");
-  return Status::Ok();
+  return tx.Commit();
 }
 
 StatusOr<int> SqliteDatabase::CountJobs(JobState state) {
@@ -505,8 +491,7 @@ Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, cons
                                     const std::vector<std::string>& destinations) {
   PXS_RETURN_IF_ERROR(RequireWritable("RecordReport"));
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);
-  Transaction tx(conn_.get());
+  Transaction tx(conn_.get(), Durability::kDeferred);
   PXS_RETURN_IF_ERROR(tx.Begin());
   const int64_t now_ms = NowMs();
   {
@@ -637,8 +622,7 @@ Status SqliteDatabase::RecordFileHashes(const std::vector<std::pair<int64_t, std
   PXS_RETURN_IF_ERROR(RequireWritable("RecordFileHashes"));
   if (hashes.empty()) return Status::Ok();
   std::lock_guard guard(mutex_);
-  RelaxedDurabilityScope relaxed(conn_.get(), durable_);  // a lost hash is computed again
-  Transaction tx(conn_.get());
+  Transaction tx(conn_.get(), Durability::kDeferred);  // a lost hash is computed again
   PXS_RETURN_IF_ERROR(tx.Begin());
   for (const auto& [id, sha256] : hashes) {
     Query q = conn_->Prepare("UPDATE instances SET sha256 = ?2 WHERE id = ?1 AND sha256 = ''");

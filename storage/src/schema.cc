@@ -210,6 +210,7 @@ StatusOr<std::unique_ptr<Connection>> OpenNodeDatabase(const std::string& path, 
   // survive a power cut, not just a process crash (see docs/database.md).
   PXS_RETURN_IF_ERROR(conn.Exec("PRAGMA journal_mode = WAL"));
   PXS_RETURN_IF_ERROR(conn.Exec(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = OFF"));
+  conn.set_durable(durable);
   PXS_RETURN_IF_ERROR(conn.Exec("PRAGMA foreign_keys = ON"));
   PXS_RETURN_IF_ERROR(Migrate(conn, kSchemaVersion));
   return opened;

@@ -143,10 +143,23 @@ Status Connection::Error(int rc, std::string_view what) const {
 }
 
 Transaction::~Transaction() {
-  if (open_) (void)conn_->Exec("ROLLBACK");
+  if (open_) (void)conn_->Exec("ROLLBACK");  // a failed rollback leaves nothing committed either
+  RestoreSynchronous();
+}
+
+void Transaction::RestoreSynchronous() {
+  if (!relaxed_) return;
+  relaxed_ = false;
+  // Outside a transaction this cannot fail short of a closed connection; the next
+  // durable write would then fail too and report it.
+  (void)conn_->Exec("PRAGMA synchronous = FULL");
 }
 
 Status Transaction::Begin() {
+  if (deferred_ && conn_->durable()) {
+    PXS_RETURN_IF_ERROR(conn_->Exec("PRAGMA synchronous = NORMAL"));
+    relaxed_ = true;
+  }
   PXS_RETURN_IF_ERROR(conn_->Exec("BEGIN IMMEDIATE"));
   open_ = true;
   return Status::Ok();
@@ -157,6 +170,7 @@ Status Transaction::Commit() {
   // A failed COMMIT leaves the transaction open (e.g. SQLITE_BUSY); the destructor
   // then rolls it back, so nothing half-done is ever left behind.
   if (status.ok()) open_ = false;
+  if (!open_) RestoreSynchronous();
   return status;
 }
 

@@ -89,6 +89,9 @@ class Connection {
   int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
   int Changes() const { return sqlite3_changes(db_); }
   bool read_only() const { return read_only_; }
+  // synchronous=FULL was set on this connection (the node; not the benchmarks' OFF).
+  bool durable() const { return durable_; }
+  void set_durable(bool durable) { durable_ = durable; }
   const std::string& path() const { return path_; }
 
  private:
@@ -97,14 +100,25 @@ class Connection {
   sqlite3* db_;
   std::string path_;
   bool read_only_;
+  bool durable_ = false;
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
 };
 
 // BEGIN IMMEDIATE (takes the write lock up front, so a transaction never fails half
 // way with SQLITE_BUSY on lock upgrade); rolls back on destruction unless committed.
+// How a transaction's commit reaches the disk, chosen by each write explicitly:
+//   kDurable  - the connection's own setting (synchronous=FULL in the node: the commit
+//               waits for the WAL fsync);
+//   kDeferred - synchronous=NORMAL for this transaction only: the commit does not wait;
+//               it becomes durable with the next kDurable commit (see database.cc for
+//               which writes may be deferred, and why). On a connection that is not
+//               durable at all (benchmarks), the same as kDurable.
+enum class Durability { kDurable, kDeferred };
+
 class Transaction {
  public:
-  explicit Transaction(Connection* conn) : conn_(conn) {}
+  explicit Transaction(Connection* conn, Durability durability = Durability::kDurable)
+      : conn_(conn), deferred_(durability == Durability::kDeferred) {}
   ~Transaction();
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
@@ -112,7 +126,10 @@ class Transaction {
   Status Commit();
 
  private:
+  void RestoreSynchronous();
   Connection* conn_;
+  bool deferred_;
+  bool relaxed_ = false;  // synchronous was lowered for this transaction
   bool open_ = false;
 };
 

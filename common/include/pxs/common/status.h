@@ -9,7 +9,9 @@
 
 namespace pxs {
 
-class Status {
+// [[nodiscard]]: a Status that nobody looks at is a lost error; discard one on purpose
+// with (void) and a comment saying why.
+class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk = 0,
@@ -52,7 +54,7 @@ const char* StatusCodeName(Status::Code code);
 
 // A value or the Status that explains why there is none.
 template <typename T>
-class StatusOr {
+class [[nodiscard]] StatusOr {
  public:
   StatusOr(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   StatusOr(Status status) : status_(std::move(status)) {}  // NOLINT: must not be ok()
@@ -76,5 +78,16 @@ class StatusOr {
     ::pxs::Status pxs_status__ = (expr);      \
     if (!pxs_status__.ok()) return pxs_status__; \
   } while (0)
+
+// PXS_ASSIGN_OR_RETURN(auto rows, db->Rows()); declares `rows` from a StatusOr's value,
+// or returns its Status from the enclosing function.
+#define PXS_STATUS_CONCAT_INNER_(a, b) a##b
+#define PXS_STATUS_CONCAT_(a, b) PXS_STATUS_CONCAT_INNER_(a, b)
+#define PXS_ASSIGN_OR_RETURN(lhs, expr) \
+  PXS_ASSIGN_OR_RETURN_IMPL_(PXS_STATUS_CONCAT_(pxs_statusor__, __LINE__), lhs, expr)
+#define PXS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                               \
+  if (!tmp.ok()) return tmp.status();              \
+  lhs = std::move(tmp).value()
 
 }  // namespace pxs
