@@ -1,5 +1,8 @@
 #include "format.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,12 +21,6 @@ size_t DisplayWidth(const std::string& s) {
   return width;
 }
 
-std::tm UtcTm(int64_t unix_ms) {
-  std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  return tm;
-}
 
 }  // namespace
 
@@ -49,19 +46,12 @@ void TextTable::Print(std::ostream& out) const {
 
 std::string FormatTimeShort(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";
-  std::tm tm = UtcTm(unix_ms);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return buf;
+  return fmt::format("{:%Y-%m-%d %H:%M:%S}Z", fmt::gmtime(static_cast<std::time_t>(unix_ms / 1000)));
 }
 
 std::string FormatTimeIso(int64_t unix_ms) {
-  std::tm tm = UtcTm(unix_ms);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(((unix_ms % 1000) + 1000) % 1000));
-  return out;
+  const int millis = static_cast<int>(((unix_ms % 1000) + 1000) % 1000);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(static_cast<std::time_t>(unix_ms / 1000)), millis);
 }
 
 std::string FormatDicomDate(const std::string& da) {

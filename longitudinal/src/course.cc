@@ -1,6 +1,9 @@
 // The longitudinal rule (see course.h for the rule in words).
 #include "pxs/longitudinal/course.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -107,12 +110,8 @@ std::string StudyTimeKey(const std::string& study_date, const std::string& study
   if (study_date.size() == 8 && AllDigits(study_date)) return study_date + NormalizedTime(study_time);
   // No usable date: the study is placed when its value was scored (UTC).
   const std::time_t seconds = static_cast<std::time_t>(scored_at_ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%04d%02d%02d%02d%02d%02d.%03d000", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(((scored_at_ms % 1000) + 1000) % 1000));
-  return buf;
+  const int millis = static_cast<int>(((scored_at_ms % 1000) + 1000) % 1000);
+  return fmt::format("{:%Y%m%d%H%M%S}.{:03d}000", fmt::gmtime(seconds), millis);
 }
 
 Comparison Compare(const ScoredInstance& current, const ScoredInstance& previous, const ModelTrend& trend) {

@@ -1,7 +1,8 @@
 #include "sr_uids.h"
 
 #include <algorithm>
-#include <random>
+
+#include <dcmtk/ofstd/ofuuid.h>
 
 #include "pxs/common/files.h"
 
@@ -21,6 +22,8 @@ std::string Decimal(unsigned __int128 v) {
 
 }  // namespace
 
+// Hand-written: DCMTK generates only new (time/random) UUIDs, and a UID that must come
+// out the same for the same name (ISO/IEC 9834-8 name-based) has no library call here.
 std::string UidFromName(const std::string& name) {
   const std::string hex = Sha256Hex(name);
   unsigned __int128 v = 0;
@@ -32,15 +35,11 @@ std::string UidFromName(const std::string& name) {
 }
 
 std::string RandomUid() {
-  std::random_device rd;
-  unsigned __int128 v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 32) | rd();
-  // Mark as a random (version 4, variant 1) UUID, as ISO/IEC 9834-8 suggests.
-  v &= ~(static_cast<unsigned __int128>(0xF) << 76);
-  v |= static_cast<unsigned __int128>(0x4) << 76;
-  v &= ~(static_cast<unsigned __int128>(0x3) << 62);
-  v |= static_cast<unsigned __int128>(0x2) << 62;
-  return "2.25." + Decimal(v);
+  // DCMTK's UUID printed as an OID is exactly the 2.25 form.
+  OFUUID uuid;
+  OFString uid;
+  uuid.toString(uid, OFUUID::ER_RepresentationOID);
+  return uid.c_str();
 }
 
 }  // namespace pxs

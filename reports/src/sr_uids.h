@@ -10,7 +10,7 @@ namespace pxs {
 // 2.25.<first 128 bits of SHA-256(name), as an unsigned decimal>.
 std::string UidFromName(const std::string& name);
 
-// 2.25.<128 random bits> (a version-4 UUID's bits, from std::random_device).
+// 2.25.<a fresh UUID as a decimal> (DCMTK's OFUUID).
 std::string RandomUid();
 
 }  // namespace pxs
