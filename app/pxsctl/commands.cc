@@ -16,6 +16,7 @@
 #include "format.h"
 #include "pxs/common/files.h"
 #include "pxs/longitudinal/course.h"
+#include "pxs/filestore/file_store.h"
 #include "pxs/storage/admin.h"
 
 namespace pxs::ctl {
@@ -756,10 +757,11 @@ int RunPrune(const Context& ctx, const PruneOptions& opt) {
   std::vector<int64_t> deleted;
   Json errors = Json::array();
   uint64_t deleted_bytes = 0;
+  // The node's file store owns the data folder's layout and removal.
+  FileStore store(ctx.data_dir);
   for (const auto& c : *candidates) {
-    const std::string path = ctx.data_dir + "/" + c.file_path;
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-      errors.push_back({{"file_path", c.file_path}, {"error", std::strerror(errno)}});
+    if (Status removed = store.Remove(c.file_path); !removed.ok()) {
+      errors.push_back({{"file_path", c.file_path}, {"error", removed.message()}});
       continue;
     }
     deleted.push_back(c.instance_id);

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/config/config.h"
+#include "pxs/filestore/file_store.h"
 #include "pxs/pipeline/hash_worker.h"
 #include "pxs/pipeline/report_maker.h"
 #include "pxs/pipeline/report_worker.h"
@@ -186,11 +187,15 @@ int Run(const std::string& config_path) {
   sender_options.retry_initial_s = cfg.reports.retry_initial_s;
   sender_options.retry_max_s = cfg.reports.retry_max_s;
   pxs::SenderWorker sender(db->get(), sender_options);
+  // The data folder's one owner, shared by ingest and the report maker (the ingester
+  // opens it: creates the folders, removes unacknowledged temp files).
+  pxs::FileStore file_store(cfg.node.data_dir);
   pxs::ReportMaker reports({.data_dir = cfg.node.data_dir,
                             .ae_title = cfg.node.ae_title,
                             .software_version = PXS_VERSION,
                             .send_to = cfg.reports.send_to,
-                            .stable_delta_override = cfg.reports.stable_delta},
+                            .stable_delta_override = cfg.reports.stable_delta,
+                            .file_store = &file_store},
                            db->get(), &model, [&sender] { sender.Wake(); });
   pxs::ReportWorker report_worker(&reports, db->get());
   // Ingest first: scoring and hashing wait while the SCP is receiving (set once the SCP
@@ -215,6 +220,7 @@ int Run(const std::string& config_path) {
 
   pxs::IngestOptions ingest_options;
   ingest_options.data_dir = cfg.node.data_dir;
+  ingest_options.file_store = &file_store;
   ingest_options.score_for_processing = cfg.scoring.score_for_processing;
   ingest_options.on_conflict =
       cfg.scp.on_conflict == "replace" ? pxs::ConflictPolicy::kReplace : pxs::ConflictPolicy::kKeepFirst;

@@ -13,12 +13,18 @@ FileStore::FileStore(std::string data_dir, FileSystem* file_system)
       incoming_dir_((fs::path(data_dir_) / "incoming").string()),
       fs_(file_system ? file_system : PosixFileSystem()) {}
 
-StatusOr<int> FileStore::Open() {
+Status FileStore::EnsureFolders() {
   std::error_code ec;
   for (const char* sub : {"dicom", "incoming", "reports"}) {
     fs::create_directories(fs::path(data_dir_) / sub, ec);
     if (ec) return Status::IoError("cannot create " + (fs::path(data_dir_) / sub).string() + ": " + ec.message());
   }
+  return Status::Ok();
+}
+
+StatusOr<int> FileStore::Open() {
+  PXS_RETURN_IF_ERROR(EnsureFolders());
+  std::error_code ec;
   int removed = 0;
   for (const auto& entry : fs::directory_iterator(incoming_dir_, ec)) {
     if (fs_->RemoveFile(entry.path().string()).ok()) ++removed;

@@ -1,5 +1,7 @@
 #include "pxs/pipeline/report_maker.h"
 
+#include "pxs/filestore/file_store.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -23,18 +25,6 @@ namespace pxs {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The AE that sent an instance, as the SCP wrote it into the file meta information
-// (Source Application Entity Title), for [reports] send_to = "caller".
-std::string CallingAeOf(const std::string& path) {
-  DcmFileFormat file;
-  if (file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 256, ERM_metaOnly).bad()) return {};
-  OFString ae;
-  file.getMetaInfo()->findAndGetOFString(DCM_SourceApplicationEntityTitle, ae);
-  std::string s(ae.c_str());
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
-}
 
 SrModelInfo ToSrModel(const scoring::ModelInfo& m) {
   SrModelInfo out;
@@ -152,7 +142,11 @@ std::string HostName() {
 ReportMaker::ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
                          std::function<void()> on_recorded)
     : options_(options), db_(db), model_(model), on_recorded_(std::move(on_recorded)),
-      device_observer_uid_(DeviceObserverUid(options.data_dir)) {}
+      device_observer_uid_(DeviceObserverUid(options.data_dir)),
+      own_store_(options.file_store ? nullptr : std::make_unique<FileStore>(options.data_dir)),
+      store_(options.file_store ? options.file_store : own_store_.get()) {}
+
+ReportMaker::~ReportMaker() = default;
 
 void ReportMaker::SetSendTo(const std::vector<std::string>& send_to) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -196,20 +190,30 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   in.node.device_observer_name = HostName();
   in.node.device_observer_uid = device_observer_uid_;
 
-  fs::path rel = fs::path("reports") / job.study_uid / ("sr-v" + std::to_string(in.version) + ".dcm");
-  fs::path out = fs::path(options_.data_dir) / rel;
-  std::error_code ec;
-  fs::create_directories(out.parent_path(), ec);
-  if (ec) return Status::IoError("cannot create " + out.parent_path().string() + ": " + ec.message());
-  auto built = BuildStructuredReport(in, out.string());
-  if (!built.ok()) return built.status();
+  // The SR is written to a temp file and placed durably (synced, linked, folder synced)
+  // by the file store before the database records it, so a recorded report always has
+  // its file, even after a power cut.
+  const std::string rel = FileStore::ReportPath(job.study_uid, in.version);
+  PXS_RETURN_IF_ERROR(store_->EnsureFolders());  // three stat()s; the data folder may be new
+  const std::string temp = store_->NewTempPath();
+  auto built = BuildStructuredReport(in, temp);
+  if (!built.ok()) {
+    store_->RemoveQuietly(temp);
+    return built.status();
+  }
+  uint64_t size = 0;
+  std::vector<std::string> dirs;
+  // A file already at this version's name was never recorded (the database answers
+  // LatestReport), so it is a crash's leftover and may be replaced.
+  PXS_RETURN_IF_ERROR(store_->Place(temp, rel, /*replace_leftover=*/true, &size, &dirs));
+  PXS_RETURN_IF_ERROR(store_->SyncDirectories(dirs));
 
   std::vector<std::string> destinations;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const std::string& name : options_.send_to) {
       if (name == "caller") {
-        std::string caller = CallingAeOf(source);
+        const std::string& caller = job.calling_ae;  // recorded at ingest
         if (caller.empty()) {
           spdlog::warn("report for study {}: the sending AE is unknown; SR kept, not sent to the caller", job.study_uid);
           continue;
@@ -220,7 +224,7 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
       }
     }
   }
-  Status recorded = db_->RecordReport(built->sop_instance_uid, job.study_uid, in.version, rel.string(), destinations);
+  Status recorded = db_->RecordReport(built->sop_instance_uid, job.study_uid, in.version, rel, destinations);
   if (!recorded.ok()) return recorded;
   spdlog::info("report {} v{} for study {}: {} -> {} destination(s)", built->sop_instance_uid, in.version,
                job.study_uid, built->summary, destinations.size());

@@ -39,9 +39,11 @@ int64_t NowMs() {
 }
 
 // The columns of a Job, for queries joining jobs j, instances i, studies s, patients p;
-// ReadJobColumns() reads them back from columns 0..7.
-#define PXS_JOB_COLUMNS \
-  "j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts, i.received_at"
+// ReadJobColumns() reads them back from columns 0..kJobColumns-1.
+#define PXS_JOB_COLUMNS                                                                                         \
+  "j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts, i.received_at," \
+  " i.calling_ae"
+constexpr int kJobColumns = 9;
 
 Job ReadJobColumns(const Query& q) {
   Job job;
@@ -53,6 +55,7 @@ Job ReadJobColumns(const Query& q) {
   job.patient.issuer = q.Text(5);
   job.attempts = static_cast<int>(q.Int(6));
   job.received_at_ms = q.Int(7);
+  job.calling_ae = q.Text(8);
   return job;
 }
 
@@ -575,17 +578,17 @@ StatusOr<std::vector<Database::ScoredJob>> SqliteDatabase::ScoredWithoutReport(i
     ScoredJob sj;
     sj.job = ReadJobColumns(q);
     sj.score.job_id = sj.job.id;
-    sj.score.pxs = q.Real(8);
-    sj.score.raw_distance = q.Real(9);
-    sj.score.calibrated = q.OptReal(10);
-    sj.score.calibrated_scale = q.Text(11);
-    sj.score.embedding = q.Floats(12);
-    sj.score.model_name = q.Text(13);
-    sj.score.model_version = q.Text(14);
-    sj.score.queue_ms = q.Real(15);
-    sj.score.decode_ms = q.Real(16);
-    sj.score.inference_ms = q.Real(17);
-    sj.score.scored_at_ms = q.Int(18);
+    sj.score.pxs = q.Real(kJobColumns + 0);
+    sj.score.raw_distance = q.Real(kJobColumns + 1);
+    sj.score.calibrated = q.OptReal(kJobColumns + 2);
+    sj.score.calibrated_scale = q.Text(kJobColumns + 3);
+    sj.score.embedding = q.Floats(kJobColumns + 4);
+    sj.score.model_name = q.Text(kJobColumns + 5);
+    sj.score.model_version = q.Text(kJobColumns + 6);
+    sj.score.queue_ms = q.Real(kJobColumns + 7);
+    sj.score.decode_ms = q.Real(kJobColumns + 8);
+    sj.score.inference_ms = q.Real(kJobColumns + 9);
+    sj.score.scored_at_ms = q.Int(kJobColumns + 10);
     found.push_back(std::move(sj));
   }
   return found;

@@ -38,6 +38,9 @@ class FileStore {
   // Creates the folders and removes temp files a crash left behind (none of them was
   // acknowledged). Returns how many were removed.
   StatusOr<int> Open();
+  // Only creates the folders (for a second user of a store another component Open()s:
+  // removing temp files then could remove one being received).
+  Status EnsureFolders();
 
   const std::string& data_dir() const { return data_dir_; }
   FileSystem& file_system() { return *fs_; }

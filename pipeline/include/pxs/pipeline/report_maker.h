@@ -18,6 +18,8 @@
 
 namespace pxs {
 
+class FileStore;
+
 namespace scoring {
 struct ModelInfo;
 }
@@ -28,6 +30,9 @@ struct ReportMakerOptions {
   std::string software_version;
   std::vector<std::string> send_to;  // destination names and/or "caller"
   double stable_delta_override = -1.0;
+  // The data folder's owner (SR paths, durable placement); nullptr: the maker makes its
+  // own on data_dir. Must outlive the maker.
+  FileStore* file_store = nullptr;
 };
 
 class ReportMaker {
@@ -35,6 +40,7 @@ class ReportMaker {
   // on_recorded is called after a report was queued in the outbox (e.g. to wake the sender).
   ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
               std::function<void()> on_recorded);
+  ~ReportMaker();
 
   // Builds, writes and records the SR for the study of `job`. Returns the SR's SOP
   // Instance UID, or "" when another image of the study was scored later: that image
@@ -50,6 +56,8 @@ class ReportMaker {
   const scoring::ModelInfo* model_;
   std::function<void()> on_recorded_;
   std::string device_observer_uid_;
+  std::unique_ptr<FileStore> own_store_;
+  FileStore* store_;
   std::mutex mu_;  // guards options_.send_to
 };
 

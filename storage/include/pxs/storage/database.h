@@ -64,6 +64,7 @@ struct Job {
   PatientKey patient;
   int attempts = 0;       // including the current one
   int64_t received_at_ms = 0;
+  std::string calling_ae;  // the AE that sent the instance ("" for file imports)
 };
 
 struct ScoreRecord {
