@@ -10,7 +10,11 @@ concurrency 1 and 4 (4 processes, one association each). Also prints the disk's 
 fdatasync write bandwidth (dd conv=fdatasync), the physical ceiling for durable ingest.
 Last line: one JSON object.
 
-    bench/ingest/run.py [--count 100] [--reps 3] [--work DIR] [--no-orthanc]
+    bench/ingest/run.py [--count 100] [--reps 3] [--work DIR] [--no-orthanc] [--tls]
+
+--tls adds DICOM TLS receivers (certificates made here with openssl): pxsnode with [tls]
+and storescp +tls with the per-file sync, senders storescu +tla (BCP 195), and prints the
+ratios TLS/plain for pxsnode and pxsnode-TLS/storescp-TLS-sync.
 """
 import argparse
 import json
@@ -39,11 +43,30 @@ def disk_fdatasync_mb_s(work):
     return float(value) * factor
 
 
+def make_certificates(work):
+    """A self-signed CA and a server certificate for 127.0.0.1 (openssl command line)."""
+    d = os.path.join(work, "tls")
+    os.makedirs(d, exist_ok=True)
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, cwd=d)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=bench CA")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return d
+
+
 class Receiver:
     """Starts one receiver with an empty folder; stop() removes it."""
 
+    TLS_DIR = None  # set by main() with --tls
+
     def __init__(self, kind, work, nodelay, model):
         self.kind, self.nodelay = kind, nodelay
+        self.tls = kind.endswith("-tls") or "-tls-" in kind
         self.dir = os.path.join(work, "recv-" + kind)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
@@ -53,21 +76,26 @@ class Receiver:
         if nodelay:
             env["TCP_NODELAY"] = "1"
         log = open(os.path.join(self.dir, "log.txt"), "w")
-        if kind == "pxsnode":
+        t = Receiver.TLS_DIR
+        if kind in ("pxsnode", "pxsnode-tls"):
             self.aet = "PXSNODE"
             cfg = os.path.join(self.dir, "pxsnode.toml")
             with open(cfg, "w") as f:
                 f.write('[node]\nport = %d\ndata_dir = "data"\nlog_level = "warn"\n'
                         '[scp]\nmax_associations = 8\nmin_free_gb = 0.0\nmin_free_percent = 0.0\n'
                         '[scoring]\nmodel = "%s"\n' % (self.port, model))
+                if self.tls:
+                    f.write('[tls]\ncertificate = "%s/server.pem"\nprivate_key = "%s/server.key"\n' % (t, t))
             cmd = [os.path.join(ROOT, "build", "bin", "pxsnode"), "--config", cfg]
-        elif kind in ("storescp", "storescp-sync"):
+        elif kind in ("storescp", "storescp-sync", "storescp-tls-sync"):
             self.aet = "STORESCP"
             out = os.path.join(self.dir, "out")
             os.makedirs(out)
             cmd = ["storescp", "--fork", "-aet", "STORESCP", "-od", out]
-            if kind == "storescp-sync":
+            if kind.endswith("sync"):
                 cmd += ["--exec-sync", "-xcr", "sync #p/#f"]
+            if self.tls:
+                cmd += ["+tls", t + "/server.key", t + "/server.pem", "+px", "-ic"]
             cmd.append(str(self.port))
         elif kind == "orthanc":
             self.aet = "ORTHANC"
@@ -100,7 +128,8 @@ def send(receiver, files, concurrency, nodelay):
         env["TCP_NODELAY"] = "1"
     groups = [files[i::concurrency] for i in range(concurrency)]
     start = time.monotonic()
-    procs = [subprocess.Popen(["storescu", "-aec", receiver.aet, "127.0.0.1", str(receiver.port)] + g,
+    tls = ["+tla", "+cf", Receiver.TLS_DIR + "/ca.pem", "+px"] if receiver.tls else []
+    procs = [subprocess.Popen(["storescu", "-aec", receiver.aet] + tls + ["127.0.0.1", str(receiver.port)] + g,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for g in groups]
     failed = sum(p.wait() != 0 for p in procs)
     elapsed = time.monotonic() - start
@@ -117,6 +146,8 @@ def main():
     ap.add_argument("--cache", default=os.environ.get("PXS_BENCH_CACHE", os.path.join(ROOT, "build", "bench-cache")))
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "pxs-demo-cxr14.pt"))
     ap.add_argument("--no-orthanc", action="store_true")
+    ap.add_argument("--tls", action="store_true", help="also DICOM TLS receivers (pxsnode, storescp with sync)")
+    ap.add_argument("--kinds", help="comma-separated receivers to run (default: all)")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(ROOT, "build", "bin", "pxsnode")):
         sys.exit("bench/ingest: build first (build/bin/pxsnode missing)")
@@ -129,6 +160,11 @@ def main():
     kinds = ["pxsnode", "storescp", "storescp-sync"]
     if not args.no_orthanc and shutil.which("Orthanc"):
         kinds.append("orthanc")
+    if args.tls:
+        Receiver.TLS_DIR = make_certificates(args.work)
+        kinds += ["pxsnode-tls", "storescp-tls-sync"]
+    if args.kinds:
+        kinds = [k for k in kinds if k in args.kinds.split(",")]
     disk = disk_fdatasync_mb_s(args.work)
     print("disk fdatasync write bandwidth: %.0f MB/s" % disk)
     results = {}  # (kind, nodelay, concurrency) -> [files/s]
@@ -165,7 +201,15 @@ def main():
                   (kind + ("" if nodelay else " as shipped"), row["c1_files_s"], row["c1_mb_s"], row["c4_files_s"],
                    row["c4_mb_s"]))
     for c in (1, 4):
+        if "pxsnode" not in kinds:
+            break
         node = med("pxsnode", True, c)
+        if "pxsnode-tls" in kinds:
+            summary["ratios"]["c%d_tls_vs_plain" % c] = round(med("pxsnode-tls", True, c) / node, 2)
+            summary["ratios"]["c%d_tls_vs_storescp_tls_sync" % c] = round(
+                med("pxsnode-tls", True, c) / med("storescp-tls-sync", True, c), 2)
+        if "storescp" not in kinds:
+            continue
         summary["ratios"]["c%d_vs_storescp_sync" % c] = round(node / med("storescp-sync", True, c), 2)
         summary["ratios"]["c%d_vs_storescp" % c] = round(node / med("storescp", True, c), 2)
         if "orthanc" in kinds:
