@@ -109,8 +109,9 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
         ci = test_result.get("auc_ci")
         sp = test_result.get("spearman_label_count_detail") or {}
         lines += [
-            f"- Images: {test_result['n']} ({test_result['n_normal']} normal, "
-            f"{test_result['n_abnormal']} abnormal).",
+            f"- Images: {test_result['n']}; for the AUC {test_result['n_normal']} normal and "
+            f"{test_result['n_abnormal']} abnormal "
+            + ("(rows with a normal/abnormal label)." if test_result.get("severity") else "."),
             f"- AUC of PXS, abnormal vs normal: **{_fmt(test_result['auc'])}** (95% CI "
             + (f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a") + ", stratified percentile bootstrap, 2000 resamples).",
             f"- Spearman of PXS vs number of positive labels: {_fmt(test_result['spearman_label_count'])}"
@@ -145,7 +146,9 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
                       "Confusion (rows model, columns experts; better/stable/worse): `"
                       + json.dumps(sev.get("trend_confusion_model_vs_expert")) + "`"]
         if plot_path:
-            lines += ["", f"Plot (PXS by label count, ROC): `{plot_path}`."]
+            lines += ["", f"Plot (PXS by label count, ROC): `{plot_path}`"
+                      + ("; severity scatter and change plots beside it (`-scatter.png`, "
+                         "`-change.png`)." if test_result.get("severity") else ".")]
     else:
         lines.append("No test part (test fraction 0): no held-out metrics.")
     lines += ["", "## Limitations", "",
@@ -156,6 +159,10 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
               "(e.g. NIH ChestX-ray14) are noisy.",
               "- PXS is a distance to normal anchors, not a diagnosis: unusual but normal images "
               "(positioning, devices, exposure) also score high.",
-              "- The trend bands and stable delta are heuristics from the validation part, not "
-              "clinically calibrated.", ""]
+              ("- The calibration is fitted on the training part of one data set; the stable "
+               "delta is the raters' minimal detectable change, not a clinical threshold; the "
+               "bands are cut points on the calibrated scale, not clinical categories."
+               if meta.get("calibration") else
+               "- The trend bands and stable delta are heuristics from the validation part, not "
+               "clinically calibrated."), ""]
     return "\n".join(lines)

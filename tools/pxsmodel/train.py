@@ -705,6 +705,9 @@ def finish(args, net, cache: ImageCache, part, anchor_idx, preprocessing, config
     os.close(fd)
     try:
         summary = package.write_package(net, anchor_batch, meta, tmp_pkg)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_pkg, 0o666 & ~umask)  # mkstemp makes 0600; a package is a normal file
         os.replace(tmp_pkg, pkg_path)
     finally:
         if os.path.exists(tmp_pkg):
