@@ -23,6 +23,7 @@
 #include <random>
 
 #include "pxs/common/files.h"
+#include "pxs/reports/dicom_text.h"
 #include "sr_codes.h"
 #include "sr_uids.h"
 
@@ -73,10 +74,6 @@ std::string IsoDate(const std::string& da) {
   return da.empty() ? std::string("date unknown") : da;
 }
 
-bool IsAscii(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
 Measurements::MeasurementValue NumericValue(double v, const DSRCodedEntryValue& unit) {
   Measurements::MeasurementValue value(FormatDecimal(v).c_str(),
                                        CID7181_AbstractMultiDimensionalImageModelComponentUnits(unit));
@@ -89,7 +86,10 @@ struct SourceImage {
   DcmDataset* dataset = nullptr;
   std::string study_uid, study_date, study_time, sop_class_uid, sop_instance_uid, patient_id,
       issuer, modality;
+  std::vector<std::string> text_problems;
 };
+
+constexpr Uint32 kLoadedValueBytes = 4096;
 
 std::string GetString(DcmItem* item, const DcmTagKey& tag) {
   OFString v;
@@ -97,35 +97,19 @@ std::string GetString(DcmItem* item, const DcmTagKey& tag) {
   return v.c_str();
 }
 
-// True if a top-level text value of the data set has a byte above 0x7F, i.e. depends
-// on its Specific Character Set.
-bool HasNonAsciiText(DcmItem* item) {
-  for (unsigned long i = 0; i < item->card(); ++i) {
-    DcmElement* e = item->getElement(i);
-    if (e == nullptr || !e->isaString() || e->getLength() > 1024) continue;
-    OFString value;
-    if (e->getOFStringArray(value).good() && !IsAscii(value.c_str())) return true;
-  }
-  return false;
-}
-
 StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
   auto src = std::make_unique<SourceImage>();
   // Only the header is needed: values over 4 kB (Pixel Data) are left on disk.
-  OFCondition cond = src->file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, 4096);
+  OFCondition cond = src->file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, kLoadedValueBytes);
   if (cond.bad()) return Status::Corrupt(path + ": cannot read as DICOM: " + cond.text());
   src->dataset = src->file.getDataset();
-  // Names and descriptions with characters beyond ASCII are copied as UTF-8, so our own
-  // (UTF-8) text can sit next to them in one character set. Pure ASCII needs nothing.
-  OFString charset;
-  if (src->dataset->findAndGetOFStringArray(DCM_SpecificCharacterSet, charset).good() &&
-      !charset.empty() && HasNonAsciiText(src->dataset)) {
-    cond = src->dataset->convertToUTF8();
-    if (cond.bad()) {
-      return Status::Unsupported(path + ": Specific Character Set '" + std::string(charset.c_str()) +
-                                 "' cannot be converted to UTF-8: " + cond.text());
-    }
-  }
+  // Every text the SR copies from the source (patient and study modules, image
+  // library descriptors) is decoded from the source's declared character set to UTF-8
+  // and cleaned for its VR by the same reader the SCP used for the database, so the SR
+  // and the database say the same thing and our own UTF-8 text can sit beside it. Only
+  // header values are loaded (Pixel Data stays on disk). What could not be decoded is
+  // kept as %HH and reported, never copied as raw bytes (docs/conformance.md 6).
+  src->text_problems = NormalizeTextToUtf8(*src->dataset, kLoadedValueBytes);
   DcmDataset* ds = src->dataset;
   src->study_uid = GetString(ds, DCM_StudyInstanceUID);
   src->study_date = GetString(ds, DCM_StudyDate);
@@ -580,10 +564,6 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
     PXS_RETURN_IF_ERROR(ExtendGroup(tree, group_nodes[i], specs[i], params));
   }
 
-  const bool utf8 = !IsAscii(in.model.intended_use) || !IsAscii(in.model.name) ||
-                    !IsAscii(in.model.version) || !IsAscii(in.node.device_observer_name) ||
-                    HasNonAsciiText(src.dataset);
-  if (utf8) PXS_DCMTK_CHECK("character set", doc.setSpecificCharacterSetType(DSRTypes::CS_UTF8));
   PXS_DCMTK_CHECK("manufacturer", doc.setManufacturer(in.node.manufacturer.c_str()));
   PXS_DCMTK_CHECK("model name", doc.setManufacturerModelName(in.node.model_name.c_str()));
   if (!in.node.software_version.empty()) {
@@ -635,7 +615,15 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   if (!in.node.station_name.empty()) {
     PXS_DCMTK_CHECK("station name", ds->putAndInsertString(DCM_StationName, in.node.station_name.c_str()));
   }
+  // The character set is declared from what the SR really holds: ISO_IR 192 as soon as
+  // one value (copied or our own) is not plain ASCII, none otherwise.
+  if (HasNonAsciiText(*ds)) {
+    PXS_DCMTK_CHECK("character set", ds->putAndInsertString(DCM_SpecificCharacterSet, "ISO_IR 192"));
+  } else {
+    ds->findAndDeleteElement(DCM_SpecificCharacterSet);
+  }
   result.summary = summary;
+  result.text_problems = src.text_problems;
   PXS_RETURN_IF_ERROR(WriteDurably(out, output_path));
   return result;
 }

@@ -19,6 +19,7 @@
 
 #include "pxs/reports/sr_builder.h"
 #include "pxs/reports/sr_reader.h"
+#include "../../tests/support/dicom_gen.h"
 
 namespace fs = std::filesystem;
 
@@ -476,6 +477,68 @@ TEST(SrBuilderTest, Latin1SourceIsCopiedAsUtf8AndPredecessorIsReferenced) {
   EXPECT_EQ(c2->predecessor_sop_instance_uids, std::vector<std::string>{r1->sop_instance_uid});
   EXPECT_TRUE(c1->predecessor_sop_instance_uids.empty());
   EXPECT_EQ(Header(v2, DCM_InstanceNumber), "2");
+}
+
+// Character sets (docs/conformance.md 6), on synthetic sources written here: what the SR
+// copies is UTF-8 whatever the source declared, declared as ISO_IR 192 exactly when
+// something is not ASCII, and valid for its VR (dciodvfy). Escape codes alone (ISO 2022
+// IR 87) and a PatientID padded with NUL were both copied raw before.
+struct CharsetCase {
+  std::string name, charset, raw_name, raw_id;
+  std::string want_name, want_id, want_charset;
+  bool want_problem = false;
+};
+
+TEST(SrBuilderTest, CopiedTextIsUtf8AndValidForItsVrWhateverTheSourceCharacterSet) {
+  using namespace std::string_literals;
+  const std::vector<CharsetCase> cases = {
+      {"japanese", "\\ISO 2022 IR 87",
+       "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B", "PID-JP\0"s,
+       "Yamada^Tarou=山田^太郎=やまだ^たろう", "PID-JP", "ISO_IR 192"},
+      {"latin1", "ISO_IR 100", "M\xFCller^J\xFCrgen", "PID-DE", "Müller^Jürgen", "PID-DE", "ISO_IR 192"},
+      {"ascii", "ISO_IR 100", "SMITH^JOHN", "PID-EN\0"s, "SMITH^JOHN", "PID-EN", ""},
+      // Latin-1 bytes without a declaration: not valid in the default repertoire, so
+      // not copied as they are; the SR stays valid (ASCII with %HH) and says nothing else.
+      {"undeclared", "", "M\xFCller", "PID-X", "M%FCller", "PID-X", "", true},
+  };
+  TempDir tmp;
+  for (const CharsetCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    testing::SyntheticCr spec;
+    spec.study_uid = testing::NewUid();
+    spec.series_uid = testing::NewUid();
+    spec.sop_uid = testing::NewUid();
+    spec.specific_character_set = c.charset;
+    spec.patient_name = c.raw_name;
+    spec.patient_id = c.raw_id;
+    const std::string source = (tmp.path() / (c.name + "-src.dcm")).string();
+    ASSERT_TRUE(testing::WriteSyntheticCr(source, spec));
+    SrInput in;
+    in.source_image_path = source;
+    in.model = DemoModel();
+    in.node = TestNode();
+    in.pxs = 3.5;
+    const std::string sr = (tmp.path() / (c.name + "-sr.dcm")).string();
+    auto r = BuildStructuredReport(in, sr);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ExpectValidSr(sr);
+    EXPECT_EQ(Header(sr, DCM_SpecificCharacterSet), c.want_charset);
+    EXPECT_EQ(Header(sr, DCM_PatientName), c.want_name);
+    DcmFileFormat f;
+    ASSERT_TRUE(f.loadFile(sr.c_str()).good());
+    DcmElement* id = nullptr;
+    ASSERT_TRUE(f.getDataset()->findAndGetElement(DCM_PatientID, id).good());
+    char* id_value = nullptr;
+    Uint32 id_length = 0;
+    ASSERT_TRUE(id->getString(id_value, id_length).good());
+    EXPECT_EQ(std::string(id_value, id_length), c.want_id) << "no NUL or padding in the SR's PatientID";
+    EXPECT_EQ(r->text_problems.empty(), !c.want_problem);
+    auto content = ReadStructuredReport(sr);
+    ASSERT_TRUE(content.ok());
+    EXPECT_EQ(content->patient_id, c.want_id);
+    // The tracking UID is derived from the cleaned PatientID, the one the database has.
+    EXPECT_EQ(content->groups[0].tracking_uid, TrackingUidForPatient(c.want_id, spec.issuer));
+  }
 }
 
 }  // namespace

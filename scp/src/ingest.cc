@@ -23,6 +23,7 @@
 #include "group_commit.h"
 #include "pxs/common/files.h"
 #include "pxs/filestore/file_store.h"
+#include "pxs/reports/dicom_text.h"
 #include "pxs/storage/database.h"
 
 namespace pxs {
@@ -294,20 +295,41 @@ class Ingester::Impl {
     rec->sop_class_uid = sop_class;
     rec->study_uid = study;
     rec->series_uid = series;
-    rec->patient.patient_id = GetString(ds, DCM_PatientID);
-    rec->patient.issuer = GetString(ds, DCM_IssuerOfPatientID);
-    rec->patient_name = GetString(ds, DCM_PatientName);
-    rec->study_date = GetString(ds, DCM_StudyDate);
-    rec->study_time = GetString(ds, DCM_StudyTime);
-    rec->accession_number = GetString(ds, DCM_AccessionNumber);
-    rec->modality = GetString(ds, DCM_Modality);
-    rec->body_part = GetString(ds, DCM_BodyPartExamined);
-    rec->view_position = GetString(ds, DCM_ViewPosition);
+    ReadTexts(ds, rec);
     rec->transfer_syntax_uid = DcmXfer(xfer).getXferID();
     rec->calling_ae = src.calling_ae;
     rec->peer_address = src.peer_address;
     rec->skip_reason = ScoringSkipReason(ds, sop_class, options_.score_for_processing);
     return std::nullopt;
+  }
+
+  // The handful of text attributes the database keeps, each decoded on its own from the
+  // declared Specific Character Set to UTF-8 and cleaned for its VR by the reader the SR
+  // builder uses too (so the database and the SR agree). Plain ASCII values, nearly all
+  // of them, cost a scan; nothing else of the data set is converted. A value that cannot
+  // be decoded never refuses an instance the sender will see acknowledged: it is kept
+  // with its undecodable bytes as %HH and the log says which attribute and why.
+  void ReadTexts(DcmDataset& ds, ReceivedInstance* rec) {
+    const DicomTextReader reader(ds);
+    std::string problems;
+    auto text = [&](const DcmTagKey& tag) {
+      DicomText t = reader.Get(ds, tag);
+      if (!t.problem.empty()) problems += (problems.empty() ? "" : "; ") + std::string(tag.toString().c_str()) + " " + t.problem;
+      return std::move(t.utf8);
+    };
+    rec->patient.patient_id = text(DCM_PatientID);
+    rec->patient.issuer = text(DCM_IssuerOfPatientID);
+    rec->patient_name = text(DCM_PatientName);
+    rec->study_date = text(DCM_StudyDate);
+    rec->study_time = text(DCM_StudyTime);
+    rec->accession_number = text(DCM_AccessionNumber);
+    rec->modality = text(DCM_Modality);
+    rec->body_part = text(DCM_BodyPartExamined);
+    rec->view_position = text(DCM_ViewPosition);
+    if (!problems.empty()) {
+      spdlog::warn("ingest {}: stored and scored, but text kept with %HH escapes (docs/conformance.md 6): {}",
+                   rec->sop_instance_uid, problems);
+    }
   }
 
   // The complete temp file of a described instance becomes the stored instance, a

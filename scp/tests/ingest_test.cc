@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 
 #include "../../tests/support/shared_data.h"
+#include "pxs/storage/admin.h"
 #include "pxs/storage/database.h"
 
 namespace pxs {
@@ -179,6 +181,63 @@ TEST_F(IngestTest, GeneratedDefectsGetPreciseStatuses) {
   }
   EXPECT_EQ(*db_->CountJobs(JobState::kQueued), 1);
   EXPECT_EQ(*db_->CountJobs(JobState::kSkipped), 1);
+}
+
+// The database keeps UTF-8 decoded from each instance's declared character set, and
+// the same cleaned PatientID the SR gets: escape codes alone (ISO 2022 IR 87) and a
+// NUL-padded PatientID reached it raw or cut before. An undecodable name is stored,
+// scored and escaped, never refused.
+TEST_F(IngestTest, PatientTextIsStoredAsUtf8FromTheDeclaredCharacterSet) {
+  using namespace std::string_literals;
+  struct Case {
+    std::string charset, raw_name, raw_id, want_name, want_id;
+  };
+  const std::vector<Case> cases = {
+      {"\\ISO 2022 IR 87",
+       "Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B",
+       "JP-1\0"s, "Yamada^Tarou=山田^太郎=やまだ^たろう", "JP-1"},
+      {"ISO_IR 100", "M\xFCller^J\xFCrgen", "DE-1", "Müller^Jürgen", "DE-1"},
+      {"\\ISO 2022 IR 149",
+       "Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf",
+       "KR-1", "Hong^Gildong=洪^吉洞=홍^길동", "KR-1"},
+      {"", "M\xFCller", "XX-1", "M%FCller", "XX-1"},
+  };
+  int n = 0;
+  for (const Case& c : cases) {
+    auto ds = std::make_unique<DcmDataset>();
+    const std::string sop = "1.2.3.99." + std::to_string(++n);
+    ds->putAndInsertString(DCM_SOPClassUID, "1.2.840.10008.5.1.4.1.1.1");
+    ds->putAndInsertString(DCM_SOPInstanceUID, sop.c_str());
+    ds->putAndInsertString(DCM_StudyInstanceUID, ("1.2.3.98." + std::to_string(n)).c_str());
+    ds->putAndInsertString(DCM_SeriesInstanceUID, ("1.2.3.97." + std::to_string(n)).c_str());
+    if (!c.charset.empty()) ds->putAndInsertString(DCM_SpecificCharacterSet, c.charset.c_str());
+    ds->putAndInsertString(DCM_PatientName, c.raw_name.data(), static_cast<Uint32>(c.raw_name.size()), OFTrue);
+    ds->putAndInsertString(DCM_PatientID, c.raw_id.data(), static_cast<Uint32>(c.raw_id.size()), OFTrue);
+    ds->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+    ds->putAndInsertUint16(DCM_Rows, 16);
+    ds->putAndInsertUint16(DCM_Columns, 16);
+    ds->putAndInsertUint16(DCM_BitsAllocated, 16);
+    ds->putAndInsertUint16(DCM_BitsStored, 12);
+    ds->putAndInsertUint16(DCM_HighBit, 11);
+    ds->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+    ds->putAndInsertUint16(DCM_PixelRepresentation, 0);
+    std::vector<Uint16> px(16 * 16, 100);
+    ds->putAndInsertUint16Array(DCM_PixelData, px.data(), px.size());
+    IngestResult r = ingester_->Ingest(*ds, EXS_LittleEndianExplicit, {});
+    ASSERT_EQ(r.dimse_status, dimse_status::kSuccess) << r.error;
+    EXPECT_EQ(r.skip_reason, "") << "a name that cannot be decoded does not stop scoring";
+  }
+  auto admin = AdminDatabase::Open(DatabasePathFor(dir_.str()), Database::Mode::kReadOnly);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  auto patients = (*admin)->FindPatients("", 100);
+  ASSERT_TRUE(patients.ok());
+  std::map<std::string, std::string> name_of;
+  for (const PatientSummary& p : *patients) name_of[p.patient_id] = p.name;
+  for (const Case& c : cases) {
+    ASSERT_TRUE(name_of.count(c.want_id)) << c.want_id;
+    EXPECT_EQ(name_of[c.want_id], c.want_name) << c.charset;
+  }
+  EXPECT_EQ(name_of.size(), cases.size());
 }
 
 }  // namespace

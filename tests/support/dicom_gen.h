@@ -25,7 +25,17 @@ struct SyntheticCr {
   int rows = 128;
   int cols = 128;
   uint32_t seed = 1;
+  // Text as raw bytes in the declared character set (set only when not empty), written
+  // as given: embedded or trailing NULs, escape sequences and all.
+  std::string specific_character_set;
+  std::string patient_name = "SYNTHETIC^PATIENT";
+  std::string study_description;  // not written when empty
 };
+
+// Puts every byte of `bytes` (NULs included) as the element's value.
+inline void PutRawString(DcmDataset* ds, const DcmTagKey& tag, const std::string& bytes) {
+  ds->putAndInsertString(tag, bytes.data(), static_cast<Uint32>(bytes.size()), OFTrue);
+}
 
 // Writes the CR and returns true on success.
 inline bool WriteSyntheticCr(const std::string& path, const SyntheticCr& spec) {
@@ -35,8 +45,12 @@ inline bool WriteSyntheticCr(const std::string& path, const SyntheticCr& spec) {
   ds->putAndInsertString(DCM_SOPInstanceUID, spec.sop_uid.c_str());
   ds->putAndInsertString(DCM_StudyInstanceUID, spec.study_uid.c_str());
   ds->putAndInsertString(DCM_SeriesInstanceUID, spec.series_uid.c_str());
-  ds->putAndInsertString(DCM_PatientName, "SYNTHETIC^PATIENT");
-  ds->putAndInsertString(DCM_PatientID, spec.patient_id.c_str());
+  if (!spec.specific_character_set.empty()) {
+    ds->putAndInsertString(DCM_SpecificCharacterSet, spec.specific_character_set.c_str());
+  }
+  PutRawString(ds, DCM_PatientName, spec.patient_name);
+  PutRawString(ds, DCM_PatientID, spec.patient_id);
+  if (!spec.study_description.empty()) PutRawString(ds, DCM_StudyDescription, spec.study_description);
   ds->putAndInsertString(DCM_IssuerOfPatientID, spec.issuer.c_str());
   ds->putAndInsertString(DCM_StudyDate, spec.study_date.c_str());
   ds->putAndInsertString(DCM_StudyTime, "120000");

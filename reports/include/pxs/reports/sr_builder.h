@@ -113,6 +113,9 @@ struct SrResult {
   std::string sop_instance_uid;
   std::string series_uid;
   std::string summary;  // the one-line plain-text summary, also in the SR
+  // Source values that could not be copied as they were (not decodable from the source's
+  // character set, control characters): each tag and why, no values. For the log.
+  std::vector<std::string> text_problems;
 };
 
 // Builds the SR and writes it durably to output_path (temp file + fsync + rename +
