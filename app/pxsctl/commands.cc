@@ -13,19 +13,18 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "format.h"
 #include "pxs/common/files.h"
 #include "pxs/longitudinal/course.h"
 #include "pxs/filestore/file_store.h"
 #include "pxs/storage/admin.h"
+#include "pxs/views/format.h"
+#include "pxs/views/views.h"
 
 namespace pxs::ctl {
 namespace {
 
-using Json = nlohmann::ordered_json;
-
-Json OptionalJson(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); }
-Json OptionalTimeJson(const std::optional<int64_t>& ms) { return ms ? Json(FormatTimeIso(*ms)) : Json(nullptr); }
+// The JSON of every command is pxs::views' (shared with the HTTP API); the tables are ours.
+using namespace pxs::views;  // NOLINT: the mapper and the output helpers
 
 std::string PatientLabel(const std::string& patient_id) { return patient_id.empty() ? "(no id)" : patient_id; }
 
@@ -75,72 +74,16 @@ Status Audit(AdminDatabase& db, const std::string& action, const Json& details) 
   return db.AddAudit({NowMs(), UnixUser(), action, details.dump()});
 }
 
-// The longitudinal library fed from the database: each model's thresholds come from
-// the metadata the node stored for that name and version (never from another model),
-// the raw stable_delta replaced by --stable-delta or the config's [reports] stable_delta.
-class CourseBuilder {
- public:
-  CourseBuilder(AdminDatabase& db, std::optional<double> stable_delta_override) : db_(db) {
-    options_.stable_delta_override = stable_delta_override;
-  }
-  std::vector<longitudinal::Course> Build(const std::vector<longitudinal::ScoredInstance>& rows) {
-    return longitudinal::BuildCourses(rows, [this](const longitudinal::ModelId& m) { return TrendOf(m); }, options_);
-  }
-
- private:
-  longitudinal::ModelTrend TrendOf(const longitudinal::ModelId& model) {
-    auto cached = cache_.find(model);
-    if (cached != cache_.end()) return cached->second;
-    longitudinal::ModelTrend trend;  // a model the node never recorded: the defaults
-    auto metadata = db_.ModelMetadata(model.name, model.version);
-    if (metadata.ok() && metadata->has_value()) {
-      trend = longitudinal::ModelTrendFromMetadata(**metadata).value_or(trend);
-    }
-    return cache_[model] = trend;
-  }
-
-  AdminDatabase& db_;
-  longitudinal::CourseOptions options_;
-  std::map<longitudinal::ModelId, longitudinal::ModelTrend> cache_;
-};
-
 std::optional<double> StableDeltaOverride(const Context& ctx, const std::optional<double>& option) {
   if (option) return option;
   if (ctx.config_stable_delta >= 0) return ctx.config_stable_delta;
   return std::nullopt;
 }
 
-// Whether --model (a name, or "name version") selects this model; empty selects all.
-bool ModelSelected(const std::string& filter, const longitudinal::ModelId& model) {
-  return filter.empty() || filter == model.name || filter == model.Label();
-}
-
-Json ComparisonJson(const longitudinal::Comparison& c) {
-  const bool compared = c.trend != longitudinal::Trend::kNotCompared;
-  return Json{{"change", OptionalJson(c.change)},
-              {"calibrated_change", OptionalJson(c.calibrated_change)},
-              {"trend", longitudinal::TrendText(c.trend)},
-              {"trend_scale", compared ? Json(c.on_calibrated_scale ? "calibrated" : "raw") : Json(nullptr)},
-              {"stable_delta_used", compared ? Json(c.stable_delta_used) : Json(nullptr)}};
-}
-
 // "4.50 geographic extent": the calibrated value with its scale's name, or "-".
 std::string CalibratedText(const std::optional<double>& value, const std::string& scale) {
   if (!value) return "-";
   return FormatNumber(value) + (scale.empty() ? "" : " " + scale);
-}
-
-Json DeliveryJson(const ReportDelivery& d) {
-  return Json{{"sr_sop_instance_uid", d.sr_sop_instance_uid},
-              {"study_uid", d.study_uid},
-              {"version", d.version},
-              {"file_path", d.file_path},
-              {"destination", d.destination},
-              {"state", d.state},
-              {"attempts", d.attempts},
-              {"next_attempt_at", FormatTimeIso(d.next_attempt_at_ms)},
-              {"last_error", d.last_error},
-              {"sent_at", OptionalTimeJson(d.sent_at_ms)}};
 }
 
 void PrintDeliveries(const std::string& title, const std::vector<ReportDelivery>& deliveries) {
@@ -153,10 +96,6 @@ void PrintDeliveries(const std::string& title, const std::vector<ReportDelivery>
                   d.last_error.empty() ? "-" : d.last_error});
   }
   table.Print(std::cout);
-}
-
-Json PercentilesJson(const LatencyPercentiles& p) {
-  return Json{{"count", p.count}, {"p50_ms", p.p50_ms}, {"p90_ms", p.p90_ms}, {"p99_ms", p.p99_ms}, {"max_ms", p.max_ms}};
 }
 
 std::string PercentilesText(const LatencyPercentiles& p) {
@@ -174,17 +113,7 @@ int RunPatients(const Context& ctx, const PatientsOptions& opt) {
   auto patients = db->FindPatients(opt.prefix, opt.limit);
   if (!patients.ok()) return Fail(ctx, patients.status());
   if (ctx.json) {
-    Json out = Json::array();
-    for (const auto& p : *patients) {
-      out.push_back({{"patient_id", p.patient_id.empty() ? Json(nullptr) : Json(p.patient_id)},
-                     {"issuer", p.issuer},
-                     {"name", p.name},
-                     {"studies", p.studies},
-                     {"instances", p.instances},
-                     {"scored", p.scored},
-                     {"last_received_at", p.last_received_at_ms ? Json(FormatTimeIso(p.last_received_at_ms)) : Json(nullptr)}});
-    }
-    PrintJson(out);
+    PrintJson(PatientsJson(*patients));
     return kExitOk;
   }
   TextTable table({"PATIENT ID", "ISSUER", "NAME", "STUDIES", "INSTANCES", "SCORED", "LAST RECEIVED"});
@@ -203,32 +132,22 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   int rc = kExitOk;
   auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
   if (!db) return rc;
-  PatientKey key{opt.patient_id, opt.issuer.value_or("")};
-  if (!opt.issuer) {
-    auto keys = db->PatientsWithId(opt.patient_id);
-    if (!keys.ok()) return Fail(ctx, keys.status());
-    if (keys->empty()) return Fail(ctx, kExitFindings, "no patient with id " + opt.patient_id);
-    if (keys->size() > 1) {
-      std::string issuers;
-      for (const auto& k : *keys) issuers += (issuers.empty() ? "" : ", ") + (k.issuer.empty() ? "\"\"" : k.issuer);
-      return Fail(ctx, kExitFindings,
-                  "patient id " + opt.patient_id + " exists under several issuers (" + issuers + "): add --issuer");
-    }
-    key = keys->front();
+  auto loaded = LoadHistory(*db, {.patient_id = opt.patient_id,
+                                  .issuer = opt.issuer,
+                                  .model = opt.model,
+                                  .stable_delta_override = StableDeltaOverride(ctx, opt.stable_delta)});
+  if (!loaded.ok()) {
+    const Status& st = loaded.status();
+    const bool absent = st.code() == Status::Code::kNotFound || st.code() == Status::Code::kInvalidArgument;
+    return absent ? Fail(ctx, kExitFindings, st.message()) : Fail(ctx, st);
   }
-  auto history = db->StudyHistory(key);
-  if (!history.ok()) return Fail(ctx, history.status());
-  if (history->empty()) {
-    return Fail(ctx, kExitFindings, "no studies for patient " + key.patient_id + " (issuer \"" + key.issuer + "\")");
+  if (ctx.json) {
+    PrintJson(HistoryJson(*loaded));
+    return kExitOk;
   }
-  auto scores = db->ScoredInstances(key);
-  if (!scores.ok()) return Fail(ctx, scores.status());
-  std::vector<longitudinal::ScoredInstance> rows;
-  for (const auto& r : *scores) {
-    if (ModelSelected(opt.model, r.model)) rows.push_back(r);
-  }
-  CourseBuilder builder(*db, StableDeltaOverride(ctx, opt.stable_delta));
-  const std::vector<longitudinal::Course> courses = builder.Build(rows);
+  const PatientKey& key = loaded->key;
+  const std::vector<StudyHistoryEntry>* history = &loaded->studies;
+  const std::vector<longitudinal::Course>& courses = loaded->courses;
   std::map<std::string, const StudyHistoryEntry*> study_of;
   for (const auto& s : *history) study_of[s.study_uid] = &s;
   auto accession = [&](const std::string& uid) {
@@ -240,52 +159,6 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
     for (const auto& p : course.studies) values.push_back(p.value.pxs);
     return values;
   };
-  if (ctx.json) {
-    Json studies = Json::array();
-    for (const auto& s : *history) {
-      studies.push_back({{"study_uid", s.study_uid},
-                         {"study_date", s.study_date},
-                         {"study_time", s.study_time},
-                         {"accession_number", s.accession_number},
-                         {"instances", s.instances},
-                         {"scored", s.scored}});
-    }
-    Json out_courses = Json::array();
-    for (const auto& course : courses) {
-      Json points = Json::array();
-      std::string scale;
-      for (const auto& p : course.studies) {
-        if (scale.empty()) scale = p.value.calibrated_scale;
-        Json point{{"study_uid", p.value.study_uid},
-                   {"study_date", p.value.study_date},
-                   {"study_time", p.value.study_time},
-                   {"accession_number", accession(p.value.study_uid)},
-                   {"sop_instance_uid", p.value.sop_instance_uid},
-                   {"scored_instances", p.scored_instances},
-                   {"pxs", p.value.pxs},
-                   {"calibrated", OptionalJson(p.value.calibrated)},
-                   {"calibrated_scale", p.value.calibrated_scale},
-                   {"band", p.band},
-                   {"previous_study_uid",
-                    p.previous ? Json(course.studies[*p.previous].value.study_uid) : Json(nullptr)}};
-        point.update(ComparisonJson(p.comparison));
-        points.push_back(std::move(point));
-      }
-      out_courses.push_back({{"model", course.model.Label()},
-                             {"model_name", course.model.name},
-                             {"model_version", course.model.version},
-                             {"stable_delta", course.trend.stable_delta},
-                             {"stable_delta_calibrated", OptionalJson(course.trend.stable_delta_calibrated)},
-                             {"calibrated_scale", scale},
-                             {"studies", points},
-                             {"sparkline", Sparkline(series_of(course))}});
-    }
-    PrintJson(Json{{"patient_id", key.patient_id},
-                   {"issuer", key.issuer},
-                   {"studies", studies},
-                   {"courses", out_courses}});
-    return kExitOk;
-  }
   std::cout << "Patient " << key.patient_id << (key.issuer.empty() ? "" : " (issuer " + key.issuer + ")") << ": "
             << history->size() << " studies, " << courses.size() << " model" << (courses.size() == 1 ? "" : "s")
             << (opt.model.empty() ? "" : " matching " + opt.model) << '\n';
@@ -342,50 +215,7 @@ int RunStudy(const Context& ctx, const std::string& study_uid) {
   if (!studies.ok()) return Fail(ctx, studies.status());
   if (studies->empty()) return Fail(ctx, kExitFindings, "no study with Study Instance UID " + study_uid);
   if (ctx.json) {
-    Json out = Json::array();
-    for (const auto& s : *studies) {
-      Json instances = Json::array();
-      for (const auto& i : s.instances) {
-        instances.push_back({{"sop_instance_uid", i.sop_instance_uid},
-                             {"series_uid", i.series_uid},
-                             {"sop_class_uid", i.sop_class_uid},
-                             {"modality", i.modality},
-                             {"body_part", i.body_part},
-                             {"view_position", i.view_position},
-                             {"transfer_syntax_uid", i.transfer_syntax_uid},
-                             {"file_path", i.file_path},
-                             {"file_size", i.file_size},
-                             {"sha256", i.sha256},
-                             {"calling_ae", i.calling_ae},
-                             {"peer_address", i.peer_address},
-                             {"received_at", FormatTimeIso(i.received_at_ms)},
-                             {"pruned_at", OptionalTimeJson(i.pruned_at_ms)},
-                             {"state", i.job_state},
-                             {"reason", i.job_reason},
-                             {"attempts", i.attempts},
-                             {"pxs", OptionalJson(i.pxs)},
-                             {"raw_distance", OptionalJson(i.raw_distance)},
-                             {"calibrated", OptionalJson(i.calibrated)},
-                             {"calibrated_scale", i.calibrated_scale},
-                             {"model", i.model},
-                             {"embedding_dim", i.embedding_dim},
-                             {"scored_at", OptionalTimeJson(i.scored_at_ms)},
-                             {"queue_ms", OptionalJson(i.queue_ms)},
-                             {"decode_ms", OptionalJson(i.decode_ms)},
-                             {"inference_ms", OptionalJson(i.inference_ms)}});
-      }
-      Json reports = Json::array();
-      for (const auto& d : s.reports) reports.push_back(DeliveryJson(d));
-      out.push_back({{"study_uid", s.study_uid},
-                     {"patient_id", s.patient.patient_id.empty() ? Json(nullptr) : Json(s.patient.patient_id)},
-                     {"issuer", s.patient.issuer},
-                     {"study_date", s.study_date},
-                     {"study_time", s.study_time},
-                     {"accession_number", s.accession_number},
-                     {"instances", instances},
-                     {"reports", reports}});
-    }
-    PrintJson(out);
+    PrintJson(StudiesJson(*studies));
     return kExitOk;
   }
   for (const auto& s : *studies) {
@@ -416,24 +246,7 @@ int RunQueue(const Context& ctx, const QueueOptions& opt) {
   if (!view.ok()) return Fail(ctx, view.status());
   const int64_t now = NowMs();
   if (ctx.json) {
-    Json jobs = Json::array();
-    for (const auto& j : view->jobs) {
-      jobs.push_back({{"job_id", j.job_id},
-                      {"state", j.state},
-                      {"sop_instance_uid", j.sop_instance_uid},
-                      {"study_uid", j.study_uid},
-                      {"calling_ae", j.calling_ae},
-                      {"attempts", j.attempts},
-                      {"received_at", FormatTimeIso(j.received_at_ms)},
-                      {"last_reason", j.last_reason}});
-    }
-    Json reports = Json::array();
-    for (const auto& d : view->pending_reports) reports.push_back(DeliveryJson(d));
-    PrintJson(Json{{"queued", view->queued},
-                   {"scoring", view->scoring},
-                   {"reports_pending", view->reports_pending},
-                   {"jobs", jobs},
-                   {"pending_reports", reports}});
+    PrintJson(QueueJson(*view));
     return kExitOk;
   }
   std::cout << "Scoring queue: " << view->queued << " queued, " << view->scoring << " scoring\n";
@@ -460,20 +273,7 @@ int RunFailures(const Context& ctx, const FailuresOptions& opt) {
   auto view = db->Failures(opt.limit);
   if (!view.ok()) return Fail(ctx, view.status());
   if (ctx.json) {
-    Json jobs = Json::array();
-    for (const auto& f : view->jobs) {
-      jobs.push_back({{"job_id", f.job_id},
-                      {"sop_instance_uid", f.sop_instance_uid},
-                      {"study_uid", f.study_uid},
-                      {"reason", f.reason},
-                      {"attempts", f.attempts},
-                      {"received_at", FormatTimeIso(f.received_at_ms)},
-                      {"failed_at", FormatTimeIso(f.failed_at_ms)}});
-    }
-    Json failed = Json::array(), retrying = Json::array();
-    for (const auto& d : view->reports) failed.push_back(DeliveryJson(d));
-    for (const auto& d : view->retrying) retrying.push_back(DeliveryJson(d));
-    PrintJson(Json{{"jobs", jobs}, {"reports", failed}, {"reports_retrying", retrying}});
+    PrintJson(FailuresJson(*view));
     return kExitOk;
   }
   std::cout << "Failed scoring jobs: " << view->jobs.size() << '\n';
@@ -499,14 +299,7 @@ int RunRetry(const Context& ctx, const RetryOptions& opt) {
   if (!db) return rc;
   const int64_t now = NowMs();
   auto result = opt.all_failed ? db->RetryAllFailed(now) : db->Retry(opt.sop_instance_uid, now);
-  Json details{{"target", opt.all_failed ? "all-failed" : opt.sop_instance_uid}};
-  if (result.ok()) {
-    details["jobs_requeued"] = result->jobs_requeued;
-    details["reports_requeued"] = result->reports_requeued;
-    details["skipped_pruned"] = result->skipped_pruned;
-  } else {
-    details["error"] = result.status().ToString();
-  }
+  Json details = RetryJson(opt.all_failed ? "all-failed" : opt.sop_instance_uid, result);
   // The attempt is audited whether or not it changed anything.
   Status audited = Audit(*db, "retry", details);
   if (!result.ok()) return Fail(ctx, result.status());
@@ -650,17 +443,7 @@ int RunStats(const Context& ctx) {
   if (!stats.ok()) return Fail(ctx, stats.status());
   const Stats& s = *stats;
   if (ctx.json) {
-    PrintJson(Json{{"patients", s.patients},
-                   {"studies", s.studies},
-                   {"instances", s.instances},
-                   {"pruned_instances", s.pruned_instances},
-                   {"jobs", s.jobs_by_state},
-                   {"report_deliveries", s.reports_by_state},
-                   {"scores_per_hour_last_24h", s.scores_per_hour},
-                   {"scores_per_hour_mean", s.scores_per_hour_mean},
-                   {"latency_window_days", Stats::kLatencyWindowDays},
-                   {"receipt_to_score", PercentilesJson(s.receipt_to_score)},
-                   {"receipt_to_report_sent", PercentilesJson(s.receipt_to_report_sent)}});
+    PrintJson(StatsJson(s));
     return kExitOk;
   }
   std::cout << "Patients " << s.patients << ", studies " << s.studies << ", instances " << s.instances << " ("
@@ -796,11 +579,7 @@ int RunAudit(const Context& ctx, const AuditOptions& opt) {
   auto entries = db->RecentAudit(opt.limit);
   if (!entries.ok()) return Fail(ctx, entries.status());
   if (ctx.json) {
-    Json out = Json::array();
-    for (const auto& e : *entries) {
-      out.push_back({{"at", FormatTimeIso(e.at_ms)}, {"unix_user", e.unix_user}, {"action", e.action}, {"details", e.details}});
-    }
-    PrintJson(out);
+    PrintJson(AuditJson(*entries));
     return kExitOk;
   }
   TextTable table({"WHEN", "USER", "ACTION", "DETAILS"});

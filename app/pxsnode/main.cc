@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -25,6 +26,7 @@
 
 #include "pxs/config/config.h"
 #include "pxs/filestore/file_store.h"
+#include "pxs/http/server.h"
 #include "pxs/pipeline/hash_worker.h"
 #include "pxs/pipeline/report_maker.h"
 #include "pxs/pipeline/report_worker.h"
@@ -76,6 +78,24 @@ std::optional<pxs::TlsSettings> SenderTls(const pxs::TlsSection& tls) {
 pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
   return {tls.enabled, tls.certificate, tls.private_key, tls.trusted_certificates, tls.require_client_certificate,
           tls.profile, static_cast<uint16_t>(tls.plain_port)};
+}
+
+// [http] -> the web face's options (docs/http.md). ready: the SCP listens (models are
+// loaded before it starts).
+pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::ModelInfo& model,
+                               std::function<bool()> ready) {
+  pxs::http::Options o;
+  o.bind = cfg.http.bind;
+  o.port = cfg.http.port;
+  for (const pxs::HttpToken& t : cfg.http.tokens) o.tokens.push_back({t.name, t.role, t.sha256});
+  o.db_path = pxs::DatabasePathFor(cfg.node.data_dir);
+  o.data_dir = cfg.node.data_dir;
+  o.web_root = cfg.http.web_root.empty() ? PXS_WEB_ROOT : cfg.http.web_root;
+  if (cfg.reports.stable_delta >= 0) o.stable_delta_override = cfg.reports.stable_delta;
+  o.models = {{model.name, model.version, model.not_for_clinical_use}};
+  o.version = PXS_VERSION;
+  o.ready = std::move(ready);
+  return o;
 }
 
 pxs::StatusOr<pxs::PeerPolicy> Peers(const pxs::Config& cfg) {
@@ -264,6 +284,19 @@ int Run(const std::string& config_path) {
   pxs::StorageScp scp(scp_options, ingester->get());
   scp_ptr = &scp;
 
+  // The web face (docs/http.md), bound before any worker starts so that a taken port
+  // stops the node like any other bad setting; /readyz: the SCP listens, until the stop.
+  std::atomic<bool> accepting{false};
+  std::unique_ptr<pxs::http::Server> web;
+  if (cfg.http.enabled) {
+    web = std::make_unique<pxs::http::Server>(HttpOptions(cfg, model, [&accepting] { return accepting.load(); }));
+    if (auto st = web->Start(); !st.ok()) {
+      spdlog::critical("{}", st.ToString());
+      return 1;
+    }
+    spdlog::info("http on {}:{} ({} token(s))", cfg.http.bind, web->port(), cfg.http.tokens.size());
+  }
+
   if (auto st = report_worker.Start(); !st.ok()) {
     spdlog::critical("report worker: {}", st.ToString());
     return 1;
@@ -289,6 +322,7 @@ int Run(const std::string& config_path) {
                  ports.size() > 1 ? ", plain TCP on port " + std::to_string(ports[1]) : std::string(),
                  cfg.node.data_dir);
   }
+  accepting = true;
   sd_notify(0, "READY=1\nSTATUS=accepting associations");
 
   boost::asio::io_context io;
@@ -341,6 +375,7 @@ int Run(const std::string& config_path) {
     if (e) return;
     spdlog::info("signal {}: stopping (running associations get {} s)", signo, cfg.scp.shutdown_grace_s);
     sd_notify(0, "STOPPING=1");
+    accepting = false;
     clean = scp.Stop(cfg.scp.shutdown_grace_s);
     if (!clean) spdlog::warn("associations still running after {} s; leaving without them", cfg.scp.shutdown_grace_s);
     scoring.Stop();
@@ -352,6 +387,7 @@ int Run(const std::string& config_path) {
     io.stop();
   });
   io.run();
+  if (web) web->Stop();
   spdlog::info("pxsnode stopped");
   spdlog::shutdown();
   if (!clean) {

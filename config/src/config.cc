@@ -1,5 +1,6 @@
 #include "pxs/config/config.h"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -84,6 +85,9 @@ class SectionReader {
     }
     return Status::Ok();
   }
+
+  // A key read by other means (an array of tables inside this table).
+  void Consume(const std::string& key) { consumed_.insert(key); }
 
   // Every key present in the table must have been read.
   Status RejectUnknownKeys() const {
@@ -276,6 +280,43 @@ Status ReadReports(const toml::table* t, const std::string& file, const std::vec
   return r.RejectUnknownKeys();
 }
 
+Status ReadHttp(const toml::table* t, const std::string& file, HttpSection* http) {
+  if (!t) return Status::Ok();
+  SectionReader r(t, file, "http");
+  PXS_RETURN_IF_ERROR(r.Bool("enabled", &http->enabled));
+  PXS_RETURN_IF_ERROR(r.String("bind", &http->bind));
+  PXS_RETURN_IF_ERROR(r.Integer("port", &http->port, 0, 65535));
+  PXS_RETURN_IF_ERROR(r.String("web_root", &http->web_root));
+  http->web_root = ResolveRelative(http->web_root, file);
+  if (const toml::node* n = t->get("tokens")) {
+    r.Consume("tokens");  // its tables are read (and checked) below
+    if (!n->is_array_of_tables()) return Status::InvalidArgument(file + ": [[http.tokens]]: must be an array of tables");
+    std::set<std::string> names;
+    int index = 0;
+    for (const toml::node& item : *n->as_array()) {
+      SectionReader tr(item.as_table(), file, "http.tokens #" + std::to_string(++index));
+      HttpToken token;
+      PXS_RETURN_IF_ERROR(tr.String("name", &token.name));
+      if (token.name.empty()) return tr.Error("name", "is required");
+      if (!names.insert(token.name).second) return tr.Error("name", "duplicate token name '" + token.name + "'");
+      PXS_RETURN_IF_ERROR(tr.String("role", &token.role));
+      if (token.role != "viewer" && token.role != "admin") {
+        return tr.Error("role", "must be viewer or admin (got '" + token.role + "')");
+      }
+      PXS_RETURN_IF_ERROR(tr.String("sha256", &token.sha256));
+      bool hex = token.sha256.size() == 64;
+      for (char& c : token.sha256) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        hex = hex && std::isxdigit(static_cast<unsigned char>(c));
+      }
+      if (!hex) return tr.Error("sha256", "must be 64 hex digits: the SHA-256 of the token (sha256sum), not the token");
+      PXS_RETURN_IF_ERROR(tr.RejectUnknownKeys());
+      http->tokens.push_back(std::move(token));
+    }
+  }
+  return r.RejectUnknownKeys();
+}
+
 const toml::table* SubTable(const toml::table& root, const char* name, const std::string& file, Status* st) {
   const toml::node* n = root.get(name);
   if (!n) return nullptr;
@@ -326,9 +367,10 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* scoring = SubTable(root, "scoring", path, &st);
   const toml::table* reports = SubTable(root, "reports", path, &st);
   const toml::table* tls = SubTable(root, "tls", path, &st);
+  const toml::table* http = SubTable(root, "http", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls", "peers"};
+    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls", "peers", "http"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
@@ -342,6 +384,7 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   PXS_RETURN_IF_ERROR(ReadReports(reports, path, cfg.destinations, &cfg.reports));
   PXS_RETURN_IF_ERROR(ReadTls(tls, path, cfg.node.port, &cfg.tls));
   PXS_RETURN_IF_ERROR(ReadPeers(root.get("peers"), path, &cfg.peers));
+  PXS_RETURN_IF_ERROR(ReadHttp(http, path, &cfg.http));
   for (const Destination& d : cfg.destinations) {
     if (d.tls && !cfg.tls.enabled) {
       return Status::InvalidArgument(path + ": [[destinations]] " + d.name +

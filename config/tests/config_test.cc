@@ -113,6 +113,30 @@ TEST_F(ConfigTest, TheShippedExampleConfigIsValid) {
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
 }
 
+TEST_F(ConfigTest, HttpIsOffByDefaultAndReadsTokens) {
+  auto off = Parse(kMinimal);
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->http.enabled);
+  EXPECT_EQ(off->http.bind, "127.0.0.1");
+  const std::string hash(64, 'A');
+  auto cfg = Parse(std::string(kMinimal) + "[http]\nenabled = true\nport = 8443\n[[http.tokens]]\nname = \"ops\"\n"
+                   "role = \"admin\"\nsha256 = \"" + hash + "\"\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_TRUE(cfg->http.enabled);
+  EXPECT_EQ(cfg->http.port, 8443);
+  ASSERT_EQ(cfg->http.tokens.size(), 1u);
+  EXPECT_EQ(cfg->http.tokens[0].role, "admin");
+  EXPECT_EQ(cfg->http.tokens[0].sha256, std::string(64, 'a'));  // compared in lower case
+  auto bad_role = Parse(std::string(kMinimal) + "[[http.tokens]]\nname = \"x\"\nrole = \"root\"\nsha256 = \"" +
+                        hash + "\"\n");
+  ASSERT_FALSE(bad_role.ok());
+  EXPECT_NE(bad_role.status().message().find("[http.tokens #1] role"), std::string::npos) << bad_role.status().message();
+  auto not_a_hash = Parse(std::string(kMinimal) + "[[http.tokens]]\nname = \"x\"\nrole = \"viewer\"\nsha256 = \"secret\"\n");
+  ASSERT_FALSE(not_a_hash.ok());
+  EXPECT_NE(not_a_hash.status().message().find("sha256"), std::string::npos);
+  EXPECT_FALSE(Parse(std::string(kMinimal) + "[http]\nenabeld = true\n").ok());  // misspelt key
+}
+
 TEST(AeTitle, Validation) {
   EXPECT_TRUE(IsValidAeTitle("PXSNODE"));
   EXPECT_TRUE(IsValidAeTitle("A B"));

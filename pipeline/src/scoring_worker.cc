@@ -18,6 +18,7 @@
 #include "worker_signal.h"
 #include "pxs/imaging/dicom_decoder.h"
 #include "pxs/scoring/scorer.h"
+#include "pxs/common/metrics.h"
 #include "pxs/common/thread_name.h"
 
 namespace pxs {
@@ -253,6 +254,7 @@ class ScoringWorker::Impl {
       spdlog::error("scoring: cannot record {} score(s): {}", records.size(), saved.ToString());
       return;
     }
+    metrics::Global().ObserveScoredBatch(records.size(), MsSince(batch_start) / 1000);
     for (size_t k = 0; k < records.size(); ++k) {
       spdlog::info("scored {} pxs={:.3f} decode={:.0f}ms inference={:.0f}ms batch={}", scored_jobs[k]->sop_instance_uid,
                    records[k].pxs, records[k].decode_ms, records[k].inference_ms, records.size());
@@ -261,6 +263,7 @@ class ScoringWorker::Impl {
   }
 
   void LogResult(const Status& st, const Job& job, const std::string& what) {
+    if (what.rfind("skipped", 0) != 0) metrics::Registry::Add(metrics::Global().jobs_failed);  // a failed attempt
     if (!st.ok()) {
       spdlog::error("scoring: job {} ({}): cannot record '{}': {}", job.id, job.sop_instance_uid, what, st.ToString());
     } else {

@@ -29,6 +29,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/files.h"
+#include "pxs/common/metrics.h"
 #include "association_listener.h"
 #include "incoming_file.h"
 #include "pxs/scp/ingest.h"
@@ -271,6 +272,7 @@ class AssociationScp : public DcmThreadSCP {
   void notifyAssociationAcknowledge() override {
     accepted_ = true;
     shared_->active.fetch_add(1);
+    metrics::Registry::Add(metrics::Global().associations);
   }
 
   void notifyAssociationTermination() override {
@@ -333,6 +335,7 @@ class AssociationScp : public DcmThreadSCP {
       spdlog::warn("instance {} from {}: status 0x{:04X}: {}", req.AffectedSOPInstanceUID, calling_ae_,
                    result.dimse_status, result.error);
     }
+    metrics::Global().ObserveStore(result.dimse_status, ms / 1000);
     return sendSTOREResponse(pres_id, req, result.dimse_status);
   }
 

@@ -1,5 +1,7 @@
 #include "pxs/sender/sender_worker.h"
 
+#include "pxs/common/metrics.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -115,6 +117,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
     const bool final = force_final || attempts >= options_.max_attempts;
     const int64_t next = Now() + RetryDelayMs(attempts, options_.retry_initial_s, options_.retry_max_s);
     Status s = db_->MarkReportAttemptFailed(r.id, error, next, final);
+    metrics::Registry::Add(metrics::Global().reports_failed);
     if (!s.ok()) spdlog::error("sender: report {}: cannot record failed attempt: {}", r.id, s.ToString());
     if (final) {
       spdlog::warn("sender: report {} (SR {}) to '{}' failed for good after {} attempt(s): {}", r.id,
@@ -174,6 +177,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
       const StoreFileResult& res = results[i];
       if (res.ok) {
         Status s = db_->MarkReportSent(r.id);
+        metrics::Registry::Add(metrics::Global().reports_sent);
         if (!s.ok()) spdlog::error("sender: report {}: sent but cannot record it: {}", r.id, s.ToString());
         ++ok_here;
         continue;

@@ -86,6 +86,21 @@ struct PeerEntry {
   int max_associations = 0;         // 0: only [scp] max_associations applies
 };
 
+// [http]: the node's web face (API, dashboard, /metrics, health; docs/http.md). Off by
+// default; on loopback unless bind says otherwise.
+struct HttpToken {
+  std::string name;    // who: written in the audit rows of admin actions
+  std::string role;    // viewer | admin
+  std::string sha256;  // hex SHA-256 of the bearer token (the token itself is never stored)
+};
+struct HttpSection {
+  bool enabled = false;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 8080;  // 0: an ephemeral port (tests)
+  std::string web_root;  // dashboard files; "" = the installed share/pxsnode/web
+  std::vector<HttpToken> tokens;  // [[http.tokens]]
+};
+
 struct Config {
   std::string source_path;  // the file it was read from (for messages)
   NodeSection node;
@@ -95,6 +110,7 @@ struct Config {
   ReportsSection reports;
   TlsSection tls;
   std::vector<PeerEntry> peers;
+  HttpSection http;
 
   const Destination* FindDestinationByName(const std::string& name) const;
   const Destination* FindDestinationByAeTitle(const std::string& ae_title) const;

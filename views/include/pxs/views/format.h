@@ -1,4 +1,4 @@
-// Output helpers for pxsctl: aligned text tables, times, CSV fields, sparklines.
+// Output helpers for pxsctl and the HTTP API (one owner): aligned text tables, times, CSV fields, sparklines.
 #pragma once
 
 #include <cstdint>
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace pxs::ctl {
+namespace pxs::views {
 
 // A plain text table: columns padded to their widest cell (UTF-8 aware).
 class TextTable {
@@ -41,4 +41,4 @@ std::string CsvField(const std::string& value);
 std::string Sparkline(const std::vector<double>& values);
 int64_t NowMs();
 
-}  // namespace pxs::ctl
+}  // namespace pxs::views

@@ -1,4 +1,4 @@
-#include "format.h"
+#include "pxs/views/format.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -10,7 +10,7 @@
 #include <ctime>
 #include <ostream>
 
-namespace pxs::ctl {
+namespace pxs::views {
 namespace {
 
 size_t DisplayWidth(const std::string& s) {
@@ -148,4 +148,4 @@ int64_t NowMs() {
       .count();
 }
 
-}  // namespace pxs::ctl
+}  // namespace pxs::views

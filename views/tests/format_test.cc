@@ -1,11 +1,11 @@
 // pxsctl's output helpers: CSV quoting, date parsing, times, sparklines, tables.
-#include "format.h"
+#include "pxs/views/format.h"
 
 #include <gtest/gtest.h>
 
 #include <sstream>
 
-namespace pxs::ctl {
+namespace pxs::views {
 namespace {
 
 TEST(FormatTest, CsvFieldQuotesOnlyWhenNeeded) {
@@ -68,4 +68,4 @@ TEST(FormatTest, TablePadsColumnsByDisplayWidth) {
 }
 
 }  // namespace
-}  // namespace pxs::ctl
+}  // namespace pxs::views

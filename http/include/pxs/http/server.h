@@ -1,0 +1,93 @@
+// pxs::http: pxsnode's web face (docs/http.md): the JSON API under /api/v1 (the same
+// JSON as `pxsctl --json`, from pxs::views), /healthz, /readyz, /metrics (Prometheus
+// text) and the dashboard's static files. HTTP/1.1 on Boost.Beast, on its own thread,
+// reading the database through its own read-only AdminDatabase connections (WAL readers
+// never block the node's writer, so ingest does not wait for it).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pxs/common/status.h"
+
+namespace pxs::http {
+
+struct Token {
+  std::string name;    // audited as "http:<name>" for admin actions
+  std::string role;    // viewer | admin
+  std::string sha256;  // lowercase hex SHA-256 of the bearer token
+};
+
+struct LoadedModel {
+  std::string name;
+  std::string version;
+  bool not_for_clinical_use = false;
+};
+
+struct Options {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;  // 0: ephemeral (see Server::port())
+  std::vector<Token> tokens;
+  std::string db_path;
+  std::string data_dir;   // free-disk gauge
+  std::string web_root;   // index.html, app.js, style.css
+  std::string chartjs_path = "/usr/share/javascript/chart.js/chart.min.js";  // Debian's libjs-chart.js
+  std::optional<double> stable_delta_override;  // [reports] stable_delta, as pxsctl --config uses it
+  std::vector<LoadedModel> models;              // what the node scores with
+  std::string version;
+  std::function<bool()> ready;  // SCP listening and models loaded
+  size_t max_target_bytes = 2048;
+  size_t max_body_bytes = 16 * 1024;
+};
+
+struct Request {
+  std::string method;         // GET, POST, ...
+  std::string target;         // path and query, as received
+  std::string authorization;  // the Authorization header, "" if absent
+  std::string body;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string route;  // the path template for the access log ("/api/v1/patients/{id}/history")
+};
+
+// Answers one request (no sockets: the server and the unit tests call it).
+class Api {
+ public:
+  explicit Api(Options options);
+  ~Api();
+  Response Handle(const Request& request);
+  const Options& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class Server {
+ public:
+  explicit Server(Options options);
+  ~Server();  // Stop()s
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  // Binds and starts the server thread; fails naming the address when it cannot bind.
+  Status Start();
+  void Stop();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Constant-time equality of two strings of the same length (token hashes).
+bool ConstantTimeEquals(const std::string& a, const std::string& b);
+
+}  // namespace pxs::http

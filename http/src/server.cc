@@ -1,0 +1,144 @@
+// The socket side: Boost.Beast HTTP/1.1 on one thread of its own (pxs-http). Requests
+// are answered one at a time by Api; the access log line names the route template,
+// never the path or query (they can hold patient ids and names).
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "pxs/common/thread_name.h"
+#include "pxs/http/server.h"
+
+namespace pxs::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Api* api) : stream_(std::move(socket)), api_(api) {}
+  void Run() { Read(); }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(api_->options().max_target_bytes + 8192));
+    parser_->body_limit(api_->options().max_body_bytes);
+    stream_.expires_after(kIdleTimeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset) {
+      return Close();
+    }
+    const auto started = std::chrono::steady_clock::now();
+    Response response;
+    bool keep_alive = false;
+    unsigned version = 11;
+    if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+      response = Response{413, "application/json", "{\"error\": \"request too large\"}\n", "(too large)"};
+    } else if (ec) {
+      response = Response{400, "application/json", "{\"error\": \"malformed HTTP request\"}\n", "(malformed)"};
+    } else {
+      const auto& req = parser_->get();
+      keep_alive = req.keep_alive();
+      version = req.version();
+      Request r{std::string(req.method_string()), std::string(req.target()),
+                std::string(req[bhttp::field::authorization]), req.body()};
+      response = api_->Handle(r);
+      method_ = r.method;
+    }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("http {} {} {} {:.1f} ms", method_.empty() ? "-" : method_, response.route, response.status, ms);
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(response.status),
+                                                                     version);
+    res->set(bhttp::field::server, "pxsnode");
+    res->set(bhttp::field::content_type, response.content_type);
+    res->set(bhttp::field::cache_control, "no-store");
+    res->set("X-Content-Type-Options", "nosniff");
+    if (response.status == 401) res->set(bhttp::field::www_authenticate, "Bearer");
+    res->body() = std::move(response.body);
+    res->keep_alive(keep_alive);
+    res->prepare_payload();
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
+      if (wec || !keep_alive) return self->Close();
+      self->method_.clear();
+      self->Read();
+    });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  Api* api_;
+  std::string method_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+  explicit Impl(Options o) : api(std::move(o)), acceptor(io) {}
+  void Accept() {
+    acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Session>(std::move(socket), &api)->Run();
+      Accept();
+    });
+  }
+  Api api;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  std::thread thread;
+  uint16_t port = 0;
+};
+
+Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Server::~Server() { Stop(); }
+
+Status Server::Start() {
+  const Options& o = impl_->api.options();
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(o.bind, ec);
+  if (ec) return Status::InvalidArgument("[http] bind: not an IP address: " + o.bind);
+  tcp::endpoint endpoint(address, o.port);
+  auto& acc = impl_->acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(endpoint, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::IoError("http: cannot listen on " + o.bind + ":" + std::to_string(o.port) + ": " + ec.message());
+  impl_->port = acc.local_endpoint().port();
+  impl_->Accept();
+  impl_->thread = std::thread([this] {
+    NameThisThread("pxs-http");
+    impl_->io.run();
+  });
+  return Status::Ok();
+}
+
+void Server::Stop() {
+  if (!impl_->thread.joinable()) return;
+  impl_->io.stop();
+  impl_->thread.join();
+}
+
+uint16_t Server::port() const { return impl_->port; }
+
+}  // namespace pxs::http

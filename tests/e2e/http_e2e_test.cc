@@ -1,0 +1,192 @@
+// The web face against the REAL pxsnode over loopback (curl as the client): tokens and
+// roles, parameter errors, size limits, health, the history JSON equal to `pxsctl
+// history --json` for the same patient, /metrics through `promtool check metrics`, the
+// dashboard's files, and an access log without patient ids or names.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "../support/dicom_gen.h"
+#include "../support/node_process.h"
+#include "../support/shared_data.h"
+#include "pxs/common/files.h"
+
+namespace pxs {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace pxs::testing;
+using Json = nlohmann::json;
+
+constexpr const char* kViewer = "viewer-token-0123";
+constexpr const char* kAdmin = "admin-token-4567";
+
+bool Have(const std::string& tool) { return std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0; }
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+class HttpEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Have("curl")) GTEST_SKIP() << "SKIPPED: curl not installed (scripts/install-deps.sh installs it)";
+    const std::string tail = "[http]\nenabled = true\nport = " + std::to_string(http_port_) + "\nweb_root = \"" +
+                             std::string(PXS_SOURCE_DIR) + "/http/web\"\n"
+                             "[[http.tokens]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"" + Sha256Hex(kViewer) +
+                             "\"\n[[http.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"" + Sha256Hex(kAdmin) + "\"\n";
+    config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail);
+    node_ = std::make_unique<Node>(dir_.path(), node_port_);
+    ASSERT_TRUE(node_->Start(config_)) << node_->Log();
+    ASSERT_TRUE(WaitFor([&] { return PortOpen(http_port_); }, std::chrono::seconds(10))) << node_->Log();
+  }
+  void TearDown() override {
+    if (HasFailure() && node_) std::cerr << "---- pxsnode log ----\n" << node_->Log() << "\n";
+  }
+
+  Reply Curl(const std::string& path, const std::string& token, const std::vector<std::string>& extra = {}) {
+    const std::string body_file = (dir_.path() / "body").string();
+    std::vector<std::string> argv = {"curl", "-s", "-o", body_file, "-w", "%{http_code}"};
+    if (!token.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("http://127.0.0.1:" + std::to_string(http_port_) + path);
+    CommandResult r = RunCommand(argv, (dir_.path() / "curl.log").string());
+    Reply reply;
+    reply.status = std::atoi(r.output.c_str());
+    std::ifstream in(body_file);
+    reply.body.assign(std::istreambuf_iterator<char>(in), {});
+    return reply;
+  }
+
+  void SendStudies(int studies) {
+    for (int s = 0; s < studies; ++s) {
+      SyntheticCr spec;
+      spec.patient_id = "HTTP-1";
+      spec.issuer = "TESTS";
+      spec.patient_name = "SECRETNAME^PATIENT";
+      spec.study_uid = NewUid();
+      spec.series_uid = NewUid();
+      spec.sop_uid = NewUid();
+      spec.study_date = "2026010" + std::to_string(s + 1);
+      spec.seed = static_cast<uint32_t>(s + 7);
+      const std::string file = (dir_.path() / ("s" + std::to_string(s) + ".dcm")).string();
+      ASSERT_TRUE(WriteSyntheticCr(file, spec));
+      CommandResult r = RunCommand({"storescu", "-aec", "PXSNODE", "127.0.0.1", std::to_string(node_port_), file},
+                                   (dir_.path() / "storescu.log").string());
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+  }
+
+  TempDir dir_{"pxs-http-e2e"};
+  uint16_t node_port_ = FreePort();
+  uint16_t http_port_ = FreePort();
+  std::string config_;
+  std::unique_ptr<Node> node_;
+};
+
+TEST_F(HttpEndToEnd, ApiAnswersLikePxsctlAndGuardsItsDoors) {
+  EXPECT_EQ(Curl("/healthz", "").status, 200);
+  EXPECT_EQ(Curl("/readyz", "").status, 200);
+
+  SendStudies(2);
+  // Both studies scored: the course has two points.
+  ASSERT_TRUE(WaitFor([&] {
+    Reply r = Curl("/api/v1/patients/HTTP-1/history?issuer=TESTS", kViewer);
+    if (r.status != 200) return false;
+    Json h = Json::parse(r.body, nullptr, false);
+    return !h.is_discarded() && h["courses"].size() == 1 && h["courses"][0]["studies"].size() == 2;
+  }, std::chrono::seconds(120))) << Curl("/api/v1/patients/HTTP-1/history?issuer=TESTS", kViewer).body;
+
+  // One mapper: the API's history is pxsctl's, byte for byte once parsed.
+  Reply api = Curl("/api/v1/patients/HTTP-1/history?issuer=TESTS", kViewer);
+  CommandResult ctl = RunCommand({BinDir() + "/pxsctl", "--config", config_, "history", "HTTP-1", "--issuer", "TESTS",
+                                  "--json"},
+                                 (dir_.path() / "pxsctl.log").string());
+  ASSERT_EQ(ctl.exit_code, 0) << ctl.output;
+  EXPECT_EQ(Json::parse(api.body), Json::parse(ctl.output));
+  // Without the issuer the id is unique here, so the same answer.
+  EXPECT_EQ(Json::parse(Curl("/api/v1/patients/HTTP-1/history", kViewer).body), Json::parse(ctl.output));
+
+  // Doors: no token, bad token, viewer writing, bad parameters, unknown ids, oversized.
+  Reply no_token = Curl("/api/v1/patients", "");
+  EXPECT_EQ(no_token.status, 401);
+  EXPECT_TRUE(Json::parse(no_token.body).contains("error"));
+  EXPECT_EQ(Curl("/api/v1/patients", "not-a-token").status, 401);
+  const std::vector<std::string> post_all = {"-X", "POST", "--data", "{\"all_failed\": true}"};
+  EXPECT_EQ(Curl("/api/v1/retry", kViewer, post_all).status, 403);
+  Reply retried = Curl("/api/v1/retry", kAdmin, post_all);
+  EXPECT_EQ(retried.status, 200) << retried.body;
+  Json audit = Json::parse(Curl("/api/v1/audit", kViewer).body);
+  ASSERT_FALSE(audit.empty());
+  EXPECT_EQ(audit[0]["unix_user"], "http:ops");
+  EXPECT_EQ(Curl("/api/v1/patients?limit=0", kViewer).status, 400);
+  EXPECT_EQ(Curl("/api/v1/patients/NOBODY/history", kViewer).status, 404);
+  EXPECT_EQ(Curl("/api/v1/studies/1.2.3.4.5", kViewer).status, 404);
+  const fs::path big = dir_.path() / "big.json";
+  std::ofstream(big) << std::string(64 * 1024, ' ');
+  EXPECT_EQ(Curl("/api/v1/retry", kAdmin, {"-X", "POST", "--data-binary", "@" + big.string()}).status, 413);
+  EXPECT_EQ(Curl("/api/v1/patients?prefix=" + std::string(4000, 'x'), kViewer).status, 413);
+
+  // Patient search finds the name; the JSON of the rest is pxsctl's too.
+  Json found = Json::parse(Curl("/api/v1/patients?prefix=SECRETN", kViewer).body);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0]["patient_id"], "HTTP-1");
+  Json models = Json::parse(Curl("/api/v1/models", kViewer).body);
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_TRUE(models[0].contains("not_for_clinical_use"));
+  for (const char* what : {"queue", "failures"}) {
+    CommandResult c = RunCommand({BinDir() + "/pxsctl", "--config", config_, what, "--json"},
+                                 (dir_.path() / "pxsctl.log").string());
+    ASSERT_EQ(c.exit_code, 0) << c.output;
+    EXPECT_EQ(Json::parse(Curl(std::string("/api/v1/") + what, kViewer).body), Json::parse(c.output)) << what;
+  }
+
+  // The dashboard is served by the node itself.
+  Reply index = Curl("/", "");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_NE(index.body.find("/app.js"), std::string::npos);
+  EXPECT_EQ(Curl("/app.js", "").status, 200);
+  if (fs::exists("/usr/share/javascript/chart.js/chart.min.js")) EXPECT_EQ(Curl("/vendor/chart.min.js", "").status, 200);
+
+  // The access log names route templates only: no patient id, no name, no query.
+  const std::string log = node_->Log();
+  EXPECT_NE(log.find("http GET /api/v1/patients/{id}/history 200"), std::string::npos);
+  EXPECT_NE(log.find("http GET /api/v1/... 401"), std::string::npos) << log;  // unauthenticated: not even the route
+  EXPECT_EQ(log.find("SECRETN"), std::string::npos);
+  EXPECT_EQ(log.find("NOBODY"), std::string::npos);
+  std::istringstream lines(log);
+  int access_lines = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(" info http ") == std::string::npos) continue;
+    ++access_lines;
+    EXPECT_EQ(line.find("HTTP-1"), std::string::npos) << line;
+    EXPECT_EQ(line.find('?'), std::string::npos) << line;
+  }
+  EXPECT_GT(access_lines, 20);
+}
+
+TEST_F(HttpEndToEnd, MetricsPassPromtoolAndCountTheWork) {
+  SendStudies(1);
+  ASSERT_TRUE(WaitFor([&] { return Curl("/metrics", kViewer).body.find("pxs_jobs_scored_total 1\n") != std::string::npos; },
+                      std::chrono::seconds(120)))
+      << Curl("/metrics", kViewer).body;
+  EXPECT_EQ(Curl("/metrics", "").status, 401);
+  Reply m = Curl("/metrics", kViewer);
+  EXPECT_NE(m.body.find("pxs_instances_total{outcome=\"stored\",status=\"0000\"} 1\n"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("pxs_associations_total 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("pxs_ready 1\n"), std::string::npos);
+  if (!Have("promtool")) GTEST_SKIP() << "SKIPPED promtool part: Debian package prometheus not installed";
+  const fs::path file = dir_.path() / "metrics.txt";
+  std::ofstream(file) << m.body;
+  CommandResult check = RunCommand({"sh", "-c", "promtool check metrics < " + file.string()},
+                                   (dir_.path() / "promtool.log").string());
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+}  // namespace
+}  // namespace pxs
