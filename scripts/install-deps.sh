@@ -25,9 +25,9 @@ packages=(
   # model tools (tools/pxs-model, tools/reference_pxs.py) run on Debian's Python
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom
   python3-opencv python3-gdcm python3-matplotlib python3-scipy
-  # the web face: Chart.js for the dashboard (served by the node, no CDN); curl and
-  # promtool (Debian's prometheus) for its tests
-  libjs-chart.js curl prometheus
+  # the web face: Chart.js for the dashboard (served by the node, no CDN); curl,
+  # promtool (Debian's prometheus) and headless chromium for its tests
+  libjs-chart.js curl prometheus chromium
 )
 if [ "${PXS_WITH_BENCH:-0}" = 1 ]; then
   packages+=(orthanc)

@@ -188,5 +188,48 @@ TEST_F(HttpEndToEnd, MetricsPassPromtoolAndCountTheWork) {
   EXPECT_EQ(check.exit_code, 0) << check.output;
 }
 
+// The dashboard in a real headless Chromium (Debian's chromium): the kiosk link's token
+// opens the patient list, the patient's deep link draws one chart per model with a point
+// per study, and the not-for-clinical-use banner shows. A screenshot is kept under
+// build/test-artifacts/.
+TEST_F(HttpEndToEnd, DashboardShowsTheTimelineInChromium) {
+  std::string chromium;
+  for (const char* c : {"chromium", "chromium-browser"}) {
+    if (Have(c)) chromium = c;
+  }
+  if (chromium.empty()) GTEST_SKIP() << "SKIPPED: chromium not installed (apt-get install chromium)";
+  SendStudies(2);
+  ASSERT_TRUE(WaitFor([&] {
+    Json h = Json::parse(Curl("/api/v1/patients/HTTP-1/history", kViewer).body, nullptr, false);
+    return !h.is_discarded() && h.contains("courses") && h["courses"].size() == 1 &&
+           h["courses"][0]["studies"].size() == 2;
+  }, std::chrono::seconds(120)));
+  const std::string base = "http://127.0.0.1:" + std::to_string(http_port_) + "/?token=" + kViewer;
+  auto browse = [&](const std::string& url, const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                     "--user-data-dir=" + (dir_.path() / "chromium").string(),
+                                     "--virtual-time-budget=10000", "--window-size=1200,900"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(url);
+    return RunCommand(argv, (dir_.path() / "chromium.log").string());
+  };
+  CommandResult list = browse(base + "#/", {"--dump-dom"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  EXPECT_NE(list.output.find("href=\"#/patients/HTTP-1?issuer=TESTS\""), std::string::npos) << list.output;
+  CommandResult patient = browse(base + "#/patients/HTTP-1", {"--dump-dom"});
+  ASSERT_EQ(patient.exit_code, 0) << patient.output;
+  EXPECT_NE(patient.output.find("class=\"course-chart\""), std::string::npos) << patient.output;
+  EXPECT_NE(patient.output.find("data-points=\"2\""), std::string::npos) << patient.output;
+  EXPECT_NE(patient.output.find("data-loaded=\"/patients/HTTP-1\""), std::string::npos);
+  EXPECT_NE(patient.output.find("NOT FOR CLINICAL USE"), std::string::npos);  // the test model says so
+  const fs::path artefacts = fs::path(PXS_BINARY_DIR) / "test-artifacts";
+  fs::create_directories(artefacts);
+  const fs::path shot = artefacts / "dashboard-patient.png";
+  fs::remove(shot);
+  CommandResult png = browse(base + "#/patients/HTTP-1", {"--screenshot=" + shot.string()});
+  EXPECT_EQ(png.exit_code, 0) << png.output;
+  EXPECT_TRUE(fs::exists(shot) && fs::file_size(shot) > 1000) << png.output;
+}
+
 }  // namespace
 }  // namespace pxs
