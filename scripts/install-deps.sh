@@ -22,6 +22,8 @@ packages=(
   libopenblas0-pthread
   # DICOM peers and microscopes used by tests, demo and operators
   dcmtk dicom3tools sqlite3
+  # bounded fuzzing of the parsers (scripts/fuzz.sh): clang with libFuzzer's runtime
+  clang-14 libclang-rt-14-dev
   # model tools (tools/pxs-model, tools/reference_pxs.py) run on Debian's Python
   python3 python3-torch python3-torchvision python3-numpy python3-pil python3-pydicom
   python3-opencv python3-gdcm python3-matplotlib python3-scipy

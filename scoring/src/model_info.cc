@@ -271,7 +271,9 @@ StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
   Json root;
   try {
     root = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // Every nlohmann error, not just parse_error: a number too large for a double throws
+    // out_of_range (found by fuzz/fuzz_model_metadata; kept in fuzz/regressions).
     // e.what() names the problem and its byte offset.
     return Status::Corrupt(std::string("metadata.json is not valid JSON: ") + e.what());
   }

@@ -274,6 +274,10 @@ TEST(ParseModelMetadata, ListsEveryProblem) {
   EXPECT_FALSE(ParseModelMetadata("[1,2]").ok());
   EXPECT_FALSE(ParseModelMetadata("").ok());
   EXPECT_FALSE(ParseModelMetadata(std::string(10000, '[')).ok());  // deep nesting, no crash
+  // A number too large for a double (found by fuzz_model_metadata): an error, not a crash.
+  auto huge = ParseModelMetadata(std::string(400, '9'));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("not valid JSON"), std::string::npos) << huge.status().ToString();
 }
 
 }  // namespace

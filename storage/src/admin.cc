@@ -229,7 +229,11 @@ StatusOr<std::vector<StudyDetails>> SqliteAdminDatabase::Study(const std::string
     }));
   }
   std::vector<StudyDetails> studies;
-  for (auto& [study_ref, details] : found) {
+  for (auto& found_study : found) {
+    // Named references, not a structured binding: the lambda below uses `details`, and
+    // clang before 16 cannot capture structured bindings (the fuzz build uses clang 14).
+    const int64_t study_ref = found_study.first;
+    auto& details = found_study.second;
     Query q = conn_->Prepare(
         "SELECT i.sop_instance_uid, i.series_uid, i.sop_class_uid, i.modality, i.body_part,"
         " i.view_position, i.transfer_syntax_uid, i.file_path, i.file_size, i.sha256, i.calling_ae,"

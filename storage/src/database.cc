@@ -71,7 +71,7 @@ Job ReadJobColumns(const Query& q) {
 
 class SqliteDatabase final : public Database {
  public:
-  SqliteDatabase(std::unique_ptr<Connection> conn, bool durable) : conn_(std::move(conn)), durable_(durable) {}
+  explicit SqliteDatabase(std::unique_ptr<Connection> conn) : conn_(std::move(conn)) {}
 
   Status RecordInstances(const std::vector<ReceivedInstance>& batch,
                          std::vector<InsertOutcome>* outcomes) override;
@@ -116,7 +116,6 @@ class SqliteDatabase final : public Database {
   Status WhyNotUpdated(const char* table, int64_t id, const char* expected_state);
 
   std::unique_ptr<Connection> conn_;
-  const bool durable_;  // synchronous=FULL (the node) or OFF (benchmarks)
   std::mutex mutex_;  // guards conn_ (and so serialises every write)
 
 };
@@ -679,7 +678,7 @@ Status SqliteDatabase::MarkReportAttemptFailed(int64_t report_id, const std::str
 StatusOr<std::unique_ptr<Database>> OpenSqlite(const std::string& path, Database::Mode mode, bool durable) {
   StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(path, mode, durable);
   if (!conn.ok()) return conn.status();
-  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn), durable));
+  return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn)));
 }
 
 }  // namespace
