@@ -91,6 +91,10 @@ pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::Model
   o.db_path = pxs::DatabasePathFor(cfg.node.data_dir);
   o.data_dir = cfg.node.data_dir;
   o.web_root = cfg.http.web_root.empty() ? PXS_WEB_ROOT : cfg.http.web_root;
+  if (cfg.tls.enabled) {  // HTTPS with the node's own certificate (issue 14)
+    o.tls_certificate = cfg.tls.certificate;
+    o.tls_private_key = cfg.tls.private_key;
+  }
   if (cfg.reports.stable_delta >= 0) o.stable_delta_override = cfg.reports.stable_delta;
   o.models = {{model.name, model.version, model.not_for_clinical_use}};
   o.version = PXS_VERSION;
@@ -294,7 +298,8 @@ int Run(const std::string& config_path) {
       spdlog::critical("{}", st.ToString());
       return 1;
     }
-    spdlog::info("http on {}:{} ({} token(s))", cfg.http.bind, web->port(), cfg.http.tokens.size());
+    spdlog::info("{} on {}:{} ({} token(s))", cfg.tls.enabled ? "https" : "http", cfg.http.bind, web->port(),
+                 cfg.http.tokens.size());
   }
 
   if (auto st = report_worker.Start(); !st.ok()) {

@@ -1,14 +1,18 @@
-// The socket side: Boost.Beast HTTP/1.1 on one thread of its own (pxs-http). Requests
+// The socket side: Boost.Beast HTTP/1.1 (over TLS when the node has a [tls] certificate)
+// on one thread of its own (pxs-http). Requests
 // are answered one at a time by Api; the access log line names the route template,
 // never the path or query (they can hold patient ids and names).
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <thread>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/thread_name.h"
@@ -24,23 +28,41 @@ using tcp = asio::ip::tcp;
 
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection; Stream is beast::tcp_stream (plain) or beast::ssl_stream<tcp_stream>.
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, Api* api) : stream_(std::move(socket)), api_(api) {}
-  void Run() { Read(); }
+  template <typename... Args>
+  Session(Api* api, Args&&... stream_args) : stream_(std::forward<Args>(stream_args)...), api_(api) {}
+
+  void Run() {
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      Read();
+    } else {
+      beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
+      stream_.async_handshake(asio::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+        if (ec) {
+          spdlog::info("http: TLS handshake failed: {}", ec.message());
+          return;
+        }
+        self->Read();
+      });
+    }
+  }
 
  private:
   void Read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(api_->options().max_target_bytes + 8192));
     parser_->body_limit(api_->options().max_body_bytes);
-    stream_.expires_after(kIdleTimeout);
+    beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+                      [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
-    if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset) {
+    if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::connection_reset ||
+        ec == asio::ssl::error::stream_truncated) {
       return Close();
     }
     const auto started = std::chrono::steady_clock::now();
@@ -72,19 +94,25 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = std::move(response.body);
     res->keep_alive(keep_alive);
     res->prepare_payload();
-    bhttp::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
-      if (wec || !keep_alive) return self->Close();
-      self->method_.clear();
-      self->Read();
-    });
+    bhttp::async_write(stream_, *res,
+                       [self = this->shared_from_this(), res, keep_alive](beast::error_code wec, size_t) {
+                         if (wec || !keep_alive) return self->Close();
+                         self->method_.clear();
+                         self->Read();
+                       });
   }
 
   void Close() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {});
+    }
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Api* api_;
@@ -98,11 +126,16 @@ struct Server::Impl {
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), &api)->Run();
+      if (!ec && tls) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(&api, std::move(socket), *tls)->Run();
+      } else if (!ec) {
+        std::make_shared<Session<beast::tcp_stream>>(&api, std::move(socket))->Run();
+      }
       Accept();
     });
   }
   Api api;
+  std::optional<asio::ssl::context> tls;
   asio::io_context io;
   tcp::acceptor acceptor;
   std::thread thread;
@@ -115,6 +148,16 @@ Server::~Server() { Stop(); }
 Status Server::Start() {
   const Options& o = impl_->api.options();
   beast::error_code ec;
+  if (!o.tls_certificate.empty()) {
+    // TLS 1.2 and newer only, OpenSSL's default (Debian: security level 2) ciphers.
+    auto& ctx = impl_->tls.emplace(asio::ssl::context::tls_server);
+    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                    asio::ssl::context::single_dh_use);
+    ctx.use_certificate_chain_file(o.tls_certificate, ec);
+    if (!ec) ctx.use_private_key_file(o.tls_private_key, asio::ssl::context::pem, ec);
+    if (ec) return Status::InvalidArgument("http: TLS certificate or key: " + ec.message());
+  }
   const auto address = asio::ip::make_address(o.bind, ec);
   if (ec) return Status::InvalidArgument("[http] bind: not an IP address: " + o.bind);
   tcp::endpoint endpoint(address, o.port);

@@ -89,15 +89,27 @@ async function patientsPage() {
 async function patientPage(id, query) {
   const issuer = new URLSearchParams(query).get('issuer');
   const h = await api('/patients/' + encodeURIComponent(id) + '/history' + (issuer != null ? '?issuer=' + encodeURIComponent(issuer) : ''));
+  // Severity bands come from each model's stored metadata ("trend": {"bands": [...]}).
+  const models = await api('/models').catch(() => []);
+  const bandsOf = course => {
+    const m = models.find(x => x.name === course.model_name && x.version === course.model_version);
+    const trend = m && m.metadata && m.metadata.trend;
+    return (trend && Array.isArray(trend.bands) ? trend.bands : []).filter(b => typeof b.upper === 'number');
+  };
   view.replaceChildren(el('h2', {}, 'Patient ' + h.patient_id + (h.issuer ? ' (' + h.issuer + ')' : '')));
   for (const course of h.courses) {
-    const canvas = el('canvas', { class: 'course-chart', 'data-model': course.model, 'data-points': String(course.studies.length) });
+    const canvas = el('canvas', { class: 'course-chart', 'data-model': course.model, 'data-points': String(course.studies.length),
+                                  'data-bands': String(bandsOf(course).length) });
     view.append(el('h3', {}, 'Model ' + course.model), el('div', { class: 'chart' }, canvas));
     const labels = course.studies.map(s => date(s.study_date, s.study_time));
     const calibrated = course.studies.some(s => s.calibrated != null);
     const datasets = [{ label: 'PXS', data: course.studies.map(s => s.pxs), yAxisID: 'y', borderColor: '#1f3b57',
                         pointStyle: course.studies.map(s => s.trend === 'worse' ? 'triangle' : s.trend === 'better' ? 'rectRot' : 'circle'),
                         pointRadius: 6 }];
+    for (const band of bandsOf(course)) {
+      datasets.push({ label: 'upper bound: ' + band.label, data: course.studies.map(() => band.upper), yAxisID: 'y',
+                      borderColor: '#9aa5b1', borderWidth: 1, borderDash: [2, 4], pointRadius: 0, fill: false });
+    }
     if (calibrated) datasets.push({ label: course.calibrated_scale || 'calibrated', data: course.studies.map(s => s.calibrated),
                                     yAxisID: 'y2', borderColor: '#c77c02', borderDash: [4, 3] });
     if (window.Chart) {

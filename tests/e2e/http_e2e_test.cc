@@ -40,7 +40,7 @@ class HttpEndToEnd : public ::testing::Test {
                              std::string(PXS_SOURCE_DIR) + "/http/web\"\n"
                              "[[http.tokens]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"" + Sha256Hex(kViewer) +
                              "\"\n[[http.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"" + Sha256Hex(kAdmin) + "\"\n";
-    config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail);
+    config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail + TlsConfig());
     node_ = std::make_unique<Node>(dir_.path(), node_port_);
     ASSERT_TRUE(node_->Start(config_)) << node_->Log();
     ASSERT_TRUE(WaitFor([&] { return PortOpen(http_port_); }, std::chrono::seconds(10))) << node_->Log();
@@ -49,12 +49,16 @@ class HttpEndToEnd : public ::testing::Test {
     if (HasFailure() && node_) std::cerr << "---- pxsnode log ----\n" << node_->Log() << "\n";
   }
 
+  // A [tls] section for the node (HTTPS then serves with its certificate); "" plain.
+  virtual std::string TlsConfig() { return ""; }
+
   Reply Curl(const std::string& path, const std::string& token, const std::vector<std::string>& extra = {}) {
     const std::string body_file = (dir_.path() / "body").string();
     std::vector<std::string> argv = {"curl", "-s", "-o", body_file, "-w", "%{http_code}"};
+    if (!ca_file_.empty()) argv.insert(argv.end(), {"--cacert", ca_file_});
     if (!token.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token});
     argv.insert(argv.end(), extra.begin(), extra.end());
-    argv.push_back("http://127.0.0.1:" + std::to_string(http_port_) + path);
+    argv.push_back((ca_file_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") + std::to_string(http_port_) + path);
     CommandResult r = RunCommand(argv, (dir_.path() / "curl.log").string());
     Reply reply;
     reply.status = std::atoi(r.output.c_str());
@@ -86,8 +90,37 @@ class HttpEndToEnd : public ::testing::Test {
   uint16_t node_port_ = FreePort();
   uint16_t http_port_ = FreePort();
   std::string config_;
+  std::string ca_file_;  // HTTPS: the certificate curl trusts
   std::unique_ptr<Node> node_;
 };
+
+// With a [tls] certificate the web face speaks HTTPS only, with that certificate.
+class HttpsEndToEnd : public HttpEndToEnd {
+ protected:
+  std::string TlsConfig() override {
+    const fs::path cert = dir_.path() / "node.pem", key = dir_.path() / "node.key";
+    CommandResult made = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                                     "/CN=pxsnode", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key.string(),
+                                     "-out", cert.string()},
+                                    (dir_.path() / "openssl.log").string());
+    EXPECT_EQ(made.exit_code, 0) << made.output;
+    ca_file_ = cert.string();
+    return "[tls]\ncertificate = \"" + cert.string() + "\"\nprivate_key = \"" + key.string() + "\"\n";
+  }
+};
+
+TEST_F(HttpsEndToEnd, ServesTheApiOverTlsWithTheNodeCertificate) {
+  EXPECT_EQ(Curl("/healthz", "").status, 200);
+  Reply patients = Curl("/api/v1/patients", kViewer);
+  EXPECT_EQ(patients.status, 200) << patients.body;
+  EXPECT_TRUE(Json::parse(patients.body).is_array());
+  EXPECT_EQ(Curl("/api/v1/patients", "").status, 401);
+  // Plain HTTP on the same port gets no answer.
+  const std::string saved = ca_file_;
+  ca_file_.clear();
+  EXPECT_NE(Curl("/healthz", "").status, 200);
+  ca_file_ = saved;
+}
 
 TEST_F(HttpEndToEnd, ApiAnswersLikePxsctlAndGuardsItsDoors) {
   EXPECT_EQ(Curl("/healthz", "").status, 200);
@@ -220,6 +253,7 @@ TEST_F(HttpEndToEnd, DashboardShowsTheTimelineInChromium) {
   ASSERT_EQ(patient.exit_code, 0) << patient.output;
   EXPECT_NE(patient.output.find("class=\"course-chart\""), std::string::npos) << patient.output;
   EXPECT_NE(patient.output.find("data-points=\"2\""), std::string::npos) << patient.output;
+  EXPECT_NE(patient.output.find("data-bands=\"3\""), std::string::npos);  // the test model's 3 bounded bands
   EXPECT_NE(patient.output.find("data-loaded=\"/patients/HTTP-1\""), std::string::npos);
   EXPECT_NE(patient.output.find("NOT FOR CLINICAL USE"), std::string::npos);  // the test model says so
   const fs::path artefacts = fs::path(PXS_BINARY_DIR) / "test-artifacts";

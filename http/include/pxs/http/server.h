@@ -35,6 +35,9 @@ struct Options {
   std::string db_path;
   std::string data_dir;   // free-disk gauge
   std::string web_root;   // index.html, app.js, style.css
+  // PEM files: HTTPS when set (pxsnode passes the [tls] certificate when it has one).
+  std::string tls_certificate;
+  std::string tls_private_key;
   std::string chartjs_path = "/usr/share/javascript/chart.js/chart.min.js";  // Debian's libjs-chart.js
   std::optional<double> stable_delta_override;  // [reports] stable_delta, as pxsctl --config uses it
   std::vector<LoadedModel> models;              // what the node scores with
