@@ -40,8 +40,10 @@ void AppendEscaped(std::string& out, unsigned char c) {
 std::string Escaped(std::string_view raw) {
   std::string out;
   for (unsigned char c : raw) {
-    if (c >= 0x20 && c < 0x7F) out += static_cast<char>(c);
-    else AppendEscaped(out, c);
+    if (c >= 0x20 && c < 0x7F)
+      out += static_cast<char>(c);
+    else
+      AppendEscaped(out, c);
   }
   return out;
 }
@@ -49,8 +51,10 @@ std::string Escaped(std::string_view raw) {
 std::vector<std::string> SplitBackslash(const std::string& s) {
   std::vector<std::string> out(1);
   for (char c : s) {
-    if (c == '\\') out.emplace_back();
-    else out.back() += c;
+    if (c == '\\')
+      out.emplace_back();
+    else
+      out.back() += c;
   }
   for (auto& v : out) {
     while (!v.empty() && v.back() == ' ') v.pop_back();
@@ -84,13 +88,16 @@ std::optional<std::string> Iconv(const char* from, const std::string& in) {
 bool IsIso2022Japanese(const std::vector<std::string>& terms) {
   bool japanese = false;
   for (const std::string& t : terms) {
-    if (t == "ISO 2022 IR 87" || t == "ISO 2022 IR 159") japanese = true;
-    else if (!t.empty() && t != "ISO 2022 IR 6" && t != "ISO 2022 IR 13") return false;
+    if (t == "ISO 2022 IR 87" || t == "ISO 2022 IR 159")
+      japanese = true;
+    else if (!t.empty() && t != "ISO 2022 IR 6" && t != "ISO 2022 IR 13")
+      return false;
   }
   return japanese;
 }
 
-std::optional<std::string> DecodeIso2022Japanese(const std::vector<std::string>& terms, std::string_view raw,
+std::optional<std::string> DecodeIso2022Japanese(const std::vector<std::string>& terms,
+                                                 std::string_view raw,
                                                  std::string_view delimiters) {
   enum class G0 { kAscii, kJis0208, kJis0212 };
   const bool katakana_first = terms.front() == "ISO 2022 IR 13";
@@ -102,11 +109,20 @@ std::optional<std::string> DecodeIso2022Japanese(const std::vector<std::string>&
     if (c == 0x1B) {
       std::string_view rest = raw.substr(i + 1);
       auto starts = [&](std::string_view seq) { return rest.substr(0, seq.size()) == seq; };
-      if (starts("(B") || starts("(J")) { g0 = G0::kAscii; i += 2; }
-      else if (starts("$B") || starts("$@")) { g0 = G0::kJis0208; i += 2; }
-      else if (starts("$(D")) { g0 = G0::kJis0212; i += 3; }
-      else if (starts(")I")) { g1_katakana = true; i += 2; }
-      else return std::nullopt;
+      if (starts("(B") || starts("(J")) {
+        g0 = G0::kAscii;
+        i += 2;
+      } else if (starts("$B") || starts("$@")) {
+        g0 = G0::kJis0208;
+        i += 2;
+      } else if (starts("$(D")) {
+        g0 = G0::kJis0212;
+        i += 3;
+      } else if (starts(")I")) {
+        g1_katakana = true;
+        i += 2;
+      } else
+        return std::nullopt;
       continue;
     }
     if (g0 != G0::kAscii && c >= 0x21 && c <= 0x7E) {
@@ -140,8 +156,11 @@ std::optional<std::string> DecodeIso2022Japanese(const std::vector<std::string>&
 bool IsValidUtf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1 : (c & 0xF0) == 0xE0 ? 2
-             : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3 : 4;
+    size_t n = c < 0x80                          ? 0
+               : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1
+               : (c & 0xF0) == 0xE0              ? 2
+               : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3
+                                                 : 4;
     if (n == 4 || i + n >= s.size() + (n == 0)) return false;
     for (size_t k = 1; k <= n; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
@@ -170,19 +189,22 @@ bool IsPlainAscii(std::string_view s) {
 
 DicomTextReader::DicomTextReader(std::string specific_character_set)
     : declared_(std::move(specific_character_set)) {
-  while (!declared_.empty() && (declared_.back() == ' ' || declared_.back() == '\0')) declared_.pop_back();
+  while (!declared_.empty() && (declared_.back() == ' ' || declared_.back() == '\0'))
+    declared_.pop_back();
 }
 
 DicomTextReader::DicomTextReader(DcmItem& item) {
   OFString cs;
-  if (item.findAndGetOFStringArray(DCM_SpecificCharacterSet, cs, /*searchIntoSub=*/OFFalse).good()) {
+  if (item.findAndGetOFStringArray(DCM_SpecificCharacterSet, cs, /*searchIntoSub=*/OFFalse)
+          .good()) {
     *this = DicomTextReader(std::string(cs.c_str(), cs.length()));
   }
 }
 
 DicomText DicomTextReader::Get(DcmItem& item, const DcmTagKey& tag) const {
   DcmElement* e = nullptr;
-  if (item.findAndGetElement(tag, e, /*searchIntoSub=*/OFFalse).bad() || e == nullptr || !e->isaString()) {
+  if (item.findAndGetElement(tag, e, /*searchIntoSub=*/OFFalse).bad() || e == nullptr ||
+      !e->isaString()) {
     return {};
   }
   char* value = nullptr;
@@ -216,14 +238,16 @@ DicomText DicomTextReader::Decode(std::string_view raw, std::string_view vr) con
       OFCondition cond = converter.selectCharacterSet(declared_.c_str(), "ISO_IR 192");
       OFString utf8;
       if (cond.good()) cond = converter.convertString(value.data(), value.size(), utf8, delimiters);
-      if (cond.good()) converted = std::string(utf8.c_str(), utf8.length());
-      else why = cond.text();
+      if (cond.good())
+        converted = std::string(utf8.c_str(), utf8.length());
+      else
+        why = cond.text();
     }
     if (converted) {
       decoded = std::move(*converted);
     } else {
-      out.problem = std::string(vr) + " value not decodable from Specific Character Set '" + declared_ +
-                    "' (" + why + ")";
+      out.problem = std::string(vr) + " value not decodable from Specific Character Set '" +
+                    declared_ + "' (" + why + ")";
       decoded = Escaped(value);
     }
     if (out.problem.empty() && !IsValidUtf8(decoded)) {
@@ -243,7 +267,8 @@ DicomText DicomTextReader::Decode(std::string_view raw, std::string_view vr) con
       clean += static_cast<char>(c);
     }
   }
-  if (controls && out.problem.empty()) out.problem = std::string(vr) + " value has control characters";
+  if (controls && out.problem.empty())
+    out.problem = std::string(vr) + " value has control characters";
   return out;
 }
 
@@ -276,7 +301,8 @@ void Normalize(DcmItem& item, const DicomTextReader& inherited, unsigned long ma
     if (e->getString(value, length).bad()) continue;
     const std::string_view raw = value ? std::string_view(value, length) : std::string_view();
     DicomText text = reader.Decode(raw, vr);
-    if (!text.problem.empty()) problems.push_back(std::string(e->getTag().toString().c_str()) + " " + text.problem);
+    if (!text.problem.empty())
+      problems.push_back(std::string(e->getTag().toString().c_str()) + " " + text.problem);
     if (text.utf8 != raw) e->putString(text.utf8.c_str(), static_cast<Uint32>(text.utf8.size()));
   }
   for (const DcmTagKey& tag : drop) item.findAndDeleteElement(tag);
@@ -297,7 +323,9 @@ bool AnyNonAscii(DcmItem& item, int depth) {
     if (!e->isaString() || !e->valueLoaded()) continue;
     char* value = nullptr;
     Uint32 length = 0;
-    if (e->getString(value, length).good() && value && !IsPlainAscii(std::string_view(value, length))) return true;
+    if (e->getString(value, length).good() && value &&
+        !IsPlainAscii(std::string_view(value, length)))
+      return true;
   }
   return false;
 }

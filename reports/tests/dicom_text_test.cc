@@ -26,14 +26,18 @@ const std::string kKoreanRaw =
 const std::string kKorean = "Hong^Gildong=洪^吉洞=홍^길동";
 
 TEST(DicomTextTest, DecodesEachDeclaredCharacterSetToUtf8) {
-  EXPECT_EQ(DicomTextReader("ISO_IR 100").Decode("M\xFCller^J\xFCrgen ", "PN").utf8, "Müller^Jürgen");
+  EXPECT_EQ(DicomTextReader("ISO_IR 100").Decode("M\xFCller^J\xFCrgen ", "PN").utf8,
+            "Müller^Jürgen");
   DicomText jp = DicomTextReader("\\ISO 2022 IR 87").Decode(kJapaneseRaw, "PN");
   EXPECT_EQ(jp.utf8, kJapanese);
   EXPECT_EQ(jp.problem, "");
   EXPECT_EQ(DicomTextReader("\\ISO 2022 IR 149").Decode(kKoreanRaw, "PN").utf8, kKorean);
-  EXPECT_EQ(DicomTextReader("GB18030").Decode("Wang^XiaoDong=\xcd\xf5^\xd0\xa1\xb6\xab=", "PN").utf8,
-            "Wang^XiaoDong=王^小东=");
-  EXPECT_EQ(DicomTextReader("ISO_IR 192").Decode("Wang^XiaoDong=\xe7\x8e\x8b^\xe5\xb0\x8f\xe6\x9d\xb1=", "PN").utf8,
+  EXPECT_EQ(
+      DicomTextReader("GB18030").Decode("Wang^XiaoDong=\xcd\xf5^\xd0\xa1\xb6\xab=", "PN").utf8,
+      "Wang^XiaoDong=王^小东=");
+  EXPECT_EQ(DicomTextReader("ISO_IR 192")
+                .Decode("Wang^XiaoDong=\xe7\x8e\x8b^\xe5\xb0\x8f\xe6\x9d\xb1=", "PN")
+                .utf8,
             "Wang^XiaoDong=王^小東=");
 }
 
@@ -41,7 +45,8 @@ TEST(DicomTextTest, DecodesEachDeclaredCharacterSetToUtf8) {
 // back to JIS X 0201 Roman with ESC ( J. DCMTK with glibc iconv opens neither.
 TEST(DicomTextTest, JapaneseWithKatakanaAndJisRoman) {
   const std::string raw =
-      "\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^\x1b$B$?$m$&\x1b(J";
+      "\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^\x1b$B$?$"
+      "m$&\x1b(J";
   DicomText t = DicomTextReader("ISO 2022 IR 13\\ISO 2022 IR 87").Decode(raw, "PN");
   EXPECT_EQ(t.utf8, "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう");
   EXPECT_EQ(t.problem, "");
@@ -64,7 +69,12 @@ TEST(DicomTextTest, PaddingAndNulsAreRemovedControlCharactersEscaped) {
   EXPECT_NE(nul.problem, "");
   // ST, LT, UT keep leading spaces and the line controls PS3.5 6.1.3 allows.
   EXPECT_EQ(ascii.Decode("  line 1\r\nline 2\tend  ", "LT").utf8, "  line 1\r\nline 2\tend");
-  EXPECT_EQ(ascii.Decode("a\x07" "b", "LT").utf8, "a%07b");
+  EXPECT_EQ(ascii
+                .Decode("a\x07"
+                        "b",
+                        "LT")
+                .utf8,
+            "a%07b");
 }
 
 // Never an invalid value: bytes the declared set does not have are kept as %HH.
@@ -73,7 +83,8 @@ TEST(DicomTextTest, UndecodableBytesAreEscapedAndReported) {
   EXPECT_EQ(latin1_without_declaration.utf8, "M%FCller");
   EXPECT_NE(latin1_without_declaration.problem.find("not decodable"), std::string::npos)
       << latin1_without_declaration.problem;
-  EXPECT_EQ(latin1_without_declaration.problem.find("ller"), std::string::npos) << "no patient data in the log";
+  EXPECT_EQ(latin1_without_declaration.problem.find("ller"), std::string::npos)
+      << "no patient data in the log";
   EXPECT_EQ(DicomTextReader("ISO_IR 192").Decode("M\xFCller", "PN").utf8, "M%FCller");
   EXPECT_EQ(DicomTextReader("ISO_IR 999").Decode("M\xFCller", "PN").utf8, "M%FCller");
   // An unknown term does not matter to plain ASCII, which is the same in every set.

@@ -314,7 +314,9 @@ class Ingester::Impl {
     std::string problems;
     auto text = [&](const DcmTagKey& tag) {
       DicomText t = reader.Get(ds, tag);
-      if (!t.problem.empty()) problems += (problems.empty() ? "" : "; ") + std::string(tag.toString().c_str()) + " " + t.problem;
+      if (!t.problem.empty()) {
+        problems += (problems.empty() ? "" : "; ") + std::string(tag.toString().c_str()) + " " + t.problem;
+      }
       return std::move(t.utf8);
     };
     rec->patient.patient_id = text(DCM_PatientID);
@@ -327,7 +329,8 @@ class Ingester::Impl {
     rec->body_part = text(DCM_BodyPartExamined);
     rec->view_position = text(DCM_ViewPosition);
     if (!problems.empty()) {
-      spdlog::warn("ingest {}: stored and scored, but text kept with %HH escapes (docs/conformance.md 6): {}",
+      spdlog::warn("ingest {}: text kept with %HH escapes, the instance is not refused for it "
+                   "(docs/conformance.md 6): {}",
                    rec->sop_instance_uid, problems);
     }
   }
