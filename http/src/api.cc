@@ -348,7 +348,9 @@ Response Api::Impl::Metrics() const {
   counter("pxs_jobs_scored_total", "Scoring jobs completed.", m.jobs_scored.load());
   counter("pxs_jobs_failed_total", "Failed scoring attempts.", m.jobs_failed.load());
   counter("pxs_reports_sent_total", "SR deliveries acknowledged by their destination.", m.reports_sent.load());
-  counter("pxs_reports_failed_total", "Failed SR delivery attempts.", m.reports_failed.load());
+  counter("pxs_reports_failed_total", "SR deliveries failed for good (after their last attempt).",
+          m.reports_failed.load());
+  counter("pxs_report_retries_total", "Failed SR delivery attempts scheduled again.", m.report_retries.load());
   auto histogram = [&](const char* name, const char* help, const metrics::Histogram& h) {
     out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " histogram\n";
     uint64_t cumulative = 0;
@@ -364,6 +366,7 @@ Response Api::Impl::Metrics() const {
   histogram("pxs_cstore_ack_seconds", "C-STORE request received to response status (file durable and recorded).",
             m.cstore_ack_seconds);
   histogram("pxs_scoring_batch_seconds", "Time to score one batch (decode, inference, record).", m.scoring_seconds);
+  histogram("pxs_image_to_sr_seconds", "Image received to its SR recorded for sending.", m.image_to_sr_seconds);
 
   auto gauge = [&](const char* name, const char* help) {
     out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " gauge\n";

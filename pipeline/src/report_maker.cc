@@ -16,6 +16,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 #include <spdlog/spdlog.h>
 
+#include "pxs/common/metrics.h"
 #include "pxs/longitudinal/course.h"
 #include "pxs/reports/sr_builder.h"
 #include "pxs/scoring/model_info.h"
@@ -226,6 +227,7 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   }
   Status recorded = db_->RecordReport(built->sop_instance_uid, job.study_uid, in.version, rel, destinations);
   if (!recorded.ok()) return recorded;
+  metrics::Global().image_to_sr_seconds.ObserveSinceUnixMs(job.received_at_ms);
   spdlog::info("report {} v{} for study {}: {} -> {} destination(s)", built->sop_instance_uid, in.version,
                job.study_uid, built->summary, destinations.size());
   if (on_recorded_) on_recorded_();

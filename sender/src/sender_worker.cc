@@ -117,7 +117,7 @@ StatusOr<int> SenderWorker::SendDueReports() {
     const bool final = force_final || attempts >= options_.max_attempts;
     const int64_t next = Now() + RetryDelayMs(attempts, options_.retry_initial_s, options_.retry_max_s);
     Status s = db_->MarkReportAttemptFailed(r.id, error, next, final);
-    metrics::Registry::Add(metrics::Global().reports_failed);
+    metrics::Registry::Add(final ? metrics::Global().reports_failed : metrics::Global().report_retries);
     if (!s.ok()) spdlog::error("sender: report {}: cannot record failed attempt: {}", r.id, s.ToString());
     if (final) {
       spdlog::warn("sender: report {} (SR {}) to '{}' failed for good after {} attempt(s): {}", r.id,

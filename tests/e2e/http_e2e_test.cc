@@ -213,6 +213,7 @@ TEST_F(HttpEndToEnd, MetricsPassPromtoolAndCountTheWork) {
   EXPECT_NE(m.body.find("pxs_instances_total{outcome=\"stored\",status=\"0000\"} 1\n"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("pxs_associations_total 1\n"), std::string::npos);
   EXPECT_NE(m.body.find("pxs_ready 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("pxs_image_to_sr_seconds_count 1\n"), std::string::npos);
   if (!Have("promtool")) GTEST_SKIP() << "SKIPPED promtool part: Debian package prometheus not installed";
   const fs::path file = dir_.path() / "metrics.txt";
   std::ofstream(file) << m.body;

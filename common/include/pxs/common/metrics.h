@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace pxs::metrics {
@@ -12,13 +13,20 @@ namespace pxs::metrics {
 // Cumulative histogram with fixed bounds in seconds (Prometheus "le" buckets).
 class Histogram {
  public:
-  static constexpr std::array<double, 12> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                    0.1,   0.25,   0.5,   1,    2.5,   10};
+  static constexpr std::array<double, 15> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                    0.5,   1,      2.5,   10,   30,    60,   300};
   void Observe(double seconds) {
     size_t i = 0;
     while (i < kBounds.size() && seconds > kBounds[i]) ++i;
     buckets_[i].fetch_add(1, std::memory_order_relaxed);
     sum_us_.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  }
+  // The time from a Unix-ms timestamp (e.g. an image's receipt) until now; none when unset.
+  void ObserveSinceUnixMs(int64_t unix_ms) {
+    if (unix_ms <= 0) return;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch()).count();
+    Observe(static_cast<double>(now > unix_ms ? now - unix_ms : 0) / 1000);
   }
   // Observations in bucket i only (i == kBounds.size(): above the last bound).
   uint64_t bucket(size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
@@ -39,9 +47,11 @@ struct Registry {
   std::atomic<uint64_t> jobs_scored{0};
   std::atomic<uint64_t> jobs_failed{0};
   std::atomic<uint64_t> reports_sent{0};
-  std::atomic<uint64_t> reports_failed{0};  // failed attempts (retried or final)
+  std::atomic<uint64_t> reports_failed{0};   // deliveries failed for good
+  std::atomic<uint64_t> report_retries{0};   // failed attempts rescheduled
   Histogram cstore_ack_seconds;             // C-STORE request received -> response status known
   Histogram scoring_seconds;                // one observation per scored batch
+  Histogram image_to_sr_seconds;            // image received -> its SR recorded in the outbox
 
   // One C-STORE answered with this DIMSE status after `seconds`.
   void ObserveStore(uint16_t dimse_status, double seconds) {
