@@ -314,6 +314,15 @@ class AssociationScp : public DcmThreadSCP {
     IngestResult result;
     if (cond.bad()) {
       result = shared_->ingester->ReceiveFailed(temp, cond.text(), source);
+      if (cond == DIMSE_NODATAAVAILABLE || cond == DUL_READTIMEOUT) {
+        // The sender stopped in the middle of the data set for dimse_timeout_s: nothing
+        // to answer (it may never read a response); the association is aborted instead,
+        // and the partial file is gone (ReceiveFailed).
+        ++failed_;
+        spdlog::warn("instance {} from {}: data set stalled for {} s mid-transfer: not stored, association aborted",
+                     req.AffectedSOPInstanceUID, calling_ae_, shared_->options.dimse_timeout_s);
+        return cond;
+      }
       if (cond == DUL_PEERABORTEDASSOCIATION || cond == DUL_PEERREQUESTEDRELEASE) {
         ++failed_;
         spdlog::warn("instance {} from {}: not stored: the association ended during the transfer ({})",

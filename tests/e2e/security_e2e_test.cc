@@ -16,6 +16,8 @@
 #include <thread>
 
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmnet/assoc.h>
+#include <dcmtk/dcmnet/dimse.h>
 #include <dcmtk/dcmnet/scu.h>
 
 #include "../../tls/tests/test_certs.h"
@@ -273,6 +275,69 @@ TEST_F(SecurityEndToEnd, ReportsReachATlsDestination) {
   EXPECT_TRUE(WaitFor([&] { return node_->Log().find("(TLS) ('pacs'): 1/1 SR(s) stored") != std::string::npos; },
                       std::chrono::seconds(10)))
       << node_->Log();
+}
+
+// A sender that stops in the middle of a data set gets its association aborted after
+// dimse_timeout_s, not a response; nothing is stored; everyone else carries on.
+void StallMidDataSet(void* context, unsigned long bytes) {
+  auto* stalled = static_cast<bool*>(context);
+  if (!*stalled && bytes > 64 * 1024) {
+    *stalled = true;
+    std::this_thread::sleep_for(std::chrono::seconds(5));  // node's dimse_timeout_s is 2
+  }
+}
+
+TEST_F(SecurityEndToEnd, ADataSetThatStallsMidTransferIsAbortedNotAnswered) {
+  StartNode("dimse_timeout_s = 2\n");
+  SyntheticCr spec;
+  spec.rows = spec.cols = 512;  // 512 KB of pixels: many PDVs at a 16 KB PDU
+  std::string file = OneImage("stall.dcm", &spec);
+  DcmFileFormat image;
+  ASSERT_TRUE(image.loadFile(file.c_str()).good());
+
+  T_ASC_Network* net = nullptr;
+  ASSERT_TRUE(ASC_initializeNetwork(NET_REQUESTOR, 0, 10, &net).good());
+  T_ASC_Parameters* params = nullptr;
+  ASSERT_TRUE(ASC_createAssociationParameters(&params, 16384).good());
+  ASC_setAPTitles(params, "STALLER", "PXSNODE", nullptr);
+  ASC_setPresentationAddresses(params, "localhost", ("127.0.0.1:" + std::to_string(port_)).c_str());
+  const char* ts[] = {UID_LittleEndianExplicitTransferSyntax};
+  ASC_addPresentationContext(params, 1, UID_ComputedRadiographyImageStorage, ts, 1);
+  T_ASC_Association* assoc = nullptr;
+  ASSERT_TRUE(ASC_requestAssociation(net, params, &assoc).good());
+  ASSERT_EQ(ASC_countAcceptedPresentationContexts(assoc->params), 1);
+
+  T_DIMSE_Message msg{};
+  msg.CommandField = DIMSE_C_STORE_RQ;
+  T_DIMSE_C_StoreRQ& req = msg.msg.CStoreRQ;
+  req.MessageID = 1;
+  OFStandard::strlcpy(req.AffectedSOPClassUID, UID_ComputedRadiographyImageStorage, sizeof(req.AffectedSOPClassUID));
+  OFStandard::strlcpy(req.AffectedSOPInstanceUID, spec.sop_uid.c_str(), sizeof(req.AffectedSOPInstanceUID));
+  req.DataSetType = DIMSE_DATASET_PRESENT;
+  req.Priority = DIMSE_PRIORITY_MEDIUM;
+  bool stalled = false;
+  OFCondition sent = DIMSE_sendMessageUsingMemoryData(assoc, 1, &msg, nullptr, image.getDataset(), StallMidDataSet,
+                                                      &stalled, nullptr);
+  EXPECT_TRUE(stalled);
+  T_DIMSE_Message rsp{};
+  DcmDataset* detail = nullptr;
+  T_ASC_PresentationContextID pc = 0;
+  OFCondition answered = sent.good() ? DIMSE_receiveCommand(assoc, DIMSE_BLOCKING, 0, &pc, &rsp, &detail) : sent;
+  EXPECT_TRUE(answered.bad()) << "the node answered a stalled C-STORE (status 0x" << std::hex
+                              << rsp.msg.CStoreRSP.DimseStatus << ")";
+  delete detail;
+  ASC_abortAssociation(assoc);
+  ASC_destroyAssociation(&assoc);
+  ASC_dropNetwork(&net);
+
+  EXPECT_TRUE(WaitFor([&] { return node_->Log().find("stalled for 2 s mid-transfer") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << node_->Log();
+  auto db = Database::Open(DatabasePathFor(node_->data_dir().string()), Database::Mode::kReadOnly);
+  ASSERT_TRUE(db.ok());
+  EXPECT_FALSE(*(*db)->HasInstance(spec.sop_uid));
+  EXPECT_TRUE(fs::is_empty(node_->data_dir() / "incoming"));
+  EXPECT_EQ(Echo(port_).exit_code, 0);
 }
 
 // [[peers]]: only known callers, each within its own association limit.
