@@ -14,10 +14,11 @@ if ! command -v "$cxx" >/dev/null; then
   echo "fuzz: $cxx not installed; skipped" >&2
   exit 0
 fi
+mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DPXS_FUZZ=ON \
-      -DPXS_BUILD_TESTS=OFF > "$build.configure.log" 2>&1 || { cat "$build.configure.log"; exit 1; }
+      -DPXS_BUILD_TESTS=OFF > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 targets=(fuzz_config fuzz_model_metadata fuzz_sr_reader fuzz_ingest)
-cmake --build "$build" --target "${targets[@]}" -j"$(nproc)" > "$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exit 1; }
+cmake --build "$build" --target "${targets[@]}" -j"$(nproc)" > "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
 
 shared=$root/../shared/data
 seed() {  # target, files...
