@@ -223,17 +223,16 @@ Response Api::Impl::Api(const Request& req, const Target& t, const Token& token)
   };
   std::unique_ptr<AdminDatabase> db;
   auto fail = [&](const Status& st, const std::string& route) {
-    return Error(HttpStatusFor(st), st.code() == Status::Code::kInternal || HttpStatusFor(st) == 500 ? st.ToString()
-                                                                                                      : st.message(),
-                 route);
+    // 400/404 say what was wrong in the caller's words; a 500 keeps the code name too.
+    return Error(HttpStatusFor(st), HttpStatusFor(st) == 500 ? st.ToString() : st.message(), route);
   };
 
   if (what == "patients" && n == 3) {
     const std::string route = "/api/v1/patients";
     if (auto r = get_only(route)) return *r;
     auto limit = IntParam(t, "limit", 50, 1, 500);
-    auto offset = IntParam(t, "offset", 0, 0, 100000);
-    if (!limit || !offset) return Error(400, "limit must be 1..500 and offset 0..100000", route);
+    auto offset = IntParam(t, "offset", 0, 0, 10000);
+    if (!limit || !offset) return Error(400, "limit must be 1..500 and offset 0..10000", route);
     if (auto r = open(route, Database::Mode::kReadOnly, &db)) return *r;
     auto prefix = t.query.count("prefix") ? t.query.at("prefix") : std::string();
     // FindPatients has no offset: the page is cut from the first offset+limit rows.
