@@ -2,6 +2,7 @@
 // on one thread of its own (pxs-http). Requests
 // are answered one at a time by Api; the access log line names the route template,
 // never the path or query (they can hold patient ids and names).
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -33,7 +34,11 @@ template <typename Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
   template <typename... Args>
-  Session(Api* api, Args&&... stream_args) : stream_(std::forward<Args>(stream_args)...), api_(api) {}
+  Session(Api* api, std::atomic<int>* open, Args&&... stream_args)
+      : stream_(std::forward<Args>(stream_args)...), api_(api), open_(open) {
+    open_->fetch_add(1);
+  }
+  ~Session() { open_->fetch_sub(1); }
 
   void Run() {
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
@@ -119,6 +124,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Api* api_;
+  std::atomic<int>* open_;  // the server's count of open connections
   std::string method_;
 };
 
@@ -129,16 +135,21 @@ struct Server::Impl {
   void Accept() {
     acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec && tls) {
-        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(&api, std::move(socket), *tls)->Run();
+      if (!ec && open.load() >= api.options().max_connections) {
+        // A flood of idle connections must not pile up: close at once (clients retry).
+        beast::error_code ignored;
+        socket.close(ignored);
+      } else if (!ec && tls) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(&api, &open, std::move(socket), *tls)->Run();
       } else if (!ec) {
-        std::make_shared<Session<beast::tcp_stream>>(&api, std::move(socket))->Run();
+        std::make_shared<Session<beast::tcp_stream>>(&api, &open, std::move(socket))->Run();
       }
       Accept();
     });
   }
   Api api;
   std::optional<asio::ssl::context> tls;
+  std::atomic<int> open{0};
   asio::io_context io;
   tcp::acceptor acceptor;
   std::thread thread;

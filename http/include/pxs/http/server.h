@@ -45,6 +45,7 @@ struct Options {
   std::function<bool()> ready;  // SCP listening and models loaded
   size_t max_target_bytes = 2048;
   size_t max_body_bytes = 16 * 1024;
+  int max_connections = 64;  // open at once; more are closed on accept
 };
 
 struct Request {
