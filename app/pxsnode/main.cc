@@ -80,6 +80,12 @@ pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
           tls.profile, static_cast<uint16_t>(tls.plain_port)};
 }
 
+std::vector<pxs::http::Token> HttpTokens(const pxs::Config& cfg) {
+  std::vector<pxs::http::Token> tokens;
+  for (const pxs::HttpToken& t : cfg.http.tokens) tokens.push_back({t.name, t.role, t.sha256});
+  return tokens;
+}
+
 // [http] -> the web face's options (docs/http.md). ready: the SCP listens (models are
 // loaded before it starts).
 pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::ModelInfo& model,
@@ -87,7 +93,7 @@ pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::Model
   pxs::http::Options o;
   o.bind = cfg.http.bind;
   o.port = cfg.http.port;
-  for (const pxs::HttpToken& t : cfg.http.tokens) o.tokens.push_back({t.name, t.role, t.sha256});
+  o.tokens = HttpTokens(cfg);
   o.db_path = pxs::DatabasePathFor(cfg.node.data_dir);
   o.data_dir = cfg.node.data_dir;
   o.web_root = cfg.http.web_root.empty() ? PXS_WEB_ROOT : cfg.http.web_root;
@@ -360,14 +366,16 @@ int Run(const std::string& config_path) {
         else spdlog::error("SIGHUP: [[peers]] not reloaded: {}", fresh_peers.status().message());
         sender.SetDestinations(ReportDestinations(fresh->destinations));
         reports.SetSendTo(fresh->reports.send_to);
+        if (web) web->SetTokens(HttpTokens(*fresh));  // [[http.tokens]]: rotate without a restart
         if (cfg.tls.enabled) {
           pxs::Status reloaded = scp.ReloadTls(ScpTls(fresh->tls));
           if (reloaded.ok()) spdlog::info("SIGHUP: TLS certificate, key and trust reloaded for new associations");
           else spdlog::error("SIGHUP: TLS files not reloaded, keeping the running ones: {}", reloaded.ToString());
         }
-        spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}); other keys "
-                     "need a restart",
-                     fresh->scp.allowed_calling_aes.size(), fresh->destinations.size(), fresh->reports.send_to.size());
+        spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}), http tokens ({}); "
+                     "other keys need a restart",
+                     fresh->scp.allowed_calling_aes.size(), fresh->destinations.size(), fresh->reports.send_to.size(),
+                     fresh->http.tokens.size());
       }
       sd_notify(0, "READY=1");
       wait_reload();

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -134,17 +136,19 @@ std::string PromEscape(const std::string& v) {
 }  // namespace
 
 struct Api::Impl {
-  Options options;
+  Options options;  // tokens guarded by tokens_mutex (SIGHUP replaces them); the rest fixed
+  mutable std::mutex tokens_mutex;
 
-  // The token's entry, or nullptr (no header, not "Bearer", or unknown). Every entry is
+  // The token's entry, or none (no header, not "Bearer", or unknown). Every entry is
   // compared, in constant time, so that timing tells nothing about which one is close.
-  const Token* Authenticate(const std::string& header) const {
+  std::optional<Token> Authenticate(const std::string& header) const {
     static constexpr std::string_view kBearer = "Bearer ";
-    if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) return nullptr;
+    if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) return std::nullopt;
     const std::string hash = Sha256Hex(std::string_view(header).substr(kBearer.size()));
-    const Token* found = nullptr;
+    std::optional<Token> found;
+    std::lock_guard<std::mutex> lock(tokens_mutex);
     for (const Token& t : options.tokens) {
-      if (ConstantTimeEquals(hash, t.sha256) && !found) found = &t;
+      if (ConstantTimeEquals(hash, t.sha256) && !found) found = t;
     }
     return found;
   }
@@ -171,6 +175,10 @@ struct Api::Impl {
 
 Api::Api(Options options) : impl_(std::make_unique<Impl>()) { impl_->options = std::move(options); }
 Api::~Api() = default;
+void Api::SetTokens(std::vector<Token> tokens) {
+  std::lock_guard<std::mutex> lock(impl_->tokens_mutex);
+  impl_->options.tokens = std::move(tokens);
+}
 const Options& Api::options() const { return impl_->options; }
 
 Response Api::Handle(const Request& req) {
@@ -194,7 +202,7 @@ Response Api::Handle(const Request& req) {
   }
   const bool is_api = t.segments.size() >= 2 && t.segments[0] == "api" && t.segments[1] == "v1";
   if (path != "/metrics" && !is_api) return Error(404, "no such resource", "(unknown)");
-  const Token* token = impl_->Authenticate(req.authorization);
+  const std::optional<Token> token = impl_->Authenticate(req.authorization);
   if (!token) {
     return Error(401, "a valid bearer token is required (Authorization: Bearer TOKEN)",
                  path == "/metrics" ? "/metrics" : "/api/v1/...");

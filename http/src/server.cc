@@ -197,5 +197,6 @@ void Server::Stop() {
 }
 
 uint16_t Server::port() const { return impl_->port; }
+void Server::SetTokens(std::vector<Token> tokens) { impl_->api.SetTokens(std::move(tokens)); }
 
 }  // namespace pxs::http

@@ -36,17 +36,23 @@ class HttpEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!Have("curl")) GTEST_SKIP() << "SKIPPED: curl not installed (scripts/install-deps.sh installs it)";
-    const std::string tail = "[http]\nenabled = true\nport = " + std::to_string(http_port_) + "\nweb_root = \"" +
-                             std::string(PXS_SOURCE_DIR) + "/http/web\"\n"
-                             "[[http.tokens]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"" + Sha256Hex(kViewer) +
-                             "\"\n[[http.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"" + Sha256Hex(kAdmin) + "\"\n";
-    config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail + TlsConfig());
+    tls_config_ = TlsConfig();
+    config_ = WriteConfig(kViewer);
     node_ = std::make_unique<Node>(dir_.path(), node_port_);
     ASSERT_TRUE(node_->Start(config_)) << node_->Log();
     ASSERT_TRUE(WaitFor([&] { return PortOpen(http_port_); }, std::chrono::seconds(10))) << node_->Log();
   }
   void TearDown() override {
     if (HasFailure() && node_) std::cerr << "---- pxsnode log ----\n" << node_->Log() << "\n";
+  }
+
+  // The node's config with these viewer and admin tokens.
+  std::string WriteConfig(const std::string& viewer) {
+    const std::string tail = "[http]\nenabled = true\nport = " + std::to_string(http_port_) + "\nweb_root = \"" +
+                             std::string(PXS_SOURCE_DIR) + "/http/web\"\n"
+                             "[[http.tokens]]\nname = \"wall\"\nrole = \"viewer\"\nsha256 = \"" + Sha256Hex(viewer) +
+                             "\"\n[[http.tokens]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"" + Sha256Hex(kAdmin) + "\"\n";
+    return WriteNodeConfig(dir_.path(), node_port_, "", tail + tls_config_);
   }
 
   // A [tls] section for the node (HTTPS then serves with its certificate); "" plain.
@@ -91,6 +97,7 @@ class HttpEndToEnd : public ::testing::Test {
   uint16_t http_port_ = FreePort();
   std::string config_;
   std::string ca_file_;  // HTTPS: the certificate curl trusts
+  std::string tls_config_;
   std::unique_ptr<Node> node_;
 };
 
@@ -220,6 +227,17 @@ TEST_F(HttpEndToEnd, MetricsPassPromtoolAndCountTheWork) {
   CommandResult check = RunCommand({"sh", "-c", "promtool check metrics < " + file.string()},
                                    (dir_.path() / "promtool.log").string());
   EXPECT_EQ(check.exit_code, 0) << check.output;
+}
+
+// Tokens rotate with SIGHUP, without a restart.
+TEST_F(HttpEndToEnd, SighupReplacesTheTokens) {
+  EXPECT_EQ(Curl("/api/v1/patients", kViewer).status, 200);
+  WriteConfig("the-new-viewer-token");
+  node_->process().Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return Curl("/api/v1/patients", kViewer).status == 401; }, std::chrono::seconds(10)))
+      << node_->Log();
+  EXPECT_EQ(Curl("/api/v1/patients", "the-new-viewer-token").status, 200);
+  EXPECT_EQ(Curl("/api/v1/patients", kAdmin).status, 200);
 }
 
 // The dashboard in a real headless Chromium (Debian's chromium): the kiosk link's token

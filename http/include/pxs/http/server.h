@@ -68,7 +68,9 @@ class Api {
   explicit Api(Options options);
   ~Api();
   Response Handle(const Request& request);
-  const Options& options() const;
+  // SIGHUP: the tokens from the reloaded config, for the next requests.
+  void SetTokens(std::vector<Token> tokens);
+  const Options& options() const;  // its tokens may change (SetTokens): use Handle()
 
  private:
   struct Impl;
@@ -85,6 +87,7 @@ class Server {
   Status Start();
   void Stop();
   uint16_t port() const;
+  void SetTokens(std::vector<Token> tokens);
 
  private:
   struct Impl;
