@@ -12,17 +12,13 @@
 #include <dcmtk/dcmsr/codes/dcm.h>
 #include <dcmtk/dcmsr/codes/umls.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 #include <random>
 
-#include "pxs/common/files.h"
 #include "pxs/reports/dicom_text.h"
 #include "sr_codes.h"
 #include "sr_uids.h"
@@ -336,26 +332,15 @@ std::string ThresholdParameters(const TrendThresholds& t) {
   return s;
 }
 
-Status WriteDurably(DcmFileFormat& file, const std::string& output_path) {
-  const std::string tmp = output_path + ".tmp." + std::to_string(::getpid());
-  OFCondition cond = file.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+// Only writes the file: making it durable (sync, placement, folder sync) is the file
+// store's job, which the report maker calls with the written temp file.
+Status WriteFile(DcmFileFormat& file, const std::string& output_path) {
+  OFCondition cond = file.saveFile(output_path.c_str(), EXS_LittleEndianExplicit);
   if (cond.bad()) {
-    std::remove(tmp.c_str());
-    return Status::IoError(tmp + ": cannot write SR: " + cond.text());
+    std::remove(output_path.c_str());
+    return Status::IoError(output_path + ": cannot write SR: " + cond.text());
   }
-  int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    std::remove(tmp.c_str());
-    return Status::IoError(tmp + ": fsync failed");
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), output_path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Status::IoError(output_path + ": rename from temporary file failed");
-  }
-  std::string dir = std::filesystem::path(output_path).parent_path().string();
-  return SyncDirectory(dir.empty() ? "." : dir);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -624,7 +609,7 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   }
   result.summary = summary;
   result.text_problems = src.text_problems;
-  PXS_RETURN_IF_ERROR(WriteDurably(out, output_path));
+  PXS_RETURN_IF_ERROR(WriteFile(out, output_path));
   return result;
 }
 

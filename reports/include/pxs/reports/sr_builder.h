@@ -118,8 +118,8 @@ struct SrResult {
   std::vector<std::string> text_problems;
 };
 
-// Builds the SR and writes it durably to output_path (temp file + fsync + rename +
-// folder fsync); the folder must exist. Errors name the source file or the DCMTK
+// Builds the SR and writes it to output_path (the folder must exist). Not synced: the
+// caller makes it durable (the node places it with pxs::FileStore before recording it). Errors name the source file or the DCMTK
 // call that failed.
 StatusOr<SrResult> BuildStructuredReport(const SrInput& input, const std::string& output_path);
 
