@@ -24,27 +24,30 @@ FaultInjectionFileSystem::FaultInjectionFileSystem(std::string root) : root_(std
 }
 
 Status FaultInjectionFileSystem::Before(const std::string& what, const std::string& path) {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++calls_;
-  if (calls_ == crash_at_) {
-    crashed_ = true;
-    // PowerCut takes mu_ itself; the tree is not touched by other calls meanwhile because
-    // every later call fails here.
+  bool cut_now = false;
+  Status failure;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++calls_;
+    if (calls_ == crash_at_ && !crashed_) {
+      crashed_ = true;
+      cut_now = true;
+    }
+    if (crashed_) {
+      failure = Status::IoError(what + " " + path + ": " + std::strerror(EIO) + " (simulated power cut)");
+    } else if (calls_ == fail_at_) {
+      std::string message = what + " " + path + ": " + std::strerror(fail_errno_) + " (injected)";
+      failure = fail_errno_ == ENOSPC ? Status::NoSpace(message) : Status::IoError(message);
+    }
   }
-  if (crashed_) return Status::IoError(what + " " + path + ": " + std::strerror(EIO) + " (simulated power cut)");
-  if (calls_ == fail_at_) {
-    std::string message = what + " " + path + ": " + std::strerror(fail_errno_) + " (injected)";
-    return fail_errno_ == ENOSPC ? Status::NoSpace(message) : Status::IoError(message);
-  }
-  return Status::Ok();
+  // Outside the lock: PowerCut() takes it. Every later call fails above, so nothing
+  // touches the tree meanwhile.
+  if (cut_now) PowerCut();
+  return failure;
 }
 
 StatusOr<uint64_t> FaultInjectionFileSystem::SyncFile(const std::string& path) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot fsync", path); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot fsync", path));
   StatusOr<uint64_t> size = PosixFileSystem()->SyncFile(path);
   if (size.ok()) {
     struct stat st {};
@@ -57,11 +60,7 @@ StatusOr<uint64_t> FaultInjectionFileSystem::SyncFile(const std::string& path) {
 }
 
 Status FaultInjectionFileSystem::SyncDirectory(const std::string& dir) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot fsync folder", dir); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot fsync folder", dir));
   PXS_RETURN_IF_ERROR(PosixFileSystem()->SyncDirectory(dir));
   std::lock_guard<std::mutex> lock(mu_);
   // The folder's entries as they are now become the durable ones.
@@ -75,38 +74,22 @@ Status FaultInjectionFileSystem::SyncDirectory(const std::string& dir) {
 }
 
 Status FaultInjectionFileSystem::CreateDirectory(const std::string& dir, bool* created) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot create folder", dir); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot create folder", dir));
   return PosixFileSystem()->CreateDirectory(dir, created);
 }
 
 Status FaultInjectionFileSystem::Link(const std::string& from, const std::string& to) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot link", to); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot link", to));
   return PosixFileSystem()->Link(from, to);
 }
 
 Status FaultInjectionFileSystem::Rename(const std::string& from, const std::string& to) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot rename to", to); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot rename to", to));
   return PosixFileSystem()->Rename(from, to);
 }
 
 Status FaultInjectionFileSystem::RemoveFile(const std::string& path) {
-  bool was_crashed = crashed_;
-  if (Status s = Before("cannot remove", path); !s.ok()) {
-    if (!was_crashed && crashed_) PowerCut();
-    return s;
-  }
+  PXS_RETURN_IF_ERROR(Before("cannot remove", path));
   return PosixFileSystem()->RemoveFile(path);
 }
 

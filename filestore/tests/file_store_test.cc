@@ -216,7 +216,9 @@ TEST(FaultInjection, ErrorAtEachCallOfPlaceLeavesNothingHalfWritten) {
       EXPECT_FALSE(fs::exists(temp)) << "call " << call << ": " << s.ToString();
       // A failure before the link leaves no file at the destination; a failed folder
       // sync after it leaves a complete (synced) file the database never heard of.
-      if (fs::exists(store.Absolute(kRel))) EXPECT_EQ(ReadText(store.Absolute(kRel)), "data set");
+      if (fs::exists(store.Absolute(kRel))) {
+        EXPECT_EQ(ReadText(store.Absolute(kRel)), "data set");
+      }
     }
   }
 }

@@ -1,10 +1,5 @@
 #include "pxs/scp/storage_scp.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,34 +59,10 @@ const char* const kStorageSopClasses[] = {
     UID_SecondaryCaptureImageStorage,
 };
 
-std::string SocketAddress(const sockaddr_storage& addr) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  if (addr.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(addr).sin_addr, buf, sizeof(buf));
-  } else if (addr.ss_family == AF_INET6) {
-    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(addr);
-    if (IN6_IS_ADDR_V4MAPPED(&a6.sin6_addr)) {
-      inet_ntop(AF_INET, &a6.sin6_addr.s6_addr[12], buf, sizeof(buf));
-    } else {
-      inet_ntop(AF_INET6, &a6.sin6_addr, buf, sizeof(buf));
-    }
-  }
-  return buf;
-}
-
-// DcmTransportConnection::getSocket() is protected in DCMTK 3.6.7 and nothing public
-// exposes an association's socket. A pointer-to-member formed through a derived class
-// passes the access check; we only read the descriptor (for TCP_NODELAY and addresses).
-struct SocketOf : DcmTransportConnection {
-  static int Get(DcmTransportConnection* conn) {
-    auto getter = &SocketOf::getSocket;
-    return static_cast<int>((conn->*getter)());
-  }
-};
 
 }  // namespace
 
-// State shared by the pool and every association thread. Policy that SIGHUP may change
+// State shared by the listener's hand-over and every association thread. Policy that SIGHUP may change
 // is behind a mutex; the rest is fixed at start.
 struct ScpShared {
   StorageScpOptions options;
@@ -103,7 +74,7 @@ struct ScpShared {
   std::atomic<int> active{0};
   std::atomic<int> receiving{0};              // C-STOREs between request and response
   std::atomic<int64_t> last_stored_at_ms{0};  // steady clock
-  // Set (under lifecycle_mu) before the pool is asked to stop; see Worker.
+  // Set (under lifecycle_mu) when Stop() begins: later associations are refused.
   std::mutex lifecycle_mu;
   bool stopping = false;
 
@@ -209,26 +180,14 @@ class AssociationScp : public DcmThreadSCP {
   explicit AssociationScp(ScpShared* shared) : shared_(shared) {}
 
  protected:
-  // Runs before DCMTK's own checks of the association request: the disk guard, the bind
-  // address and Nagle's algorithm are decided here, per connection.
+  // Runs before DCMTK's own checks of the association request: the peer policy and the
+  // disk guard are decided here, per connection. The peer's address comes from the
+  // listener, which also set TCP_NODELAY on the socket.
   OFCondition processAssociationRQ() override {
     started_ = Clock::now();
     T_ASC_Association* assoc = getAssociation();
     calling_ae_ = assoc->params->DULparams.callingAPTitle;
     called_ae_ = assoc->params->DULparams.calledAPTitle;
-    peer_ = assoc->params->DULparams.callingPresentationAddress;
-    if (DcmTransportConnection* conn = DUL_getTransportConnection(assoc->DULassociation)) {
-      int fd = SocketOf::Get(conn);
-      // DCMTK 3.6.7 leaves Nagle on unless TCP_NODELAY is in the environment; without
-      // this every DIMSE message stalls ~40 ms waiting for a delayed ACK.
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      sockaddr_storage local{}, remote{};
-      socklen_t len = sizeof(local);
-      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) local_address_ = SocketAddress(local);
-      len = sizeof(remote);
-      if (getpeername(fd, reinterpret_cast<sockaddr*>(&remote), &len) == 0) peer_ = SocketAddress(remote);
-    }
     std::string why;
     bool transient = false;
     std::optional<size_t> peer_index = shared_->Enter(calling_ae_, peer_, PeerCertificateSubject(assoc), &why, &transient);
@@ -356,8 +315,11 @@ class AssociationScp : public DcmThreadSCP {
   }
 
  protected:
-  // DcmSCP keeps its association private; the pool hands it to us first (see Worker).
-  void SetAssociationHandle(T_ASC_Association* assoc) { assoc_ = assoc; }
+  // DcmSCP keeps its association private; AssociationRunner hands it to us first.
+  void SetAssociationHandle(T_ASC_Association* assoc, std::string peer) {
+    assoc_ = assoc;
+    peer_ = std::move(peer);
+  }
   T_ASC_Association* getAssociation() { return assoc_; }
 
  private:
@@ -366,7 +328,7 @@ class AssociationScp : public DcmThreadSCP {
   ScpShared* shared_;
   IncomingFile receiving_;
   Clock::time_point started_{};
-  std::string calling_ae_, called_ae_, peer_, local_address_;
+  std::string calling_ae_, called_ae_, peer_;
   bool accepted_ = false, refused_ = false;
   std::optional<size_t> peer_index_;  // the [[peers]] entry this association counts against
   int stored_ = 0, failed_ = 0;
@@ -377,8 +339,8 @@ class AssociationScp : public DcmThreadSCP {
 class AssociationRunner : public AssociationScp {
  public:
   explicit AssociationRunner(ScpShared* shared) : AssociationScp(shared) {}
-  OFCondition Run(T_ASC_Association* assoc) {
-    SetAssociationHandle(assoc);
+  OFCondition Run(T_ASC_Association* assoc, const std::string& peer) {
+    SetAssociationHandle(assoc, peer);
     return AssociationScp::run(assoc);  // drops and destroys the association at its end
   }
 };
@@ -553,7 +515,7 @@ class StorageScp::Impl {
     }
     AssociationRunner runner(&shared_);
     runner.setSharedConfig(config_);
-    runner.Run(assoc);
+    runner.Run(assoc, peer);
     std::lock_guard<std::mutex> lock(shared_.lifecycle_mu);
     --running_associations_;
   }

@@ -159,7 +159,9 @@ TEST(IngestPowerCut, EveryAcknowledgedInstanceSurvivesACutAtAnyStep) {
       // data still in the page cache.
       if (!faults.crashed()) faults.PowerCut();
     }
-    if (crash_at > total_calls) EXPECT_EQ(acknowledged.size(), sources.size()) << context;
+    if (crash_at > total_calls) {
+      EXPECT_EQ(acknowledged.size(), sources.size()) << context;
+    }
     // Restart on the real file system.
     Stack restarted(dir.str());
     for (const auto& [sop, pixels] : acknowledged) {

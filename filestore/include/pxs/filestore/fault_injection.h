@@ -46,7 +46,8 @@ class FaultInjectionFileSystem final : public FileSystem {
   Status RemoveFile(const std::string& path) override;
 
  private:
-  // Counts the call; returns the failure to give instead of running it, if any.
+  // Counts the call; at the crash point cuts the power. Returns the failure to give
+  // instead of running the call, if any.
   Status Before(const std::string& what, const std::string& path);
 
   std::string root_;
