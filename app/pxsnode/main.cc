@@ -58,6 +58,7 @@ void SetUpLogging(const std::string& level) {
 }
 
 
+// [tls] as the SCP accepts it: the node's certificate, callers verified by the trust store.
 pxs::TlsSettings AcceptorTls(const pxs::TlsSection& tls) {
   return {tls.certificate, tls.private_key, tls.trusted_certificates, tls.profile, tls.require_client_certificate};
 }
@@ -72,12 +73,13 @@ std::vector<pxs::ReportDestination> ReportDestinations(const std::vector<pxs::De
 // node's own certificate (receivers may require one).
 std::optional<pxs::TlsSettings> SenderTls(const pxs::TlsSection& tls) {
   if (!tls.enabled) return std::nullopt;
-  return pxs::TlsSettings{tls.certificate, tls.private_key, tls.trusted_certificates, tls.profile, true};
+  pxs::TlsSettings settings = AcceptorTls(tls);
+  settings.require_peer_certificate = true;  // a receiver is always verified
+  return settings;
 }
 
 pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
-  return {tls.enabled, tls.certificate, tls.private_key, tls.trusted_certificates, tls.require_client_certificate,
-          tls.profile, static_cast<uint16_t>(tls.plain_port)};
+  return {tls.enabled, AcceptorTls(tls), static_cast<uint16_t>(tls.plain_port)};
 }
 
 std::vector<pxs::http::Token> HttpTokens(const pxs::Config& cfg) {

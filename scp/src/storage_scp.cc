@@ -384,9 +384,7 @@ StatusOr<std::shared_ptr<ScpNetwork>> MakeNetwork(uint16_t port, int acse_timeou
   }
   if (c.bad()) return Status::Internal(std::string("cannot initialise the DICOM network: ") + c.text());
   if (tls) {
-    TlsSettings settings{tls->certificate, tls->private_key, tls->trusted_certificates, tls->profile,
-                         tls->require_client_certificate};
-    auto layer = MakeTlsLayer(settings, TlsRole::kAcceptor);
+    auto layer = MakeTlsLayer(tls->settings, TlsRole::kAcceptor);
     if (!layer.ok()) return layer.status();
     network->tls = std::move(*layer);
     c = ASC_setTransportLayer(network->net, network->tls.get(), 0);

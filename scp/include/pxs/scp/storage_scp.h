@@ -15,6 +15,7 @@
 
 #include "pxs/common/status.h"
 #include "pxs/scp/peer_policy.h"
+#include "pxs/tls/tls.h"
 
 namespace pxs {
 
@@ -23,12 +24,8 @@ class Ingester;
 // DICOM TLS (PS3.15 B.9 / BCP 195) on the SCP's port.
 struct ScpTlsOptions {
   bool enabled = false;
-  std::string certificate;           // PEM
-  std::string private_key;           // PEM, unencrypted
-  std::string trusted_certificates;  // PEM file or a folder of hashed PEM files (c_rehash)
-  bool require_client_certificate = false;
-  std::string profile = "bcp195";    // bcp195 | bcp195-nd | bcp195-extended
-  uint16_t plain_port = 0;           // >0: also plain TCP on this port (legacy modalities)
+  TlsSettings settings;     // the node's certificate and key; trust and require_peer_certificate for callers
+  uint16_t plain_port = 0;  // >0: also plain TCP on this port (legacy modalities)
 };
 
 struct StorageScpOptions {
