@@ -18,13 +18,6 @@ double Calibration::Apply(double raw) const {
   return lo->second + t * (hi->second - lo->second);
 }
 
-std::string TrendSettings::BandFor(double pxs) const {
-  for (const TrendBand& band : bands) {
-    if (!band.upper || pxs < *band.upper) return band.label;
-  }
-  return bands.empty() ? std::string() : bands.back().label;
-}
-
 namespace {
 
 using Json = nlohmann::json;

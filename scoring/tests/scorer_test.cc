@@ -77,8 +77,9 @@ TEST(Scorer, LoadsTheTinyPackage) {
   ASSERT_TRUE(m.calibration.has_value());
   EXPECT_EQ(m.calibration->scale, "test-scale");
   EXPECT_EQ(m.trend.bands.size(), 4u);
-  EXPECT_EQ(m.trend.BandFor(3.0), "mild");
-  EXPECT_EQ(m.trend.BandFor(100.0), "severe");
+  EXPECT_EQ(m.trend.bands[1].label, "mild");
+  EXPECT_FALSE(m.trend.bands.back().upper.has_value());  // the open-ended last band
+  EXPECT_EQ(m.trend.bands.back().label, "severe");
   EXPECT_NE(m.metadata_json.find("pxs-model-package"), std::string::npos);
   EXPECT_EQ((*scorer)->anchors().size(), 5u);
   EXPECT_EQ((*scorer)->device(), "cpu");

@@ -52,11 +52,11 @@ struct TrendBand {
   std::string label;            // e.g. "mild"
 };
 
+// What the package's metadata says; how a band or trend is decided from it is the
+// longitudinal library's (pxs::longitudinal), the one place for that rule.
 struct TrendSettings {
-  double stable_delta = 1.0;  // |change| below this reads as stable
+  double stable_delta = 1.0;  // the raw-PXS stable threshold (see longitudinal/course.h)
   std::vector<TrendBand> bands;
-  // The label of the band holding `pxs` (the first whose upper bound exceeds it).
-  std::string BandFor(double pxs) const;
 };
 
 struct ModelInfo {
