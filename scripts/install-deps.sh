@@ -30,6 +30,10 @@ packages=(
   # the web face: Chart.js for the dashboard (served by the node, no CDN); curl,
   # promtool (Debian's prometheus) and headless chromium for its tests
   libjs-chart.js curl prometheus chromium
+  # the shared PostgreSQL backend (libpqxx) and the real PostgreSQL 15 its tests start
+  libpqxx-dev postgresql-15
+  # the trend sheet (a Secondary Capture drawn with cairo) and HL7 v2 test clients (mllp_send)
+  libcairo2-dev python3-hl7
 )
 if [ "${PXS_WITH_BENCH:-0}" = 1 ]; then
   packages+=(orthanc)
