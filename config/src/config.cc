@@ -164,23 +164,35 @@ Status ReadScp(const toml::table* t, const std::string& file, ScpSection* scp) {
   return r.RejectUnknownKeys();
 }
 
-Status ReadScoring(const toml::table* t, const std::string& file, ScoringSection* s) {
+// device and precision, as [scoring] and [[models]] accept them.
+Status ReadDeviceAndPrecision(SectionReader& r, std::string* device, std::string* precision) {
+  PXS_RETURN_IF_ERROR(r.String("device", device));
+  bool device_ok = *device == "auto" || *device == "cpu" || *device == "cuda";
+  if (!device_ok && device->rfind("cuda:", 0) == 0 && device->size() > 5) {
+    device_ok = device->find_first_not_of("0123456789", 5) == std::string::npos;
+  }
+  if (!device_ok) return r.Error("device", "must be auto, cpu, cuda or cuda:N (got '" + *device + "')");
+  PXS_RETURN_IF_ERROR(r.String("precision", precision));
+  if (*precision != "fp32" && *precision != "fp16" && *precision != "bf16" && *precision != "auto") {
+    return r.Error("precision", "must be fp32, fp16, bf16 or auto (got '" + *precision + "')");
+  }
+  return Status::Ok();
+}
+
+// model_required: no [[models]] tables, so [scoring] model is the one model.
+Status ReadScoring(const toml::table* t, const std::string& file, bool model_required, ScoringSection* s) {
   SectionReader r(t, file, "scoring");
   PXS_RETURN_IF_ERROR(r.String("model", &s->model));
-  if (s->model.empty()) return r.Error("model", "is required: the path of a model package (.pt)");
+  if (s->model.empty() && model_required) {
+    return r.Error("model", "is required (or [[models]] tables): the path of a model package (.pt)");
+  }
+  if (!s->model.empty() && !model_required) {
+    return r.Error("model", "and [[models]] both name models: use [[models]] only ([scoring] model is the one-model shorthand)");
+  }
   // The file itself is checked where it is loaded (pxsnode start, --check-config), so
   // that pxsctl can read a config on a host without the model.
   s->model = ResolveRelative(s->model, file);
-  PXS_RETURN_IF_ERROR(r.String("device", &s->device));
-  bool device_ok = s->device == "auto" || s->device == "cpu" || s->device == "cuda";
-  if (!device_ok && s->device.rfind("cuda:", 0) == 0 && s->device.size() > 5) {
-    device_ok = s->device.find_first_not_of("0123456789", 5) == std::string::npos;
-  }
-  if (!device_ok) return r.Error("device", "must be auto, cpu, cuda or cuda:N (got '" + s->device + "')");
-  PXS_RETURN_IF_ERROR(r.String("precision", &s->precision));
-  if (s->precision != "fp32" && s->precision != "fp16" && s->precision != "bf16") {
-    return r.Error("precision", "must be fp32, fp16 or bf16 (got '" + s->precision + "')");
-  }
+  PXS_RETURN_IF_ERROR(ReadDeviceAndPrecision(r, &s->device, &s->precision));
   PXS_RETURN_IF_ERROR(r.Integer("max_batch", &s->max_batch, 1, 256));
   PXS_RETURN_IF_ERROR(r.Integer("max_wait_ms", &s->max_wait_ms, 0, 60000));
   PXS_RETURN_IF_ERROR(r.Integer("intra_op_threads", &s->intra_op_threads, 0, 1024));
@@ -189,6 +201,69 @@ Status ReadScoring(const toml::table* t, const std::string& file, ScoringSection
   PXS_RETURN_IF_ERROR(r.Integer("yield_to_ingest_ms", &s->yield_to_ingest_ms, 0, 60000));
   PXS_RETURN_IF_ERROR(r.Bool("score_for_processing", &s->score_for_processing));
   return r.RejectUnknownKeys();
+}
+
+bool IsValidModelName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char c : name) {
+    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+Status ReadRoute(const toml::node* n, const std::string& file, const std::string& section, routing::Route* route) {
+  if (!n) return Status::Ok();  // the default chest route
+  if (!n->is_table()) return Status::InvalidArgument(file + ": [" + section + "]: must be a table");
+  SectionReader r(n->as_table(), file, section);
+  *route = routing::Route{};  // a route given replaces the default as a whole
+  PXS_RETURN_IF_ERROR(r.StringList("modality", &route->modality));
+  PXS_RETURN_IF_ERROR(r.StringList("sop_class", &route->sop_class));
+  PXS_RETURN_IF_ERROR(r.StringList("body_part", &route->body_part));
+  PXS_RETURN_IF_ERROR(r.StringList("view_position", &route->view_position));
+  PXS_RETURN_IF_ERROR(r.StringList("calling_ae", &route->calling_ae));
+  PXS_RETURN_IF_ERROR(r.StringList("station_name", &route->station_name));
+  PXS_RETURN_IF_ERROR(r.Integer("min_rows", &route->min_rows, 0, 65535));
+  PXS_RETURN_IF_ERROR(r.Integer("min_columns", &route->min_columns, 0, 65535));
+  Status unknown = r.RejectUnknownKeys();
+  if (!unknown.ok()) {
+    std::string keys;
+    for (const std::string& k : routing::RouteKeys()) keys += (keys.empty() ? "" : ", ") + k;
+    return Status::InvalidArgument(unknown.message() + "; a route knows " + keys);
+  }
+  return Status::Ok();
+}
+
+// [[models]]; device and precision default to [scoring]'s.
+Status ReadModels(const toml::node* n, const std::string& file, const ScoringSection& scoring,
+                  std::vector<ModelEntry>* models) {
+  if (!n) return Status::Ok();
+  if (!n->is_array_of_tables()) return Status::InvalidArgument(file + ": [[models]]: must be an array of tables");
+  std::set<std::string> names;
+  int index = 0;
+  for (const toml::node& item : *n->as_array()) {
+    const std::string section = "models #" + std::to_string(++index);
+    SectionReader r(item.as_table(), file, section);
+    ModelEntry m;
+    m.device = scoring.device;
+    m.precision = scoring.precision;
+    PXS_RETURN_IF_ERROR(r.String("name", &m.name));
+    if (!m.name.empty() && !IsValidModelName(m.name)) {
+      return r.Error("name", "'" + m.name + "' must be 1-64 of A-Z a-z 0-9 . _ -");
+    }
+    if (!m.name.empty() && !names.insert(m.name).second) {
+      return r.Error("name", "two models are named '" + m.name + "'; each needs its own name");
+    }
+    PXS_RETURN_IF_ERROR(r.String("package", &m.package));
+    if (m.package.empty()) return r.Error("package", "is required: the path of a model package (.pt)");
+    m.package = ResolveRelative(m.package, file);
+    PXS_RETURN_IF_ERROR(ReadDeviceAndPrecision(r, &m.device, &m.precision));
+    PXS_RETURN_IF_ERROR(r.Bool("enabled", &m.enabled));
+    r.Consume("route");
+    PXS_RETURN_IF_ERROR(ReadRoute(item.as_table()->get("route"), file, section + " route", &m.route));
+    PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
+    models->push_back(std::move(m));
+  }
+  return Status::Ok();
 }
 
 Status ReadTls(const toml::table* t, const std::string& file, int node_port, TlsSection* tls) {
@@ -370,16 +445,28 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* http = SubTable(root, "http", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kSections = {"node", "scp", "scoring", "destinations", "reports", "tls", "peers", "http"};
+    static const std::set<std::string> kSections = {"node", "scp", "scoring", "models", "destinations",
+                                                    "reports", "tls", "peers", "http"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
   }
-  if (!scoring) return Status::InvalidArgument(path + ": [scoring] model: is required (section missing)");
+  const toml::node* models = root.get("models");
+  if (!scoring && !models) {
+    return Status::InvalidArgument(path + ": [scoring] model: is required (section missing), or [[models]] tables");
+  }
   PXS_RETURN_IF_ERROR(ReadNode(node, path, &cfg.node));
   cfg.node.data_dir = ResolveRelative(cfg.node.data_dir, path);
   PXS_RETURN_IF_ERROR(ReadScp(scp, path, &cfg.scp));
-  PXS_RETURN_IF_ERROR(ReadScoring(scoring, path, &cfg.scoring));
+  PXS_RETURN_IF_ERROR(ReadScoring(scoring, path, /*model_required=*/models == nullptr, &cfg.scoring));
+  PXS_RETURN_IF_ERROR(ReadModels(models, path, cfg.scoring, &cfg.models));
+  if (!models) {
+    ModelEntry one;  // the shorthand: its name is the package's own
+    one.package = cfg.scoring.model;
+    one.device = cfg.scoring.device;
+    one.precision = cfg.scoring.precision;
+    cfg.models.push_back(std::move(one));
+  }
   PXS_RETURN_IF_ERROR(ReadDestinations(root.get("destinations"), path, &cfg.destinations));
   PXS_RETURN_IF_ERROR(ReadReports(reports, path, cfg.destinations, &cfg.reports));
   PXS_RETURN_IF_ERROR(ReadTls(tls, path, cfg.node.port, &cfg.tls));

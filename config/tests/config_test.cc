@@ -137,6 +137,70 @@ TEST_F(ConfigTest, HttpIsOffByDefaultAndReadsTokens) {
   EXPECT_FALSE(Parse(std::string(kMinimal) + "[http]\nenabeld = true\n").ok());  // misspelt key
 }
 
+TEST_F(ConfigTest, ScoringModelIsTheOneModelShorthand) {
+  auto cfg = Parse("[scoring]\nmodel = \"model.pt\"\nprecision = \"auto\"\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_EQ(cfg->models.size(), 1u);
+  EXPECT_EQ(cfg->models[0].name, "");  // the package's own name, once loaded
+  EXPECT_EQ(cfg->models[0].package, (dir_ / "model.pt").string());
+  EXPECT_EQ(cfg->models[0].precision, "auto");
+  EXPECT_EQ(cfg->models[0].route.body_part, routing::Route::DefaultChest().body_part);
+}
+
+TEST_F(ConfigTest, ReadsModelsWithRoutesAndDefaultsFromScoring) {
+  auto cfg = Parse(R"(
+[scoring]
+device = "cpu"
+max_batch = 2
+[[models]]
+name = "pxs"
+package = "model.pt"
+[[models]]
+name = "edema"
+package = "edema.pt"
+precision = "bf16"
+enabled = false
+[models.route]
+modality = ["CR", "DX"]
+station_name = ["ED-CR1"]
+min_rows = 1024
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  ASSERT_EQ(cfg->models.size(), 2u);
+  EXPECT_EQ(cfg->models[0].name, "pxs");
+  EXPECT_EQ(cfg->models[0].device, "cpu");
+  EXPECT_TRUE(cfg->models[0].enabled);
+  EXPECT_EQ(cfg->models[0].route.view_position, routing::Route::DefaultChest().view_position);
+  EXPECT_EQ(cfg->models[1].package, (dir_ / "edema.pt").string());
+  EXPECT_EQ(cfg->models[1].precision, "bf16");
+  EXPECT_FALSE(cfg->models[1].enabled);
+  EXPECT_EQ(cfg->models[1].route.modality, (std::vector<std::string>{"CR", "DX"}));
+  EXPECT_TRUE(cfg->models[1].route.body_part.empty());  // a route given replaces the default
+  EXPECT_EQ(cfg->models[1].route.min_rows, 1024);
+}
+
+TEST_F(ConfigTest, BadModelTablesNameTheKey) {
+  auto err = [&](const std::string& text) {
+    auto cfg = Parse(text);
+    EXPECT_FALSE(cfg.ok()) << text;
+    return cfg.ok() ? std::string() : cfg.status().message();
+  };
+  EXPECT_NE(err("[[models]]\nname = \"a\"\npackage = \"m.pt\"\n[models.route]\nbody_parts = [\"CHEST\"]\n")
+                .find("[models #1 route] body_parts: unknown key"),
+            std::string::npos);
+  EXPECT_NE(err("[[models]]\nname = \"a\"\npackage = \"m.pt\"\n[[models]]\nname = \"a\"\npackage = \"n.pt\"\n")
+                .find("[models #2] name: two models are named 'a'"),
+            std::string::npos);
+  EXPECT_NE(err("[[models]]\nname = \"a|b\"\npackage = \"m.pt\"\n").find("[models #1] name"), std::string::npos);
+  EXPECT_NE(err("[[models]]\nname = \"a\"\n").find("[models #1] package: is required"), std::string::npos);
+  EXPECT_NE(err("[scoring]\nmodel = \"m.pt\"\n[[models]]\npackage = \"n.pt\"\n").find("[scoring] model"),
+            std::string::npos);
+  EXPECT_NE(err("[[models]]\npackage = \"m.pt\"\nprecision = \"int8\"\n").find("[models #1] precision"),
+            std::string::npos);
+  EXPECT_NE(err("[[models]]\npackage = \"m.pt\"\n[models.route]\nmin_rows = \"big\"\n").find("min_rows"),
+            std::string::npos);
+}
+
 TEST(AeTitle, Validation) {
   EXPECT_TRUE(IsValidAeTitle("PXSNODE"));
   EXPECT_TRUE(IsValidAeTitle("A B"));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/routing/route.h"
 
 namespace pxs {
 
@@ -53,6 +54,19 @@ struct ScoringSection {
   int max_attempts = 3;      // a job failing this often is marked failed
   int yield_to_ingest_ms = 1000;  // a batch waits up to this long while images are arriving
   bool score_for_processing = false;  // DX "For Processing" images are declined unless true
+};
+
+// [[models]]: the models this node scores with (issue 12, docs/models.md). [scoring] model
+// is the one-model shorthand: one entry with the default chest route.
+struct ModelEntry {
+  // Identity of the model's jobs and reports; "" = the package's own metadata name
+  // (resolved when the package is loaded). 1-64 of A-Z a-z 0-9 . _ -
+  std::string name;
+  std::string package;           // model package path (relative to the config file)
+  std::string device = "auto";   // default: [scoring] device
+  std::string precision = "fp32";  // default: [scoring] precision
+  bool enabled = true;
+  routing::Route route = routing::Route::DefaultChest();  // [models.route]; absent: frontal chests
 };
 
 struct ReportsSection {
@@ -106,6 +120,7 @@ struct Config {
   NodeSection node;
   ScpSection scp;
   ScoringSection scoring;
+  std::vector<ModelEntry> models;  // [[models]], or the one entry [scoring] model stands for
   std::vector<Destination> destinations;
   ReportsSection reports;
   TlsSection tls;
