@@ -20,6 +20,7 @@
 #include <random>
 
 #include "pxs/reports/dicom_text.h"
+#include "source_image.h"
 #include "sr_codes.h"
 #include "sr_uids.h"
 
@@ -77,51 +78,6 @@ Measurements::MeasurementValue NumericValue(double v, const DSRCodedEntryValue& 
   return value;
 }
 
-struct SourceImage {
-  DcmFileFormat file;
-  DcmDataset* dataset = nullptr;
-  std::string study_uid, study_date, study_time, sop_class_uid, sop_instance_uid, patient_id,
-      issuer, modality;
-  std::vector<std::string> text_problems;
-};
-
-constexpr Uint32 kLoadedValueBytes = 4096;
-
-std::string GetString(DcmItem* item, const DcmTagKey& tag) {
-  OFString v;
-  if (item->findAndGetOFStringArray(tag, v).bad()) return {};
-  return v.c_str();
-}
-
-StatusOr<std::unique_ptr<SourceImage>> LoadSource(const std::string& path) {
-  auto src = std::make_unique<SourceImage>();
-  // Only the header is needed: values over 4 kB (Pixel Data) are left on disk.
-  OFCondition cond = src->file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, kLoadedValueBytes);
-  if (cond.bad()) return Status::Corrupt(path + ": cannot read as DICOM: " + cond.text());
-  src->dataset = src->file.getDataset();
-  // Every text the SR copies from the source (patient and study modules, image
-  // library descriptors) is decoded from the source's declared character set to UTF-8
-  // and cleaned for its VR by the same reader the SCP used for the database, so the SR
-  // and the database say the same thing and our own UTF-8 text can sit beside it. Only
-  // header values are loaded (Pixel Data stays on disk). What could not be decoded is
-  // kept as %HH and reported, never copied as raw bytes (docs/conformance.md 6).
-  src->text_problems = NormalizeTextToUtf8(*src->dataset, kLoadedValueBytes);
-  DcmDataset* ds = src->dataset;
-  src->study_uid = GetString(ds, DCM_StudyInstanceUID);
-  src->study_date = GetString(ds, DCM_StudyDate);
-  src->study_time = GetString(ds, DCM_StudyTime);
-  src->sop_class_uid = GetString(ds, DCM_SOPClassUID);
-  src->sop_instance_uid = GetString(ds, DCM_SOPInstanceUID);
-  src->patient_id = GetString(ds, DCM_PatientID);
-  src->issuer = GetString(ds, DCM_IssuerOfPatientID);
-  src->modality = GetString(ds, DCM_Modality);
-  if (src->study_uid.empty()) return Status::InvalidArgument(path + ": no StudyInstanceUID");
-  if (src->sop_instance_uid.empty() || src->sop_class_uid.empty()) {
-    return Status::InvalidArgument(path + ": no SOPClassUID/SOPInstanceUID");
-  }
-  return src;
-}
-
 // The priors to list, oldest first, and the comparison with the previous study, both
 // by the longitudinal rule (pxs/longitudinal/course.h): this builder only renders them.
 struct PriorPlan {
@@ -139,16 +95,7 @@ bool SameModel(const SrPriorStudy& p, const SrModelInfo& m) {
 
 PriorPlan PlanPriors(const SrInput& in, const SourceImage& src) {
   PriorPlan plan;
-  longitudinal::ScoredInstance current;
-  current.study_uid = src.study_uid;
-  current.study_date = src.study_date;
-  current.study_time = src.study_time;
-  current.sop_instance_uid = src.sop_instance_uid;
-  current.model = {in.model.name, in.model.version};
-  current.pxs = in.pxs;
-  current.calibrated = in.calibrated;
-  current.scored_at_ms = in.scored_at_ms;
-  current.score_id = std::numeric_limits<int64_t>::max();  // the newest score of this study
+  const longitudinal::ScoredInstance current = CurrentScoredInstance(in, src);
   std::vector<longitudinal::ScoredInstance> rows = {current};
   const std::string current_time =
       longitudinal::StudyTimeKey(src.study_date, src.study_time, in.scored_at_ms);
@@ -165,10 +112,8 @@ PriorPlan PlanPriors(const SrInput& in, const SourceImage& src) {
     return longitudinal::StudyTimeKey(a->study_date, a->study_time, a->scored_at_ms) <
            longitudinal::StudyTimeKey(b->study_date, b->study_time, b->scored_at_ms);
   });
-  longitudinal::CourseOptions options;
-  if (in.stable_delta_override >= 0) options.stable_delta_override = in.stable_delta_override;
   const auto courses = longitudinal::BuildCourses(
-      rows, [&](const longitudinal::ModelId&) { return in.model.trend; }, options);
+      rows, [&](const longitudinal::ModelId&) { return in.model.trend; }, CourseOptionsFor(in));
   const longitudinal::Course& course = courses.front();  // rows hold this model only
   plan.trend = course.trend;
   const longitudinal::StudyPoint* point = course.Find(src.study_uid);
@@ -363,9 +308,12 @@ std::string SrSeriesUidForStudy(const std::string& study_uid) {
   return UidFromName("PXS\\SR series\\" + study_uid);
 }
 
-std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer) {
-  // Separators keep ("AB","C") and ("A","BC") apart.
-  return UidFromName("PXS\\" + issuer + "\\" + patient_id);
+std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer,
+                                  const std::string& model_name) {
+  // Separators keep ("AB","C") and ("A","BC") apart. Each model tracks its own course, so
+  // its name is part of the UID ("" is the one-model era's UID).
+  if (model_name.empty()) return UidFromName("PXS\\" + issuer + "\\" + patient_id);
+  return UidFromName("PXS\\" + model_name + "\\" + issuer + "\\" + patient_id);
 }
 
 // Numbers that cannot be written as DS (NaN, infinity) are refused up front, naming
@@ -395,7 +343,7 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   std::string tracking_uid = in.tracking_uid;
   if (tracking_uid.empty()) {
     tracking_uid = src.patient_id.empty() ? UidFromName("PXS\\study\\" + src.study_uid)
-                                          : TrackingUidForPatient(src.patient_id, src.issuer);
+                                          : TrackingUidForPatient(src.patient_id, src.issuer, in.model.name);
   }
   const std::string where = in.source_image_path + ": ";
 

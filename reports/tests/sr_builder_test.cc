@@ -20,6 +20,7 @@
 #include "pxs/reports/sr_builder.h"
 #include "pxs/reports/sr_reader.h"
 #include "../../tests/support/dicom_gen.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -28,32 +29,15 @@ namespace {
 
 const fs::path kSharedData = fs::path(PXS_SOURCE_DIR) / ".." / "shared" / "data";
 
-struct CommandResult {
-  int rc = -1;
-  std::string output;
-};
-
-CommandResult RunCommand(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using report_tests::CommandResult;
+using report_tests::Header;
+using report_tests::RunCommand;
+using report_tests::TempDir;
 
 // dciodvfy prints "Error - ..." lines for every IOD violation; none are allowed.
 void ExpectValidSr(const std::string& path) {
-  CommandResult v = RunCommand("dciodvfy '" + path + "'");
-  int errors = 0;
-  std::istringstream lines(v.output);
-  for (std::string line; std::getline(lines, line);) {
-    if (line.find("Error") != std::string::npos) ++errors;
-  }
-  EXPECT_EQ(errors, 0) << path << ": dciodvfy reports errors:\n" << v.output;
+  std::string output;
+  EXPECT_EQ(report_tests::DciodvfyErrors(path, &output), 0) << path << ": dciodvfy reports errors:\n" << output;
   CommandResult d = RunCommand("dsrdump '" + path + "'");
   EXPECT_EQ(d.rc, 0) << path << ": dsrdump failed:\n" << d.output;
   EXPECT_NE(d.output.find("Imaging Measurement Report"), std::string::npos) << d.output;
@@ -81,19 +65,6 @@ std::vector<std::map<std::string, std::string>> ReadCsv(const fs::path& path) {
   return rows;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pxs-sr-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 SrModelInfo DemoModel(const std::string& version = "1.0.0") {
   SrModelInfo m;
   m.name = "pxs-demo-cxr14";
@@ -114,14 +85,6 @@ SrNodeIdentity TestNode() {
   return n;
 }
 
-std::string Header(const std::string& path, const DcmTagKey& tag) {
-  DcmFileFormat f;
-  if (f.loadFile(path.c_str()).bad()) return "<unreadable>";
-  OFString v;
-  f.getDataset()->findAndGetOFStringArray(tag, v);
-  return v.c_str();
-}
-
 TEST(TrendTest, PublishedScaleReading) {
   // The reading itself is the longitudinal library's (longitudinal/tests); the SR
   // takes its thresholds as they are.
@@ -136,6 +99,9 @@ TEST(TrackingUidTest, StableAcrossCallsAndDistinctPerPatient) {
   EXPECT_NE(a, TrackingUidForPatient("PXSLONG-002", "PXSLONG"));
   EXPECT_NE(a, TrackingUidForPatient("PXSLONG-001", "OTHER"));
   EXPECT_NE(TrackingUidForPatient("AB", "C"), TrackingUidForPatient("A", "BC"));
+  // Each model tracks its own course of the patient.
+  EXPECT_NE(TrackingUidForPatient("PXSLONG-001", "PXSLONG", "pxs-demo-cxr14"),
+            TrackingUidForPatient("PXSLONG-001", "PXSLONG", "pxs-demo-edema"));
   EXPECT_TRUE(std::regex_match(a, std::regex(R"(2\.25\.(0|[1-9][0-9]*))"))) << a;
   EXPECT_LE(a.size(), 64u);
 }
@@ -240,7 +206,8 @@ TEST(SrBuilderTest, ValidSrForEveryScorableManifestFile) {
     EXPECT_EQ(c->groups[2].algorithm_version, "1.0.0");
     EXPECT_NE(c->groups[2].comparison_note.find("not comparable"), std::string::npos);
     for (const auto& g : c->groups) EXPECT_EQ(g.tracking_uid, cur.tracking_uid);
-    EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(row.at("patient_id"), Header(source, DCM_IssuerOfPatientID)));
+    EXPECT_EQ(cur.tracking_uid,
+              TrackingUidForPatient(row.at("patient_id"), Header(source, DCM_IssuerOfPatientID), DemoModel().name));
     char expected_summary[128];
     std::snprintf(expected_summary, sizeof expected_summary, "PXS %.1f (moderate; prior 2000-03-02: 4.1; %+.1f, worse)",
                   in.pxs, in.pxs - 4.1);
@@ -404,7 +371,7 @@ TEST(SrBuilderTest, LongitudinalCourses) {
     }
     auto [it, inserted] = tracking.emplace(patient, cur.tracking_uid);
     EXPECT_EQ(it->second, cur.tracking_uid) << "tracking UID changed within " << patient;
-    EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(patient, "PXSLONG"));
+    EXPECT_EQ(cur.tracking_uid, TrackingUidForPatient(patient, "PXSLONG", DemoModel().name));
     history[patient].push_back(SrPriorStudy{Header(source, DCM_StudyInstanceUID),
                                             Header(source, DCM_StudyDate), Header(source, DCM_StudyTime),
                                             Header(source, DCM_SOPInstanceUID), pxs, pxs * 1.5,
@@ -537,7 +504,7 @@ TEST(SrBuilderTest, CopiedTextIsUtf8AndValidForItsVrWhateverTheSourceCharacterSe
     ASSERT_TRUE(content.ok());
     EXPECT_EQ(content->patient_id, c.want_id);
     // The tracking UID is derived from the cleaned PatientID, the one the database has.
-    EXPECT_EQ(content->groups[0].tracking_uid, TrackingUidForPatient(c.want_id, spec.issuer));
+    EXPECT_EQ(content->groups[0].tracking_uid, TrackingUidForPatient(c.want_id, spec.issuer, DemoModel().name));
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include "pxs/common/status.h"
 #include "pxs/longitudinal/course.h"
+#include "pxs/reports/clinical_context.h"
 
 namespace pxs {
 
@@ -107,6 +108,13 @@ struct SrInput {
   int version = 1;
   std::optional<SrPredecessor> predecessor;
   SrNodeIdentity node;
+  // The patient's clinical observations (vitals, labs), any order, may be empty. The SR
+  // lists the clinical context of this image in a "Clinical Context" container: per
+  // LOINC code the observation nearest to the study time within
+  // clinical_context_window_s (ClinicalContextAt); unusable rows are skipped. The
+  // trend sheet plots SpO2 from all of them.
+  std::vector<ClinicalObservation> observations;
+  double clinical_context_window_s = 24 * 3600.0;
 };
 
 struct SrResult {
@@ -116,6 +124,8 @@ struct SrResult {
   // Source values that could not be copied as they were (not decodable from the source's
   // character set, control characters): each tag and why, no values. For the log.
   std::vector<std::string> text_problems;
+  int clinical_items = 0;          // NUM items in the Clinical Context container
+  int observations_skipped = 0;    // observations not usable (code, value or time)
 };
 
 // Builds the SR and writes it to output_path (the folder must exist). Not synced: the
@@ -123,10 +133,12 @@ struct SrResult {
 // call that failed.
 StatusOr<SrResult> BuildStructuredReport(const SrInput& input, const std::string& output_path);
 
-// The tracking UID of the PXS measurement of a patient: 2.25.<decimal of the first
-// 128 bits of SHA-256("PXS" + issuer + patient id)>, the same in every study and
-// after restarts, so viewers can link the patient's time points.
-std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer);
+// The tracking UID of a model's measurement of a patient: 2.25.<decimal of the first
+// 128 bits of SHA-256("PXS" + model name + issuer + patient id)>, the same in every study
+// and after restarts, so viewers can link the patient's time points of one model (each
+// model its own course; model_name "" gives the one-model era's UID, without it).
+std::string TrackingUidForPatient(const std::string& patient_id, const std::string& issuer,
+                                  const std::string& model_name = "");
 
 // The Series Instance UID of the node's SRs in a study (all versions share it).
 std::string SrSeriesUidForStudy(const std::string& study_uid);
