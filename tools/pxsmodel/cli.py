@@ -14,6 +14,16 @@ DEFAULT_INTENDED_USE = ("Research use: pulmonary x-ray severity (PXS) score of a
                         "radiographs, for trend display next to prior studies. Not for clinical use.")
 
 
+FINDING_HELP = ("what the score measures, for the SR: SCHEME,VALUE,MEANING of a code, e.g. "
+                "'SCT,19242006,Pulmonary edema' (metadata 'finding'; docs/model-package.md)")
+FINDINGS_HELP = ("finding-set mode for NIH-style labels (cxr14 labels.csv): the target is the "
+                 "sum of the weights of the positive findings, e.g. "
+                 "'Edema=2,Effusion=1,Cardiomegaly=1' (weight 1 when omitted; the first is the "
+                 "primary finding: the split stratifies on it and evaluate reports its AUCs)")
+OTHER_FINDINGS_HELP = ("finding-set mode: images whose only findings are outside the set are "
+                       "kept with finding score 0 (keep, default) or left out (exclude)")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for PyTorch (default: PyTorch's choice). On a machine busy "
@@ -58,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="set not_for_clinical_use to false (only for a validated, approved model)")
     ex.add_argument("--calibration", default="", help="JSON for metadata 'calibration'")
     ex.add_argument("--trend", default="", help="JSON for metadata 'trend' (default: contract's)")
+    ex.add_argument("--finding", default="", help=FINDING_HELP)
     _add_common(ex)
 
     tr = sub.add_parser("train", help="train a PXS model on your own labelled images",
@@ -92,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of images whose two raters differ by >= 2 points (RALO "
                          "README: about a fifth); with the observed half-point fraction it "
                          "gives the stable-change threshold")
+    tr.add_argument("--findings", default="", help=FINDINGS_HELP)
+    tr.add_argument("--other-findings", choices=("keep", "exclude"), default="keep",
+                    help=OTHER_FINDINGS_HELP)
+    tr.add_argument("--finding", default="", help=FINDING_HELP)
     tr.add_argument("--split-file", default="",
                     help="use this split (CSV image[,path],part like OUT/split.csv) instead "
                          "of the seeded patient split")
@@ -171,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--severity-column", default="",
                     help="expert score column for the severity mode (default: detected)")
     ev.add_argument("--severity-range", default="", help="MIN,MAX valid scores")
+    ev.add_argument("--findings", default="", help=FINDINGS_HELP)
+    ev.add_argument("--other-findings", choices=("keep", "exclude"), default="keep",
+                    help=OTHER_FINDINGS_HELP)
     ev.add_argument("--stable-delta", type=float, default=None,
                     help="experts' stable-change threshold in score points (default: the "
                          "package's trend.stable_delta_calibrated)")

@@ -86,11 +86,41 @@ def compute_metrics(records: Sequence[Record], scores: Sequence[float], stable_d
               for v in by_patient.values() if len(v) > 1]
     result["change_direction"] = (metrics.change_direction_agreement(series, stable_delta)
                                   if series else None)
+    findings = finding_metrics(records, scores, seed=seed, reps=bootstrap_reps)
+    if findings:
+        result["findings"] = findings
     if sev:
         result["severity"] = severity_metrics(records, scores, meta, seed=seed,
                                               reps=bootstrap_reps,
                                               expert_stable_delta=expert_stable_delta)
     return result
+
+
+def finding_metrics(records: Sequence[Record], scores: Sequence[float], seed: int = 0,
+                    reps: int = 2000) -> Optional[Dict]:
+    """Finding-set mode: for each finding of the set, the AUC of the score for its positives
+    against the normal images (No Finding) and against every image without it (normals and
+    other findings), each with a stratified percentile bootstrap 95% CI and the counts it
+    rests on. None when the records carry no finding set."""
+    rows = [(r, s) for r, s in zip(records, scores) if r.findings is not None]
+    if not rows:
+        return None
+    out: Dict = {}
+    for name in rows[0][0].findings:
+        pos = [s for r, s in rows if r.findings[name]]
+        normal = [s for r, s in rows if r.abnormal == 0]
+        rest = [s for r, s in rows if not r.findings[name]]
+        entry: Dict = {"n_positive": len(pos)}
+        for key, neg in (("vs_normal", normal), ("vs_all", rest)):
+            y = [1] * len(pos) + [0] * len(neg)
+            values = pos + neg
+            auc = metrics.roc_auc(y, values)
+            ci = metrics.bootstrap_auc_ci(y, values, reps=reps, seed=seed)
+            entry[key] = {"auc": None if math.isnan(auc) else auc,
+                          "auc_ci": None if math.isnan(ci[0]) else list(ci),
+                          "n_negative": len(neg)}
+        out[name] = entry
+    return out
 
 
 def _series(records: Sequence[Record], scores: Sequence[float]) -> Dict[str, List]:
@@ -390,6 +420,13 @@ def format_report(result: Dict, model_name: str) -> str:
         lines.append(f"  trend agreement (experts stable within {sev['expert_stable_delta']:g}): "
                      f"{_ci_text(sev, 'trend_agreement')}; 'always stable' would get "
                      f"{'n/a' if base is None else f'{base:.3f}'}; kappa {fmt(sev.get('trend_kappa'))}")
+    for name, entry in (result.get("findings") or {}).items():
+        for key, text in (("vs_normal", "normal"), ("vs_all", "all others")):
+            e = entry[key]
+            ci = e["auc_ci"]
+            lines.append(f"AUC {name} ({entry['n_positive']} positive) vs {text} "
+                         f"({e['n_negative']}): {fmt(e['auc'])}"
+                         + (f" (95% bootstrap CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
     cd = result.get("change_direction")
     if cd:
         lines.append(f"change direction over {cd['steps']} consecutive-study steps: "
@@ -452,5 +489,5 @@ def _blank(value) -> str:
     return "" if value is None else str(value)
 
 
-__all__ = ["run", "compute_metrics", "severity_metrics", "drop_duplicate_images", "format_report",
+__all__ = ["run", "compute_metrics", "severity_metrics", "finding_metrics", "drop_duplicate_images", "format_report",
            "plot", "plot_severity"]

@@ -78,7 +78,8 @@ def run(args) -> int:
         preprocessing=preprocessing, training_data=args.training_data or description,
         intended_use=args.intended_use, not_for_clinical_use=not args.clinical_use,
         calibration=json.loads(args.calibration) if args.calibration else None,
-        trend=json.loads(args.trend) if args.trend else None)
+        trend=json.loads(args.trend) if args.trend else None,
+        finding=package.parse_finding(args.finding))
     summary = package.write_package(net, anchor_batch, meta, args.out,
                                     check_batch=anchor_batch[:args.check_images])
     print(f"exported {description}")

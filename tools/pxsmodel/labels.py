@@ -18,6 +18,14 @@ Accepted columns (header names, case-sensitive, extra columns ignored):
   (without a label column, ``label_count > 0`` means abnormal);
 * ``time_point``, ``follow_up``, ``study_date`` or ``exam_datetime`` (optional): order within a
   patient series (``exam_datetime`` as ``YYYYMMDD_HHMMSS.fff``).
+
+Finding-set mode (``findings``, e.g. ``{"Edema": 2, "Effusion": 1, "Cardiomegaly": 1}``; the
+``--findings`` option of train and evaluate): for a labels file with NIH finding columns the
+target is a *finding score*, the sum of the weights of the set's positive findings (0 for
+"No Finding" and for images with only other findings), stored as the record's severity; the
+normal/abnormal label stays the file's own (No Finding = normal), so normal anchors remain
+normal images. ``other_findings="exclude"`` drops the rows whose only findings are outside
+the set.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ class Record:
     source: str = ""
     abnormal_from: str = "label"
     severity_column: Optional[str] = None
+    # Finding-set mode: 0/1 per finding of the set, in the set's order (None otherwise).
+    findings: Optional[Dict[str, int]] = None
 
     @property
     def image_key(self) -> str:
@@ -85,17 +95,61 @@ def _parse_abnormal(column: str, value: str, where: str) -> int:
                     + ("0 or 1" if column == "no_finding" else "0/1 or normal/abnormal"))
 
 
+FINDINGS_COLUMN = "finding score"
+OTHER_FINDINGS = ("keep", "exclude")
+
+
+def parse_findings(spec: str, option: str = "--findings") -> Dict[str, float]:
+    """'Edema=2,Effusion=1,Cardiomegaly' -> {'Edema': 2.0, 'Effusion': 1.0, 'Cardiomegaly': 1.0}
+    (weight 1 when omitted). The first finding is the primary one (the split keeps its
+    positives apart per part). Errors name the option and the item."""
+    out: Dict[str, float] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, _, weight = item.partition("=")
+        name = name.strip()
+        if name not in NIH_FINDINGS:
+            raise DataError(f"{option}: unknown finding '{name}' (choose from "
+                            f"{', '.join(NIH_FINDINGS)})")
+        if name in out:
+            raise DataError(f"{option}: finding '{name}' given twice")
+        try:
+            value = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            raise DataError(f"{option}: weight '{weight}' of {name} is not a number") from None
+        if not (math.isfinite(value) and value > 0):
+            raise DataError(f"{option}: weight of {name} must be a positive number (is {weight})")
+        out[name] = value
+    if not out:
+        raise DataError(f"{option}: no finding given (e.g. Edema=2,Effusion=1,Cardiomegaly=1)")
+    return out
+
+
+def findings_text(findings: Dict[str, float]) -> str:
+    """'Edema 2 + Effusion 1 + Cardiomegaly 1' (for scale names and model cards)."""
+    return " + ".join(f"{name} {weight:g}" for name, weight in findings.items())
+
+
 def detect_severity_column(header) -> Optional[str]:
     return next((c for c in KNOWN_SEVERITY_COLUMNS if c in header), None)
 
 
 def read_labels(csv_path: str, image_dir: str, require_label: bool = True,
                 check_files: bool = True, severity_column: Optional[str] = None,
-                severity_range: Optional[Tuple[float, float]] = None) -> List[Record]:
+                severity_range: Optional[Tuple[float, float]] = None,
+                findings: Optional[Dict[str, float]] = None,
+                other_findings: str = "keep") -> List[Record]:
     """Parses and validates the CSV. Raises DataError naming the row for every problem:
     wrong header, missing or duplicate image, unparsable label or severity, a score outside
     `severity_range` (default: the known range of the column, 0-8 for the RALO scores), a
-    missing score in a scores file (no label column)."""
+    missing score in a scores file (no label column). With `findings` (finding-set mode,
+    see the module text) the severity is the finding score."""
+    if findings and severity_column:
+        raise DataError("--findings and --severity-column exclude each other")
+    if other_findings not in OTHER_FINDINGS:
+        raise DataError(f"--other-findings '{other_findings}': expected one of "
+                        f"{', '.join(OTHER_FINDINGS)}")
     if not os.path.isfile(csv_path):
         raise DataError(f"{csv_path}: labels CSV not found")
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
@@ -116,6 +170,15 @@ def read_labels(csv_path: str, image_dir: str, require_label: bool = True,
             raise DataError(f"{csv_path}: wrong header {','.join(header) or '(empty file)'}; "
                             f"expected columns {EXPECTED_HEADER_TEXT}")
         has_nih = all(f in header for f in NIH_FINDINGS)
+        if findings:
+            missing = [f for f in findings if f not in header]
+            if missing:
+                raise DataError(f"{csv_path}: --findings needs the column(s) {', '.join(missing)}; "
+                                f"header is {','.join(header)}")
+            if label_col is None and "label_count" not in header and not has_nih:
+                raise DataError(f"{csv_path}: --findings needs a normal/abnormal label "
+                                "(no_finding, abnormal, label) to know the normal images")
+            sev_col = None  # the finding score replaces any severity column
         order_col = next((c for c in ORDER_COLUMNS if c in header), None)
         records: List[Record] = []
         first_row_of: Dict[str, int] = {}
@@ -156,6 +219,16 @@ def read_labels(csv_path: str, image_dir: str, require_label: bool = True,
                 elif scores_file:
                     raise DataError(f"{where}: missing {sev_col} (every row of a scores file "
                                     "needs a score)")
+            positives = None
+            if findings:
+                positives = {}
+                for name in findings:
+                    text = row[name].strip()
+                    if text not in ("0", "1"):
+                        raise DataError(f"{where}: finding '{name}' has value '{row[name]}', "
+                                        "expected 0 or 1")
+                    positives[name] = int(text)
+                severity = float(sum(w for name, w in findings.items() if positives[name]))
             label_count = None
             try:
                 if "label_count" in header and row["label_count"].strip():
@@ -169,10 +242,16 @@ def read_labels(csv_path: str, image_dir: str, require_label: bool = True,
                 abnormal = int(label_count > 0)
             if abnormal is None and scores_file and severity is not None:
                 abnormal, abnormal_from = int(severity > 0), "severity"
+            if findings and abnormal == 0 and severity > 0:
+                raise DataError(f"{where}: marked normal but has a positive finding of the set "
+                                f"({', '.join(n for n, v in positives.items() if v)})")
+            if findings and other_findings == "exclude" and abnormal == 1 and severity == 0:
+                continue  # only findings outside the set: left out by request
             order = row[order_col].strip() if order_col else None
             records.append(Record(line_no, image, path, patient, abnormal, severity, label_count,
                                   order, dict(row), source=csv_path, abnormal_from=abnormal_from,
-                                  severity_column=sev_col))
+                                  severity_column=FINDINGS_COLUMN if findings else sev_col,
+                                  findings=positives))
     if not records:
         raise DataError(f"{csv_path}: no data rows")
     return records

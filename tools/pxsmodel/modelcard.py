@@ -53,6 +53,25 @@ def _noise_text(meta: Dict) -> str:
             f"that exceeds it is {noise['smallest_detectable_grid_change']:g}.")
 
 
+def _findings_lines(test_result: Dict) -> List[str]:
+    """Finding-set mode: AUC per finding vs the normals and vs all others, with the counts."""
+    found = test_result.get("findings") or {}
+    if not found:
+        return []
+    lines = ["", "Per finding of the set (positives vs normal = No Finding, and vs all images "
+             "without that finding; 95% CI: stratified percentile bootstrap):", "",
+             "| Finding | Positives | AUC vs normal (95% CI) | Normals | AUC vs all others (95% CI) | Others |",
+             "|---|---:|---|---:|---|---:|"]
+    for name, e in found.items():
+        cells = []
+        for key in ("vs_normal", "vs_all"):
+            ci = e[key]["auc_ci"]
+            cells.append(f"{_fmt(e[key]['auc'])} (" + (f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a")
+                         + f") | {e[key]['n_negative']}")
+        lines.append(f"| {name} | {e['n_positive']} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
 def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, part: Dict,
            history: List[Dict], best: Dict, test_result: Optional[Dict], package_path: str,
            package_bytes: int, plot_path: Optional[str] = None) -> str:
@@ -79,6 +98,13 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
               f"`{json.dumps(meta['trend'])}`" if meta.get("calibration") else
               f"- Trend settings (derived from validation PXS; heuristic): `{json.dumps(meta['trend'])}`"),
              _noise_text(meta),
+             (f"- Finding score (`--findings {config['findings']}`, other findings: "
+              f"{config.get('other_findings', 'keep')}): the sum of the weights of the positive "
+              "findings of the set; it takes the place of the expert score above (there are no "
+              "raters and no serial exams: `stable_delta_calibrated` = 1 point by convention)."
+              if config.get("findings") else ""),
+             (f"- What it measures (metadata `finding`, for the SR): `{json.dumps(meta['finding'])}`"
+              if meta.get("finding") else ""),
              "", "## Data", "", meta["training_data"], "",
              "| Part | Images | Normal | Abnormal | With expert score | Patients |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -145,6 +171,7 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
                       f"model: {_fmt(sev.get('trend_kappa'))}).",
                       "Confusion (rows model, columns experts; better/stable/worse): `"
                       + json.dumps(sev.get("trend_confusion_model_vs_expert")) + "`"]
+        lines += _findings_lines(test_result)
         if plot_path:
             lines += ["", f"Plot (PXS by label count, ROC): `{plot_path}`"
                       + ("; severity scatter and change plots beside it (`-scatter.png`, "
@@ -159,7 +186,11 @@ def render(*, name: str, meta: Dict, config: Dict, command_line: str, records, p
               "(e.g. NIH ChestX-ray14) are noisy.",
               "- PXS is a distance to normal anchors, not a diagnosis: unusual but normal images "
               "(positioning, devices, exposure) also score high.",
-              ("- The calibration is fitted on the training part of one data set; the stable "
+              ("- The calibration is fitted on the training part of one data set to a score "
+               "made of NLP-mined labels; the stable delta of 1 point is a convention, not a "
+               "measured detectable change; the bands are cut points on that score, not "
+               "clinical grades." if meta.get("calibration") and config.get("findings") else
+               "- The calibration is fitted on the training part of one data set; the stable "
                "delta is the raters' minimal detectable change, not a clinical threshold; the "
                "bands are cut points on the calibrated scale, not clinical categories."
                if meta.get("calibration") else

@@ -34,6 +34,9 @@ DEFAULT_TREND = {
               {"upper": 9, "label": "moderate"}, {"upper": None, "label": "severe"}],
 }
 EMBEDDING_TOLERANCE = 1e-5
+# Optional metadata key `finding`: what the score measures, as a coded concept for the SR
+# (docs/model-package.md): {"scheme": ..., "value": ..., "meaning": ...}.
+FINDING_KEYS = ("scheme", "value", "meaning")
 
 
 class PackageModule(nn.Module):
@@ -52,7 +55,7 @@ class PackageModule(nn.Module):
 def make_metadata(*, name: str, version: str, embedding_dim: int, anchor_count: int,
                   preprocessing: Dict, training_data: str, intended_use: str,
                   not_for_clinical_use: bool = True, calibration: Optional[Dict] = None,
-                  trend: Optional[Dict] = None) -> Dict:
+                  trend: Optional[Dict] = None, finding: Optional[Dict] = None) -> Dict:
     crop = int(preprocessing["center_crop"])
     meta = {
         "format": PACKAGE_FORMAT,
@@ -71,6 +74,8 @@ def make_metadata(*, name: str, version: str, embedding_dim: int, anchor_count: 
         "calibration": calibration,
         "trend": trend if trend is not None else copy.deepcopy(DEFAULT_TREND),
     }
+    if finding is not None:
+        meta["finding"] = dict(finding)
     check_metadata(meta)
     return meta
 
@@ -83,6 +88,37 @@ def check_metadata(meta: Dict, where: str = "metadata.json") -> None:
         raise DataError(f"{where}: missing required key(s): {', '.join(missing)}")
     if meta["format"] != PACKAGE_FORMAT:
         raise DataError(f"{where}: format is '{meta['format']}', expected '{PACKAGE_FORMAT}'")
+    if meta.get("finding") is not None:
+        check_finding(meta["finding"], f"{where}: key 'finding'")
+
+
+def check_finding(finding, where: str = "finding") -> None:
+    """`finding` must be an object with non-empty strings scheme, value, meaning (a DICOM
+    code: coding scheme designator, code value, code meaning)."""
+    if not isinstance(finding, dict):
+        raise DataError(f"{where} must be an object {{\"scheme\", \"value\", \"meaning\"}}")
+    for key in FINDING_KEYS:
+        value = finding.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: '{key}' must be a non-empty string (is {value!r})")
+    extra = sorted(set(finding) - set(FINDING_KEYS))
+    if extra:
+        raise DataError(f"{where}: unknown key(s) {', '.join(extra)} (allowed: "
+                        f"{', '.join(FINDING_KEYS)})")
+
+
+def parse_finding(text: str, option: str = "--finding") -> Optional[Dict]:
+    """'SCT,19242006,Pulmonary edema' (scheme, value, meaning; the meaning may contain
+    commas) -> the metadata object; '' -> None."""
+    if not text:
+        return None
+    parts = [p.strip() for p in text.split(",", 2)]
+    if len(parts) != 3:
+        raise DataError(f"{option} '{text}': expected SCHEME,VALUE,MEANING "
+                        "(e.g. SCT,19242006,Pulmonary edema)")
+    finding = dict(zip(FINDING_KEYS, parts))
+    check_finding(finding, option)
+    return finding
 
 
 def embed(net: nn.Module, batch: torch.Tensor, batch_size: int = 16) -> torch.Tensor:

@@ -152,6 +152,14 @@ def split_by_patient(records: Sequence[Record], test_fraction: float, val_fracti
     for key, recs in groups.items():
         abnormal = max((r.abnormal or 0) for r in recs)
         serial = len(recs) > 1
+        if recs[0].findings is not None:
+            # Finding-set mode: the primary finding (the set's first) can have very few
+            # positives (cxr14: 14 Edema images); stratifying on it, and on any finding of the
+            # set, spreads them over the parts by the fractions instead of by chance.
+            primary = next(iter(recs[0].findings))
+            strata[(key[0], abnormal, serial, max(r.findings[primary] for r in recs),
+                    int(max(r.severity or 0 for r in recs) > 0))].append(key)
+            continue
         strata[(key[0], abnormal, serial)].append(key)
     rng = random.Random(seed)
     part_of: Dict[Tuple[str, str], str] = {}
@@ -386,6 +394,9 @@ def _config_of(args) -> Dict:
         "distance_per_point": args.distance_per_point, "abnormal_margin": args.abnormal_margin,
         "normal_weight": args.normal_weight, "label_weight": args.label_weight,
         "change_weight": args.change_weight, "split_file": args.split_file or "",
+        # finding-set keys only when used: older runs' configs (and --resume) stay as they were
+        **({"findings": args.findings, "other_findings": args.other_findings}
+           if getattr(args, "findings", "") else {}),
     }
 
 
@@ -400,12 +411,19 @@ def _pairs(args) -> List[Tuple[str, str]]:
     return list(zip(images, labels))
 
 
+def _findings(args) -> Optional[Dict[str, float]]:
+    spec = getattr(args, "findings", "") or ""
+    return labels.parse_findings(spec) if spec else None
+
+
 def load_records(args, require_label: bool = True) -> List[Record]:
     records: List[Record] = []
-    for images, labels in _pairs(args):
-        records += read_labels(labels, images, require_label=require_label,
+    findings = _findings(args)
+    for images, labels_csv in _pairs(args):
+        records += read_labels(labels_csv, images, require_label=require_label,
                                severity_column=args.severity_column or None,
-                               severity_range=_range(args))
+                               severity_range=_range(args), findings=findings,
+                               other_findings=getattr(args, "other_findings", "keep"))
     keys = collections.Counter(r.image_key for r in records)
     dup = [k for k, n in keys.items() if n > 1]
     if dup:
@@ -467,6 +485,7 @@ def run(args) -> int:
     elif os.path.isfile(log_path):
         os.remove(log_path)  # --overwrite: a fresh log
 
+    package.parse_finding(getattr(args, "finding", ""))  # a bad --finding fails now, not after training
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -660,6 +679,19 @@ def fit_severity_calibration(args, records: Sequence[Record], train_idx: List[in
     if len(pairs) < 10:
         return None, None, None
     column = records[train_idx[0]].severity_column or "severity"
+    findings = _findings(args)
+    if findings:
+        # Finding-set mode: the scale is the finding score 0..sum of the weights; there are
+        # no raters and no serial exams to measure a detectable change, so the stable delta
+        # is one weight point by convention (said so in the model card), and the bands cut
+        # the scale where 1 and 2 weight points of findings (e.g. effusion, edema) begin.
+        hi = float(sum(findings.values()))
+        points = calibration.fit_isotonic([p for p, _ in pairs], [v for _, v in pairs],
+                                          lo=0.0, hi=hi)
+        scale = args.scale_name or f"cxr14 finding score ({labels.findings_text(findings)})"
+        calib = calibration.make_calibration(points, scale=scale, lo=0.0, hi=hi)
+        cuts = ((0.5, "normal/minimal"), (1.5, "mild"), (2.5, "moderate"))
+        return calib, calibration.trend_settings(points, 1.0, cuts=cuts), None
     known = labels.KNOWN_SEVERITY_COLUMNS.get(column)
     lo, hi = _range(args) or known or (min(v for _, v in pairs), max(v for _, v in pairs))
     points = calibration.fit_isotonic([p for p, _ in pairs], [v for _, v in pairs], lo=lo, hi=hi)
@@ -694,7 +726,7 @@ def finish(args, net, cache: ImageCache, part, anchor_idx, preprocessing, config
         name=name, version=args.version, embedding_dim=args.embedding_dim,
         anchor_count=len(anchor_idx), preprocessing=preprocessing, training_data=training_data,
         intended_use=args.intended_use, not_for_clinical_use=True, trend=trend,
-        calibration=calib)
+        calibration=calib, finding=package.parse_finding(getattr(args, "finding", "")))
     if noise is not None:
         meta["rater_noise"] = {k: (round(v, 4) if isinstance(v, float) else v)
                                for k, v in noise.items()}
