@@ -38,8 +38,10 @@ std::string FileStore::InstancePath(const std::string& study_uid, const std::str
   return (fs::path("dicom") / study_uid / series_uid / (sop_instance_uid + ".dcm")).string();
 }
 
-std::string FileStore::ReportPath(const std::string& study_uid, int version) {
-  return (fs::path("reports") / study_uid / ("sr-v" + std::to_string(version) + ".dcm")).string();
+std::string FileStore::ReportPath(const std::string& study_uid, const std::string& model_name, int version) {
+  // Model names are config-checked to [A-Za-z0-9._-], so they are safe as a file name part.
+  const std::string prefix = model_name.empty() ? "" : model_name + "-";
+  return (fs::path("reports") / study_uid / (prefix + "sr-v" + std::to_string(version) + ".dcm")).string();
 }
 
 std::string FileStore::Absolute(const std::string& relative_path) const {

@@ -59,7 +59,8 @@ const std::string kRel = FileStore::InstancePath("1.2.3", "1.2.3.4", "1.2.3.4.5"
 
 TEST(FileStoreLayout, OneLayoutForInstancesReportsAndTempFiles) {
   EXPECT_EQ(FileStore::InstancePath("1.2", "1.2.3", "1.2.3.4"), "dicom/1.2/1.2.3/1.2.3.4.dcm");
-  EXPECT_EQ(FileStore::ReportPath("1.2", 3), "reports/1.2/sr-v3.dcm");
+  EXPECT_EQ(FileStore::ReportPath("1.2", "", 3), "reports/1.2/sr-v3.dcm");
+  EXPECT_EQ(FileStore::ReportPath("1.2", "pxs-demo-edema", 1), "reports/1.2/pxs-demo-edema-sr-v1.dcm");
   ScratchDir dir;
   FileStore store(dir.str());
   ASSERT_TRUE(store.Open().ok());

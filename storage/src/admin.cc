@@ -1,4 +1,5 @@
-// SQLite implementation of pxs::AdminDatabase (pxsctl's view of the database).
+// pxs::AdminDatabase (pxsctl's view of the database) over the storage seam
+// (backend.h): the same portable SQL on SQLite and PostgreSQL.
 #include "pxs/storage/admin.h"
 
 #include <algorithm>
@@ -17,7 +18,7 @@ namespace {
 
 // Studies without StudyDate sort by the day they were received.
 #define PXS_STUDY_ORDER \
-  "COALESCE(NULLIF(s.study_date, ''), strftime('%Y%m%d', s.created_at / 1000, 'unixepoch')), s.study_time, s.id"
+  "COALESCE(NULLIF(s.study_date, ''), pxs_utc_day(s.created_at)), s.study_time, s.id"
 
 #define PXS_DELIVERY_COLUMNS                                                                      \
   "SELECT d.id, r.sr_sop_instance_uid, r.study_uid, r.version, r.file_path, d.destination,"     \
@@ -27,10 +28,10 @@ namespace {
 // The counts behind `pxsctl patients`, for the patients in a CTE named hit.
 #define PXS_PATIENT_SUMMARY                                                                    \
   " SELECT hit.patient_id, hit.issuer, hit.name, count(DISTINCT s.id), count(i.id),"           \
-  "  coalesce(sum(j.state = 'scored'), 0), coalesce(max(i.received_at), 0)"                   \
+  "  coalesce(sum(CASE WHEN j.state = 'scored' THEN 1 ELSE 0 END), 0), coalesce(max(i.received_at), 0)"                   \
   " FROM hit LEFT JOIN studies s ON s.patient_ref = hit.id"                                    \
   " LEFT JOIN instances i ON i.study_ref = s.id LEFT JOIN jobs j ON j.instance_ref = i.id"     \
-  " GROUP BY hit.id ORDER BY hit.patient_id IS NULL, hit.patient_id, hit.issuer, hit.id"
+  " GROUP BY hit.id, hit.patient_id, hit.issuer, hit.name ORDER BY hit.patient_id IS NULL, hit.patient_id, hit.issuer, hit.id"
 
 ReportDelivery ReadDelivery(const Query& q) {
   ReportDelivery d;
@@ -104,6 +105,7 @@ class SqliteAdminDatabase final : public AdminDatabase {
   Status ForEachRecordedFile(const std::function<void(const RecordedFile&)>& visit) override;
   StatusOr<std::string> QuickCheck() override;
   StatusOr<std::optional<std::string>> ModelMetadata(const std::string& name, const std::string& version) override;
+  StatusOr<std::vector<ScoringModel>> ScoringModels() override;
   StatusOr<std::vector<PruneCandidate>> PruneCandidates(int64_t received_before_ms) override;
   Status MarkPruned(const std::vector<int64_t>& instance_ids, int64_t now_ms) override;
   Status AddAudit(const AuditEntry& entry) override;
@@ -123,19 +125,39 @@ StatusOr<std::vector<PatientSummary>> SqliteAdminDatabase::FindPatients(const st
                                                                        int limit) {
   // Pick the patients first (LIMIT before aggregating), then count their data. A
   // prefix is a range [prefix, prefix + 0xFF) on the NOCASE indexes of id and name,
-  // so the search stays an index lookup at hundreds of thousands of patients.
-  Query q = prefix.empty()
-                ? conn_->Prepare(
-                      "WITH hit AS (SELECT id, patient_id, issuer, name FROM patients"
-                      "  ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?3)"
-                      PXS_PATIENT_SUMMARY)
-                : conn_->Prepare(
-                      "WITH matched AS (SELECT id, patient_id, issuer, name FROM patients"
-                      "  WHERE patient_id >= ?1 COLLATE NOCASE AND patient_id < ?2 COLLATE NOCASE"
-                      "  UNION SELECT id, patient_id, issuer, name FROM patients WHERE name >= ?1 AND name < ?2),"
-                      " hit AS (SELECT * FROM matched ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?3)"
-                      PXS_PATIENT_SUMMARY);
-  q.With(prefix, prefix + "\xFF", limit);
+  // so the search stays an index lookup at hundreds of thousands of patients. The one
+  // statement that differs by engine: PostgreSQL has no NOCASE (and refuses the 0xFF
+  // byte in UTF-8 text); there the prefix is a LIKE on the lower(...) text_pattern_ops
+  // indexes (postgres_schema.cc).
+#define PXS_FIND_PATIENTS_SQL(id_match, name_match, limit)                                       \
+  "WITH matched AS (SELECT id, patient_id, issuer, name FROM patients WHERE " id_match            \
+  "  UNION SELECT id, patient_id, issuer, name FROM patients WHERE " name_match "),"              \
+  " hit AS (SELECT * FROM matched ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT " limit ")" \
+  PXS_PATIENT_SUMMARY
+  const bool postgres = conn_->dialect() == sql::Dialect::kPostgres;
+  Query q = prefix.empty() ? conn_->Prepare(
+                                 "WITH hit AS (SELECT id, patient_id, issuer, name FROM patients"
+                                 "  ORDER BY patient_id IS NULL, patient_id, issuer, id LIMIT ?1)"
+                                 PXS_PATIENT_SUMMARY)
+            : postgres     ? conn_->Prepare(PXS_FIND_PATIENTS_SQL(
+                             "lower(patient_id) LIKE lower(?1) || '%' ESCAPE '\\'",
+                             "lower(name) LIKE lower(?1) || '%' ESCAPE '\\'", "?2"))
+                           : conn_->Prepare(PXS_FIND_PATIENTS_SQL(
+                                 "patient_id >= ?1 COLLATE NOCASE AND patient_id < ?2 COLLATE NOCASE",
+                                 "name >= ?1 AND name < ?2", "?3"));
+#undef PXS_FIND_PATIENTS_SQL
+  if (prefix.empty()) {
+    q.With(limit);
+  } else if (postgres) {
+    std::string escaped;  // LIKE's own characters stand for themselves
+    for (char c : prefix) {
+      if (c == '%' || c == '_' || c == '\\') escaped += '\\';
+      escaped += c;
+    }
+    q.With(escaped, limit);
+  } else {
+    q.With(prefix, prefix + "\xFF", limit);
+  }
   std::vector<PatientSummary> patients;
   PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
     PatientSummary p;
@@ -164,7 +186,7 @@ StatusOr<std::vector<StudyHistoryEntry>> SqliteAdminDatabase::StudyHistory(const
   if (!patient.has_id()) return history;
   Query q = conn_->Prepare(
       "SELECT s.study_uid, s.study_date, s.study_time, s.accession_number, count(i.id),"
-      " coalesce(sum(j.state = 'scored'), 0)"
+      " coalesce(sum(CASE WHEN j.state = 'scored' THEN 1 ELSE 0 END), 0)"
       " FROM patients p JOIN studies s ON s.patient_ref = p.id"
       " JOIN instances i ON i.study_ref = s.id JOIN jobs j ON j.instance_ref = i.id"
       " WHERE p.patient_id = ?1 AND p.issuer = ?2 GROUP BY s.id ORDER BY " PXS_STUDY_ORDER);
@@ -374,7 +396,7 @@ StatusOr<RetryResult> SqliteAdminDatabase::Retry(const std::string& sop_instance
   bool pruned = false;
   {
     Query q = conn_->Prepare(
-        "SELECT j.id, j.state, i.pruned_at IS NOT NULL, s.study_uid FROM instances i"
+        "SELECT j.id, j.state, CASE WHEN i.pruned_at IS NULL THEN 0 ELSE 1 END, s.study_uid FROM instances i"
         " JOIN jobs j ON j.instance_ref = i.id JOIN studies s ON s.id = i.study_ref"
         " WHERE i.sop_instance_uid = ?1");
     q.With(sop_instance_uid);
@@ -550,7 +572,7 @@ Status SqliteAdminDatabase::ForEachRecordedFile(const std::function<void(const R
     std::vector<RecordedFile> page;
     {
       Query q = conn_->Prepare(
-          "SELECT id, sop_instance_uid, file_path, file_size, sha256 FROM instances"
+          "SELECT id, sop_instance_uid, file_path, file_size, sha256 FROM local_instances"
           " WHERE id > ?1 AND pruned_at IS NULL ORDER BY id LIMIT 1000");
       q.With(after);
       PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
@@ -572,19 +594,42 @@ StatusOr<std::optional<std::string>> SqliteAdminDatabase::ModelMetadata(const st
   return json;
 }
 
-StatusOr<std::string> SqliteAdminDatabase::QuickCheck() {
-  Query q = conn_->Prepare("PRAGMA quick_check");
-  std::string result;
-  PXS_RETURN_IF_ERROR(ForEachRow(q, [&](const Query& row) {
-    result += (result.empty() ? "" : "; ") + row.Text(0);
+StatusOr<std::vector<ScoringModel>> SqliteAdminDatabase::ScoringModels() {
+  // Two plain queries merged here (instead of a FULL OUTER JOIN) so that the SQL stays
+  // the same in every dialect.
+  std::map<std::pair<std::string, std::string>, ScoringModel> models;
+  auto entry = [&](const std::string& name, const std::string& version) -> ScoringModel& {
+    ScoringModel& m = models[{name, version}];
+    m.name = name;
+    m.version = version;
+    return m;
+  };
+  Query scored = conn_->Prepare(
+      "SELECT model_name, model_version, count(*), min(scored_at), max(scored_at) FROM scores"
+      " GROUP BY model_name, model_version");
+  PXS_RETURN_IF_ERROR(ForEachRow(scored, [&](const Query& row) {
+    ScoringModel& m = entry(row.Text(0), row.Text(1));
+    m.scores = row.Int(2);
+    m.first_scored_at_ms = row.Int(3);
+    m.last_scored_at_ms = row.Int(4);
   }));
-  return result;
+  Query recorded = conn_->Prepare("SELECT name, version, recorded_at, metadata_json FROM models");
+  PXS_RETURN_IF_ERROR(ForEachRow(recorded, [&](const Query& row) {
+    ScoringModel& m = entry(row.Text(0), row.Text(1));
+    m.loaded_at_ms = row.Int(2);
+    m.metadata_json = row.Text(3);
+  }));
+  std::vector<ScoringModel> out;
+  for (auto& [key, m] : models) out.push_back(std::move(m));
+  return out;
 }
+
+StatusOr<std::string> SqliteAdminDatabase::QuickCheck() { return conn_->IntegrityCheck(); }
 
 StatusOr<std::vector<PruneCandidate>> SqliteAdminDatabase::PruneCandidates(int64_t received_before_ms) {
   Query q = conn_->Prepare(
       "SELECT i.id, i.sop_instance_uid, i.file_path, i.file_size, i.received_at, j.state"
-      " FROM instances i JOIN jobs j ON j.instance_ref = i.id"
+      " FROM local_instances i JOIN jobs j ON j.instance_ref = i.id"
       " WHERE i.received_at < ?1 AND i.pruned_at IS NULL AND j.state IN ('scored', 'skipped', 'failed')"
       " ORDER BY i.id");
   q.With(received_before_ms);
@@ -628,18 +673,23 @@ StatusOr<std::vector<AuditEntry>> SqliteAdminDatabase::RecentAudit(int limit) {
 }  // namespace
 
 StatusOr<int> ReadSchemaVersion(const std::string& db_path) {
-  StatusOr<std::unique_ptr<Connection>> conn = Connection::Open(db_path, /*read_only=*/true);
+  DatabaseOptions options;
+  options.url = db_path;
+  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenDatabaseConnection(options, /*read_only=*/true);
   if (!conn.ok()) return conn.status();
-  Query q = (*conn)->Prepare("PRAGMA user_version");
-  StatusOr<bool> row = q.Step();
-  if (!row.ok()) return row.status();
-  return static_cast<int>(*row ? q.Int(0) : 0);
+  return sqlite::ReadVersion(**conn);
+}
+
+StatusOr<std::unique_ptr<AdminDatabase>> AdminDatabase::Open(const DatabaseOptions& options, Database::Mode mode) {
+  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(options, mode);
+  if (!conn.ok()) return conn.status();
+  return std::unique_ptr<AdminDatabase>(new SqliteAdminDatabase(std::move(*conn)));
 }
 
 StatusOr<std::unique_ptr<AdminDatabase>> AdminDatabase::Open(const std::string& path, Database::Mode mode) {
-  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(path, mode);
-  if (!conn.ok()) return conn.status();
-  return std::unique_ptr<AdminDatabase>(new SqliteAdminDatabase(std::move(*conn)));
+  DatabaseOptions options;
+  options.url = path;
+  return Open(options, mode);
 }
 
 }  // namespace pxs

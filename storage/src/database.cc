@@ -1,7 +1,11 @@
-// SQLite implementation of pxs::Database. One connection behind one mutex: SQLite
+// pxs::Database over the storage seam (backend.h): the domain rules, written once in the
+// portable dialect, for SQLite and PostgreSQL. One connection behind one mutex: SQLite
 // allows one writer at a time anyway, and a single connection lets every statement
-// stay prepared for the life of the process.
+// stay prepared for the life of the process. On PostgreSQL several nodes share the
+// database; each works on its own instances and reports (the local_* views, schema.cc).
 #include "pxs/storage/database.h"
+
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -30,6 +34,16 @@ const char* JobStateName(JobState s) {
 
 std::string DatabasePathFor(const std::string& data_dir) { return data_dir + "/pxsnode.db"; }
 
+std::string DefaultNodeId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) return "pxsnode";
+  return host;
+}
+
+bool IsPostgresUrl(const std::string& url) {
+  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+}
+
 namespace {
 
 int64_t NowMs() {
@@ -42,8 +56,8 @@ int64_t NowMs() {
 // ReadJobColumns() reads them back from columns 0..kJobColumns-1.
 #define PXS_JOB_COLUMNS                                                                                         \
   "j.id, i.sop_instance_uid, s.study_uid, i.file_path, p.patient_id, p.issuer, j.attempts, i.received_at," \
-  " i.calling_ae"
-constexpr int kJobColumns = 9;
+  " i.calling_ae, j.model_name"
+constexpr int kJobColumns = 10;
 
 Job ReadJobColumns(const Query& q) {
   Job job;
@@ -56,6 +70,7 @@ Job ReadJobColumns(const Query& q) {
   job.attempts = static_cast<int>(q.Int(6));
   job.received_at_ms = q.Int(7);
   job.calling_ae = q.Text(8);
+  job.model_name = q.Text(9);
   return job;
 }
 
@@ -80,7 +95,8 @@ class SqliteDatabase final : public Database {
   Status RecordReplacedInstance(const ReceivedInstance& instance, const std::string& audit_details) override;
   Status AddNodeAudit(const std::string& action, const std::string& details) override;
   StatusOr<int> RequeueInterruptedJobs() override;
-  StatusOr<std::vector<Job>> ClaimJobs(int max) override;
+  StatusOr<std::vector<Job>> ClaimJobs(int max_images, const std::vector<std::string>& models) override;
+  StatusOr<int> CountQueuedJobs(const std::vector<std::string>& models) override;
   Status CompleteJob(const ScoreRecord& score) override { return CompleteJobs({score}); }
   Status CompleteJobs(const std::vector<ScoreRecord>& scores) override;
   Status SkipJob(int64_t job_id, const std::string& reason) override;
@@ -88,9 +104,10 @@ class SqliteDatabase final : public Database {
   StatusOr<int> CountJobs(JobState state) override;
   StatusOr<std::vector<StudyScore>> PatientHistory(const PatientKey& patient) override;
   Status RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
-                      int version, const std::string& file_path,
+                      const std::string& model_name, int version, const std::string& file_path,
                       const std::vector<std::string>& destinations) override;
-  StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) override;
+  StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid,
+                                                      const std::string& model_name) override;
   StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) override;
   Status MarkDeliveriesStarting(const std::vector<int64_t>& delivery_ids) override;
   StatusOr<std::vector<UnhashedFile>> FilesWithoutHash(int64_t after_id, int max) override;
@@ -109,6 +126,9 @@ class SqliteDatabase final : public Database {
   }
   Status InsertAudit(const std::string& action, const std::string& details, int64_t now_ms);
   StatusOr<InsertOutcome> RecordOne(const ReceivedInstance& instance, int64_t now_ms);
+  // The instance's jobs: one skipped job (no model) with its skip reason, or one queued
+  // job per model its routes selected.
+  Status InsertJobs(int64_t instance_ref, const ReceivedInstance& instance, int64_t now_ms);
   StatusOr<int64_t> FindOrCreatePatient(const ReceivedInstance& instance, int64_t now_ms);
   StatusOr<int64_t> FindOrCreateStudy(const ReceivedInstance& instance, int64_t now_ms);
   StatusOr<int64_t> InsertStudy(int64_t patient_ref, const ReceivedInstance& instance, int64_t now_ms);
@@ -145,7 +165,9 @@ Status SqliteDatabase::RecordInstances(const std::vector<ReceivedInstance>& batc
 StatusOr<std::optional<Database::StoredFile>> SqliteDatabase::FindStoredFile(const std::string& sop_instance_uid) {
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare(
-      "SELECT file_path, file_size, transfer_syntax_uid, calling_ae FROM instances WHERE sop_instance_uid = ?1");
+      "SELECT file_path, file_size, transfer_syntax_uid, calling_ae,"
+      " CASE WHEN id IN (SELECT id FROM local_instances) THEN 1 ELSE 0 END"
+      " FROM instances WHERE sop_instance_uid = ?1");
   q.With(sop_instance_uid);
   StatusOr<bool> found = q.Step();
   if (!found.ok()) return found.status();
@@ -155,6 +177,7 @@ StatusOr<std::optional<Database::StoredFile>> SqliteDatabase::FindStoredFile(con
   f.file_size = static_cast<uint64_t>(q.Int(1));
   f.transfer_syntax_uid = q.Text(2);
   f.calling_ae = q.Text(3);
+  f.on_this_node = q.Int(4) != 0;
   return std::optional<StoredFile>(std::move(f));
 }
 
@@ -188,12 +211,19 @@ Status SqliteDatabase::RecordReplacedInstance(const ReceivedInstance& in, const 
       " WHERE i.sop_instance_uid = ?1)");
   drop_score.With(in.sop_instance_uid);
   PXS_RETURN_IF_ERROR(drop_score.Run());
-  Query requeue = conn_->Prepare(
-      "UPDATE jobs SET state = ?2, reason = ?3, attempts = 0, updated_at = ?4"
-      " WHERE instance_ref = (SELECT id FROM instances WHERE sop_instance_uid = ?1)");
-  const bool skipped = !in.skip_reason.empty();
-  requeue.With(in.sop_instance_uid, skipped ? "skipped" : "queued", in.skip_reason, now_ms);
-  PXS_RETURN_IF_ERROR(requeue.Run());
+  // The new bytes get the jobs today's routes select (the models may have changed too).
+  int64_t instance_ref = 0;
+  {
+    Query q = conn_->Prepare("SELECT id FROM instances WHERE sop_instance_uid = ?1");
+    q.With(in.sop_instance_uid);
+    StatusOr<bool> found = q.Step();
+    if (!found.ok()) return found.status();
+    instance_ref = q.Int(0);
+  }
+  Query drop_jobs = conn_->Prepare("DELETE FROM jobs WHERE instance_ref = ?1");
+  drop_jobs.With(instance_ref);
+  PXS_RETURN_IF_ERROR(drop_jobs.Run());
+  PXS_RETURN_IF_ERROR(InsertJobs(instance_ref, in, now_ms));
   PXS_RETURN_IF_ERROR(InsertAudit("instance_replaced", audit_details + old_score, now_ms));
   return tx.Commit();
 }
@@ -227,20 +257,33 @@ StatusOr<InsertOutcome> SqliteDatabase::RecordOne(const ReceivedInstance& in, in
   Query insert_instance = conn_->Prepare(
       "INSERT INTO instances (sop_instance_uid, study_ref, series_uid, sop_class_uid, modality,"
       " body_part, view_position, transfer_syntax_uid, file_path, file_size, sha256, calling_ae,"
-      " peer_address, received_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+      " peer_address, received_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)"
+      " ON CONFLICT (sop_instance_uid) DO NOTHING RETURNING id");
   insert_instance.With(in.sop_instance_uid, *study_ref, in.series_uid, in.sop_class_uid, in.modality,
                        in.body_part, in.view_position, in.transfer_syntax_uid, in.file_path,
                        static_cast<int64_t>(in.file_size), in.sha256, in.calling_ae, in.peer_address,
                        in.received_at_ms ? in.received_at_ms : now_ms);
-  PXS_RETURN_IF_ERROR(insert_instance.Run());
-  const int64_t instance_ref = conn_->LastInsertId();
-  Query insert_job = conn_->Prepare(
-      "INSERT INTO jobs (instance_ref, state, reason, created_at, updated_at)"
-      " VALUES (?1, ?2, ?3, ?4, ?4)");
-  const bool skipped = !in.skip_reason.empty();
-  insert_job.With(instance_ref, skipped ? "skipped" : "queued", in.skip_reason, now_ms);
-  PXS_RETURN_IF_ERROR(insert_job.Run());
+  StatusOr<bool> inserted = insert_instance.Step();
+  if (!inserted.ok()) return inserted.status();
+  // No row: another node sharing the database stored the same SOP Instance UID between
+  // the check above and this insert (PostgreSQL waited for its commit): a duplicate.
+  if (!*inserted) return InsertOutcome::kDuplicate;
+  const int64_t instance_ref = insert_instance.Int(0);
+  PXS_RETURN_IF_ERROR(InsertJobs(instance_ref, in, now_ms));
   return InsertOutcome::kInserted;
+}
+
+Status SqliteDatabase::InsertJobs(int64_t instance_ref, const ReceivedInstance& in, int64_t now_ms) {
+  const bool skipped = !in.skip_reason.empty();
+  std::vector<std::string> models = skipped || in.models.empty() ? std::vector<std::string>{""} : in.models;
+  for (const std::string& model : models) {
+    Query insert_job = conn_->Prepare(
+        "INSERT INTO jobs (instance_ref, model_name, state, reason, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING");
+    insert_job.With(instance_ref, model, skipped ? "skipped" : "queued", in.skip_reason, now_ms);
+    PXS_RETURN_IF_ERROR(insert_job.Run());
+  }
+  return Status::Ok();
 }
 
 StatusOr<int64_t> SqliteDatabase::FindOrCreatePatient(const ReceivedInstance& in, int64_t now_ms) {
@@ -260,21 +303,41 @@ StatusOr<int64_t> SqliteDatabase::FindOrCreatePatient(const ReceivedInstance& in
       return id;
     }
   }
-  Query insert = conn_->Prepare(
-      "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (?1, ?2, ?3, ?4)");
-  insert.With(in.patient.patient_id, in.patient.issuer, in.patient_name, now_ms);
-  PXS_RETURN_IF_ERROR(insert.Run());
-  return conn_->LastInsertId();
+  // ON CONFLICT: another node may create the same patient at the same time; its row
+  // is then found again below.
+  {
+    Query insert = conn_->Prepare(
+        "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT DO NOTHING RETURNING id");
+    insert.With(in.patient.patient_id, in.patient.issuer, in.patient_name, now_ms);
+    StatusOr<bool> inserted = insert.Step();
+    if (!inserted.ok()) return inserted.status();
+    if (*inserted) return insert.Int(0);
+  }
+  Query again = conn_->Prepare("SELECT id FROM patients WHERE patient_id = ?1 AND issuer = ?2");
+  again.With(in.patient.patient_id, in.patient.issuer);
+  StatusOr<bool> found = again.Step();
+  if (!found.ok()) return found.status();
+  if (!*found) return Status::Internal("patient " + in.patient.patient_id + " neither inserted nor found");
+  return again.Int(0);
 }
 
 StatusOr<int64_t> SqliteDatabase::InsertStudy(int64_t patient_ref, const ReceivedInstance& in,
                                               int64_t now_ms) {
   Query insert = conn_->Prepare(
       "INSERT INTO studies (patient_ref, study_uid, study_date, study_time, accession_number,"
-      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING id");
   insert.With(patient_ref, in.study_uid, in.study_date, in.study_time, in.accession_number, now_ms);
-  PXS_RETURN_IF_ERROR(insert.Run());
-  return conn_->LastInsertId();
+  StatusOr<bool> inserted = insert.Step();
+  if (!inserted.ok()) return inserted.status();
+  if (*inserted) return insert.Int(0);
+  // Created by another node meanwhile (UNIQUE (patient_ref, study_uid)).
+  Query again = conn_->Prepare("SELECT id FROM studies WHERE patient_ref = ?1 AND study_uid = ?2");
+  again.With(patient_ref, in.study_uid);
+  StatusOr<bool> found = again.Step();
+  if (!found.ok()) return found.status();
+  if (!*found) return Status::Internal("study " + in.study_uid + " neither inserted nor found");
+  return again.Int(0);
 }
 
 // A study belongs to exactly one patient row. Without a PatientID the study gets a
@@ -290,10 +353,12 @@ StatusOr<int64_t> SqliteDatabase::FindOrCreateStudy(const ReceivedInstance& in, 
     if (!found.ok()) return found.status();
     if (*found) return q.Int(0);
     Query insert = conn_->Prepare(
-        "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (NULL, ?1, ?2, ?3)");
+        "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES (NULL, ?1, ?2, ?3) RETURNING id");
     insert.With(in.patient.issuer, in.patient_name, now_ms);
-    PXS_RETURN_IF_ERROR(insert.Run());
-    return InsertStudy(conn_->LastInsertId(), in, now_ms);
+    StatusOr<bool> inserted = insert.Step();
+    if (!inserted.ok()) return inserted.status();
+    if (!*inserted) return Status::Internal("patient row without id not inserted");
+    return InsertStudy(insert.Int(0), in, now_ms);
   }
   StatusOr<int64_t> patient_ref = FindOrCreatePatient(in, now_ms);
   if (!patient_ref.ok()) return patient_ref.status();
@@ -335,26 +400,55 @@ StatusOr<int> SqliteDatabase::RequeueInterruptedJobs() {
   // max_attempts and end as failed instead of crashing the node forever.
   Query q = conn_->Prepare(
       "UPDATE jobs SET state = 'queued', reason = 'interrupted (node restarted)', updated_at = ?1"
-      " WHERE state = 'scoring'");
+      " WHERE state = 'scoring' AND instance_ref IN (SELECT id FROM local_instances)");
   q.With(NowMs());
   PXS_RETURN_IF_ERROR(q.Run());
   return conn_->Changes();
 }
 
-StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max) {
+namespace {
+
+// The models a claim or count is for, as one bound text: '' for any model, else the
+// names as |a|b|, matched with instr() (a PostgreSQL backend defines it over strpos), so
+// that one cached statement serves every set of models. Model names cannot hold '|'
+// (the config refuses it).
+constexpr char kModelSeparator = '|';
+std::string ModelSet(const std::vector<std::string>& models) {
+  if (models.empty()) return "";
+  std::string set(1, kModelSeparator);
+  for (const std::string& m : models) set += m + kModelSeparator;
+  return set;
+}
+
+}  // namespace
+
+StatusOr<std::vector<Job>> SqliteDatabase::ClaimJobs(int max_images, const std::vector<std::string>& models) {
   PXS_RETURN_IF_ERROR(RequireWritable("ClaimJobs"));
   std::vector<Job> jobs;
-  if (max <= 0) return jobs;
+  if (max_images <= 0) return jobs;
+  const std::string model_set = ModelSet(models);
   std::lock_guard guard(mutex_);
   Transaction tx(conn_.get(), Durability::kDeferred);
   PXS_RETURN_IF_ERROR(tx.Begin());
   {
-    Query q = conn_->Prepare(
-        "SELECT " PXS_JOB_COLUMNS
-        " FROM jobs j JOIN instances i ON i.id = j.instance_ref"
-        " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
-        " WHERE j.state = 'queued' ORDER BY j.id LIMIT ?1");
-    q.With(max);
+    // The oldest images with a queued job of these models, then all such jobs of them.
+#define PXS_CLAIM_SQL \
+        "SELECT " PXS_JOB_COLUMNS \
+        " FROM jobs j JOIN local_instances i ON i.id = j.instance_ref" \
+        " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref" \
+        " WHERE j.state = 'queued'" \
+        " AND (?1 = '' OR instr(?1, '|' || j.model_name || '|') > 0)" \
+        " AND j.instance_ref IN (SELECT q.instance_ref FROM jobs q WHERE q.state = 'queued'" \
+        "   AND q.instance_ref IN (SELECT id FROM local_instances)" \
+        "   AND (?1 = '' OR instr(?1, '|' || q.model_name || '|') > 0)" \
+        "   GROUP BY q.instance_ref ORDER BY min(q.id) LIMIT ?2)" \
+        " ORDER BY j.instance_ref, j.id"
+    // SKIP LOCKED: on a shared PostgreSQL a claim never waits for, nor takes, a job row
+    // another transaction holds; SQLite's BEGIN IMMEDIATE already serialises claims.
+    Query q = conn_->Prepare(conn_->dialect() == sql::Dialect::kPostgres ? PXS_CLAIM_SQL " FOR UPDATE OF j SKIP LOCKED"
+                                                                        : PXS_CLAIM_SQL);
+#undef PXS_CLAIM_SQL
+    q.With(model_set, max_images);
     while (true) {
       StatusOr<bool> row = q.Step();
       if (!row.ok()) return row.status();
@@ -443,6 +537,17 @@ Status SqliteDatabase::FailJobAttempt(int64_t job_id, const std::string& reason,
   return tx.Commit();
 }
 
+StatusOr<int> SqliteDatabase::CountQueuedJobs(const std::vector<std::string>& models) {
+  std::lock_guard guard(mutex_);
+  Query q = conn_->Prepare(
+      "SELECT count(*) FROM jobs WHERE state = 'queued'"
+      " AND (?1 = '' OR instr(?1, '|' || model_name || '|') > 0)");
+  q.With(ModelSet(models));
+  StatusOr<bool> row = q.Step();
+  if (!row.ok()) return row.status();
+  return static_cast<int>(q.Int(0));
+}
+
 StatusOr<int> SqliteDatabase::CountJobs(JobState state) {
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare("SELECT count(*) FROM jobs WHERE state = ?1");
@@ -464,7 +569,7 @@ StatusOr<std::vector<StudyScore>> SqliteDatabase::PatientHistory(const PatientKe
       " JOIN instances i ON i.study_ref = s.id JOIN jobs j ON j.instance_ref = i.id"
       " JOIN scores sc ON sc.job_ref = j.id"
       " WHERE p.patient_id = ?1 AND p.issuer = ?2"
-      " ORDER BY COALESCE(NULLIF(s.study_date, ''), strftime('%Y%m%d', s.created_at / 1000, 'unixepoch')),"
+      " ORDER BY COALESCE(NULLIF(s.study_date, ''), pxs_utc_day(s.created_at)),"
       " s.study_time, sc.scored_at, sc.id");
   q.With(patient.patient_id, patient.issuer);
   while (true) {
@@ -489,7 +594,7 @@ StatusOr<std::vector<StudyScore>> SqliteDatabase::PatientHistory(const PatientKe
 }
 
 Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
-                                    int version, const std::string& file_path,
+                                    const std::string& model_name, int version, const std::string& file_path,
                                     const std::vector<std::string>& destinations) {
   PXS_RETURN_IF_ERROR(RequireWritable("RecordReport"));
   std::lock_guard guard(mutex_);
@@ -503,12 +608,17 @@ Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, cons
     if (!found.ok()) return found.status();
     if (*found) return Status::AlreadyExists("SR " + sr_sop_instance_uid + " is already recorded");
   }
-  Query insert = conn_->Prepare(
-      "INSERT INTO reports (sr_sop_instance_uid, study_uid, version, file_path, created_at)"
-      " VALUES (?1, ?2, ?3, ?4, ?5)");
-  insert.With(sr_sop_instance_uid, study_uid, version, file_path, now_ms);
-  PXS_RETURN_IF_ERROR(insert.Run());
-  const int64_t report_ref = conn_->LastInsertId();
+  int64_t report_ref = 0;
+  {  // scoped: a RETURNING statement still open would keep SQLite from committing
+    Query insert = conn_->Prepare(
+        "INSERT INTO reports (sr_sop_instance_uid, study_uid, model_name, version, file_path, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id");
+    insert.With(sr_sop_instance_uid, study_uid, model_name, version, file_path, now_ms);
+    StatusOr<bool> inserted = insert.Step();
+    if (!inserted.ok()) return inserted.status();
+    if (!*inserted) return Status::Internal("SR " + sr_sop_instance_uid + " not recorded");
+    report_ref = insert.Int(0);
+  }
   for (const std::string& destination : destinations) {
     Query delivery = conn_->Prepare(
         "INSERT INTO report_deliveries (report_ref, destination, state, next_attempt_at, created_at,"
@@ -519,12 +629,13 @@ Status SqliteDatabase::RecordReport(const std::string& sr_sop_instance_uid, cons
   return tx.Commit();
 }
 
-StatusOr<std::optional<Database::ReportVersion>> SqliteDatabase::LatestReport(const std::string& study_uid) {
+StatusOr<std::optional<Database::ReportVersion>> SqliteDatabase::LatestReport(const std::string& study_uid,
+                                                                              const std::string& model_name) {
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare(
-      "SELECT sr_sop_instance_uid, version FROM reports WHERE study_uid = ?1"
+      "SELECT sr_sop_instance_uid, version FROM reports WHERE study_uid = ?1 AND model_name = ?2"
       " ORDER BY version DESC, id DESC LIMIT 1");
-  q.With(study_uid);
+  q.With(study_uid, model_name);
   StatusOr<bool> row = q.Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::optional<ReportVersion>();
@@ -535,7 +646,7 @@ StatusOr<std::vector<OutgoingReport>> SqliteDatabase::DueReports(int64_t now_ms,
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare(
       "SELECT d.id, r.sr_sop_instance_uid, r.study_uid, r.file_path, d.destination, d.attempts,"
-      " d.next_attempt_at, d.last_error FROM report_deliveries d JOIN reports r ON r.id = d.report_ref"
+      " d.next_attempt_at, d.last_error FROM report_deliveries d JOIN local_reports r ON r.id = d.report_ref"
       " WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 ORDER BY d.next_attempt_at, d.id LIMIT ?2");
   q.With(now_ms, max);
   std::vector<OutgoingReport> due;
@@ -564,10 +675,10 @@ StatusOr<std::vector<Database::ScoredJob>> SqliteDatabase::ScoredWithoutReport(i
   Query q = conn_->Prepare(
       "SELECT " PXS_JOB_COLUMNS ", sc.pxs, sc.raw_distance, sc.calibrated, sc.calibrated_scale, sc.embedding,"
       " sc.model_name, sc.model_version, sc.queue_ms, sc.decode_ms, sc.inference_ms, sc.scored_at"
-      " FROM scores sc JOIN jobs j ON j.id = sc.job_ref JOIN instances i ON i.id = j.instance_ref"
+      " FROM scores sc JOIN jobs j ON j.id = sc.job_ref JOIN local_instances i ON i.id = j.instance_ref"
       " JOIN studies s ON s.id = i.study_ref JOIN patients p ON p.id = s.patient_ref"
       " WHERE sc.scored_at >= ?1 AND NOT EXISTS (SELECT 1 FROM reports r"
-      "   WHERE r.study_uid = s.study_uid AND r.created_at >= sc.scored_at)"
+      "   WHERE r.study_uid = s.study_uid AND r.model_name = sc.model_name AND r.created_at >= sc.scored_at)"
       " ORDER BY sc.scored_at, sc.id");
   q.With(since_ms);
   while (true) {
@@ -607,7 +718,7 @@ Status SqliteDatabase::RecordModel(const std::string& name, const std::string& v
 StatusOr<std::vector<Database::UnhashedFile>> SqliteDatabase::FilesWithoutHash(int64_t after_id, int max) {
   std::lock_guard guard(mutex_);
   Query q = conn_->Prepare(
-      "SELECT id, file_path FROM instances WHERE sha256 = '' AND pruned_at IS NULL AND id > ?1"
+      "SELECT id, file_path FROM local_instances WHERE sha256 = '' AND pruned_at IS NULL AND id > ?1"
       " ORDER BY id LIMIT ?2");
   q.With(after_id, max);
   std::vector<UnhashedFile> files;
@@ -675,8 +786,8 @@ Status SqliteDatabase::MarkReportAttemptFailed(int64_t report_id, const std::str
   return Status::Ok();
 }
 
-StatusOr<std::unique_ptr<Database>> OpenSqlite(const std::string& path, Database::Mode mode, bool durable) {
-  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(path, mode, durable);
+StatusOr<std::unique_ptr<Database>> OpenSqlite(const DatabaseOptions& options, Database::Mode mode, bool durable) {
+  StatusOr<std::unique_ptr<Connection>> conn = sqlite::OpenNodeDatabase(options, mode, durable);
   if (!conn.ok()) return conn.status();
   return std::unique_ptr<Database>(new SqliteDatabase(std::move(*conn)));
 }
@@ -684,11 +795,19 @@ StatusOr<std::unique_ptr<Database>> OpenSqlite(const std::string& path, Database
 }  // namespace
 
 StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path, Mode mode) {
-  return OpenSqlite(path, mode, /*durable=*/true);
+  DatabaseOptions options;
+  options.url = path;
+  return OpenSqlite(options, mode, /*durable=*/true);
+}
+
+StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options, Mode mode) {
+  return OpenSqlite(options, mode, /*durable=*/true);
 }
 
 StatusOr<std::unique_ptr<Database>> Database::OpenNonDurableForBenchmark(const std::string& path) {
-  return OpenSqlite(path, Mode::kReadWrite, /*durable=*/false);
+  DatabaseOptions options;
+  options.url = path;
+  return OpenSqlite(options, Mode::kReadWrite, /*durable=*/false);
 }
 
 }  // namespace pxs

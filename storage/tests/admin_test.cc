@@ -110,7 +110,7 @@ TEST_F(AdminTest, StatsCountStatesAndMeasureLatencies) {
   ASSERT_EQ(jobs->size(), 2u);
   ASSERT_TRUE(db_->CompleteJob(MakeScore((*jobs)[0].id, 1.0, now - 5'000)).ok());  // 1.1: 5 s
   ASSERT_TRUE(db_->CompleteJob(MakeScore((*jobs)[1].id, 1.0, now - 5'000)).ok());  // 1.2: 15 s
-  ASSERT_TRUE(db_->RecordReport("2.1", "9.1", 1, "r.dcm", {"PACS", "ARCHIVE"}).ok());
+  ASSERT_TRUE(db_->RecordReport("2.1", "9.1", "pxs", 1, "r.dcm", {"PACS", "ARCHIVE"}).ok());
   auto due = db_->DueReports(now + 60'000, 10);
   ASSERT_EQ(due->size(), 2u);
   ASSERT_TRUE(db_->MarkReportSent((*due)[0].id).ok());
@@ -205,6 +205,50 @@ TEST_F(AdminTest, ModelMetadataIsRecordedPerNameAndVersionAndRefreshed) {
   EXPECT_FALSE(admin->ModelMetadata("other", "1").value().has_value());
 }
 
+// Every model that scored (counts, first and last score) and every recorded one, even
+// before its first score; sorted by name, then version.
+TEST_F(AdminTest, ScoringModelsListsEachModelVersionWithItsScores) {
+  EXPECT_TRUE(Admin()->ScoringModels().value().empty());
+  ASSERT_TRUE(db_->RecordInstances({MakeInstance("3.1", "6.1", "P3", "20200101"),
+                                    MakeInstance("3.2", "6.2", "P3", "20200201"),
+                                    MakeInstance("3.3", "6.3", "P3", "20200301")},
+                                   nullptr)
+                  .ok());
+  auto jobs = db_->ClaimJobs(10);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 3u);
+  int64_t at = 1'700'000'000'000;
+  for (const Job& job : *jobs) {
+    ScoreRecord score = MakeScore(job.id, 1.0, at += 1000);
+    if (job.sop_instance_uid == "3.3") score.model_version = "2.0";
+    ASSERT_TRUE(db_->CompleteJob(score).ok());
+  }
+  ASSERT_TRUE(db_->RecordModel("pxs-densenet121", "2.0", R"({"trend":{}})").ok());
+  ASSERT_TRUE(db_->RecordModel("later", "1", "{}").ok());  // loaded, nothing scored yet
+  auto models = Admin()->ScoringModels();
+  ASSERT_TRUE(models.ok()) << models.status().ToString();
+  ASSERT_EQ(models->size(), 3u);
+  const ScoringModel& later = (*models)[0];
+  EXPECT_EQ(later.name, "later");
+  EXPECT_EQ(later.scores, 0);
+  EXPECT_FALSE(later.first_scored_at_ms.has_value());
+  EXPECT_TRUE(later.loaded_at_ms.has_value());
+  EXPECT_EQ(later.metadata_json.value_or(""), "{}");
+  const ScoringModel& v1 = (*models)[1];
+  EXPECT_EQ(v1.name, "pxs-densenet121");
+  EXPECT_EQ(v1.version, "1.0");
+  EXPECT_EQ(v1.scores, 2);
+  EXPECT_EQ(v1.first_scored_at_ms.value_or(0), 1'700'000'001'000);
+  EXPECT_EQ(v1.last_scored_at_ms.value_or(0), 1'700'000'002'000);
+  EXPECT_FALSE(v1.loaded_at_ms.has_value());  // scored, never recorded (a database from before models)
+  const ScoringModel& v2 = (*models)[2];
+  EXPECT_EQ(v2.version, "2.0");
+  EXPECT_EQ(v2.scores, 1);
+  EXPECT_EQ(v2.first_scored_at_ms.value_or(0), 1'700'000'003'000);
+  EXPECT_EQ(v2.last_scored_at_ms.value_or(0), 1'700'000'003'000);
+  EXPECT_EQ(v2.metadata_json.value_or(""), R"({"trend":{}})");
+}
+
 TEST_F(AdminTest, ScoredWithoutReportFindsWhatACrashLeftBetweenScoreAndReport) {
   ASSERT_TRUE(db_->RecordInstances({MakeInstance("2.1", "8.1", "P2", "20200101"),
                                     MakeInstance("2.2", "8.2", "P2", "20200201")},
@@ -220,7 +264,7 @@ TEST_F(AdminTest, ScoredWithoutReportFindsWhatACrashLeftBetweenScoreAndReport) {
   EXPECT_DOUBLE_EQ((*lost)[0].score.pxs, 1.0);
   EXPECT_FALSE((*lost)[0].score.embedding.empty());
   // A report made (now, i.e. after the score) for study 8.1 settles it; 8.2 stays.
-  ASSERT_TRUE(db_->RecordReport("7.1", "8.1", 1, "reports/8.1/sr-v1.dcm", {}).ok());
+  ASSERT_TRUE(db_->RecordReport("7.1", "8.1", "pxs-densenet121", 1, "reports/8.1/sr-v1.dcm", {}).ok());
   lost = db_->ScoredWithoutReport(0);
   ASSERT_EQ(lost->size(), 1u);
   EXPECT_EQ((*lost)[0].job.study_uid, "8.2");

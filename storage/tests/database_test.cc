@@ -63,6 +63,7 @@ TEST(DatabaseTest, CreatesAndMigratesToCurrentSchema) {
 }
 
 TEST(DatabaseTest, MigratesAnExistingEmptyFile) {
+  PXS_SKIP_ON_POSTGRES("an empty SQLite file");
   ScratchDir dir;
   SetUserVersion(dir.db(), 0);  // an SQLite file without our schema
   auto db = OpenOrDie(dir.db());
@@ -93,6 +94,7 @@ int CountRows(const std::string& path, const std::string& sql) {
 }
 
 TEST(DatabaseTest, MigratesAVersion1DatabaseKeepingItsData) {
+  PXS_SKIP_ON_POSTGRES("filled with sqlite3 (postgres_test.cc migrates PostgreSQL)");
   ScratchDir dir;
   ASSERT_TRUE(sqlite::CreateAtSchemaVersionForTest(dir.db(), 1).ok());
   ASSERT_EQ(*ReadSchemaVersion(dir.db()), 1);
@@ -122,6 +124,7 @@ TEST(DatabaseTest, MigratesAVersion1DatabaseKeepingItsData) {
 }
 
 TEST(DatabaseTest, RefusesNewerSchemaInBothModes) {
+  PXS_SKIP_ON_POSTGRES("PRAGMA user_version (postgres_test.cc has pxs_schema's)");
   ScratchDir dir;
   { ASSERT_TRUE(OpenOrDie(dir.db())); }
   SetUserVersion(dir.db(), kSchemaVersion + 1);
@@ -139,6 +142,7 @@ TEST(DatabaseTest, RefusesNewerSchemaInBothModes) {
 }
 
 TEST(DatabaseTest, ReadOnlyOpenOfMissingFileIsNotFound) {
+  PXS_SKIP_ON_POSTGRES("a missing file");
   ScratchDir dir;
   auto db = Database::Open(dir.path() + "/nope.db", Database::Mode::kReadOnly);
   ASSERT_FALSE(db.ok());
@@ -343,11 +347,11 @@ TEST(DatabaseTest, ReportOutboxSchedulesRetries) {
   ScratchDir dir;
   auto db = OpenOrDie(dir.db());
   ASSERT_TRUE(db);
-  EXPECT_FALSE(db->LatestReport("9.1")->has_value());
-  ASSERT_TRUE(db->RecordReport("2.1", "9.1", 1, "reports/2.1.dcm", {"PACS", "caller:MOD1"}).ok());
-  ASSERT_TRUE(db->RecordReport("2.2", "9.1", 2, "reports/2.2.dcm", {}).ok());
-  EXPECT_EQ(db->RecordReport("2.1", "9.1", 3, "x.dcm", {"PACS"}).code(), Status::Code::kAlreadyExists);
-  auto latest = db->LatestReport("9.1");
+  EXPECT_FALSE(db->LatestReport("9.1", "pxs")->has_value());
+  ASSERT_TRUE(db->RecordReport("2.1", "9.1", "pxs", 1, "reports/2.1.dcm", {"PACS", "caller:MOD1"}).ok());
+  ASSERT_TRUE(db->RecordReport("2.2", "9.1", "pxs", 2, "reports/2.2.dcm", {}).ok());
+  EXPECT_EQ(db->RecordReport("2.1", "9.1", "pxs", 3, "x.dcm", {"PACS"}).code(), Status::Code::kAlreadyExists);
+  auto latest = db->LatestReport("9.1", "pxs");
   ASSERT_TRUE(latest->has_value());
   EXPECT_EQ((*latest)->sr_sop_instance_uid, "2.2");
   EXPECT_EQ((*latest)->version, 2);
@@ -382,7 +386,7 @@ TEST(DatabaseTest, MarkingDeliveriesStartingKeepsThemPendingAndDue) {
   ScratchDir dir;
   auto db = OpenOrDie(dir.db());
   ASSERT_TRUE(db);
-  ASSERT_TRUE(db->RecordReport("2.1", "9.1", 1, "reports/2.1.dcm", {"PACS", "ARCHIVE"}).ok());
+  ASSERT_TRUE(db->RecordReport("2.1", "9.1", "pxs", 1, "reports/2.1.dcm", {"PACS", "ARCHIVE"}).ok());
   const int64_t now = 4'000'000'000'000;
   auto due = db->DueReports(now, 10);
   ASSERT_EQ(due->size(), 2u);
@@ -408,7 +412,7 @@ TEST(DatabaseTest, ReadOnlyHandleRefusesWrites) {
   std::vector<InsertOutcome> outcomes;
   EXPECT_FALSE(ro->RecordInstances({MakeInstance("1.2", "9.1", "P1")}, &outcomes).ok());
   EXPECT_FALSE(ro->ClaimJobs(1).ok());
-  EXPECT_FALSE(ro->RecordReport("2.1", "9.1", 1, "r.dcm", {"PACS"}).ok());
+  EXPECT_FALSE(ro->RecordReport("2.1", "9.1", "pxs", 1, "r.dcm", {"PACS"}).ok());
   EXPECT_FALSE(ro->MarkDeliveriesStarting({1}).ok());
   EXPECT_FALSE(ro->RequeueInterruptedJobs().ok());
   EXPECT_FALSE(*ro->HasInstance("1.2"));
@@ -460,6 +464,89 @@ TEST(DatabaseTest, ConcurrentBatchesFromSeveralThreadsAreAllRecordedOnce) {
   EXPECT_EQ(inserted.load(), 2 * kBatches * kPerBatch);
   EXPECT_EQ(duplicates.load(), 2 * kBatches * kPerBatch);
   EXPECT_EQ(*db->CountJobs(JobState::kQueued), 2 * kBatches * kPerBatch);
+}
+
+// Issue 12: a version-4 database (one job per instance, one model) keeps every score and
+// report when the jobs become per (instance, model); pending work belongs to the model
+// the node ran.
+TEST(DatabaseTest, MigratesAVersion4DatabaseKeepingScoresAndReports) {
+  PXS_SKIP_ON_POSTGRES("filled with sqlite3 (postgres_test.cc migrates PostgreSQL)");
+  ScratchDir dir;
+  ASSERT_TRUE(sqlite::CreateAtSchemaVersionForTest(dir.db(), 4).ok());
+  ExecSql(dir.db(),
+          "INSERT INTO patients (patient_id, issuer, name, created_at) VALUES ('P1', 'HOSP', 'DOE^P1', 1);"
+          "INSERT INTO studies (patient_ref, study_uid, study_date, created_at) VALUES (1, '9.1', '20200101', 1);"
+          "INSERT INTO studies (patient_ref, study_uid, study_date, created_at) VALUES (1, '9.2', '20200201', 1);"
+          "INSERT INTO instances (sop_instance_uid, study_ref, file_path, file_size, sha256, received_at)"
+          " VALUES ('1.1', 1, 'dicom/1.1.dcm', 10, 'ab', 1), ('1.2', 2, 'dicom/1.2.dcm', 10, 'ab', 2),"
+          " ('1.3', 2, 'dicom/1.3.dcm', 10, 'ab', 3);"
+          "INSERT INTO jobs (id, instance_ref, state, created_at, updated_at) VALUES (7, 1, 'scored', 1, 1),"
+          " (8, 2, 'queued', 2, 2), (9, 3, 'skipped', 3, 3);"
+          "INSERT INTO scores (job_ref, pxs, raw_distance, model_name, model_version, scored_at)"
+          " VALUES (7, 4.5, 4.5, 'old-model', '1.0', 5);"
+          "INSERT INTO models (name, version, metadata_json, recorded_at) VALUES ('old-model', '1.0', '{}', 4);"
+          "INSERT INTO reports (sr_sop_instance_uid, study_uid, version, file_path, created_at)"
+          " VALUES ('2.1', '9.1', 1, 'reports/9.1/sr-v1.dcm', 6);");
+  auto db = OpenOrDie(dir.db());
+  ASSERT_TRUE(db);
+  EXPECT_EQ(*ReadSchemaVersion(dir.db()), kSchemaVersion);
+  EXPECT_EQ(CountRows(dir.db(), "SELECT 1 FROM jobs WHERE id = 7 AND model_name = 'old-model' AND state = 'scored'"), 1);
+  EXPECT_EQ(CountRows(dir.db(), "SELECT 1 FROM jobs WHERE id = 9 AND model_name = '' AND state = 'skipped'"), 1);
+  EXPECT_EQ(CountRows(dir.db(), "PRAGMA foreign_key_check"), 0);
+  auto history = db->PatientHistory({"P1", "HOSP"});
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_DOUBLE_EQ((*history)[0].pxs, 4.5);
+  auto latest = db->LatestReport("9.1", "old-model");
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->version, 1);
+  EXPECT_EQ(*db->CountQueuedJobs({"old-model"}), 1);
+  auto jobs = db->ClaimJobs(5, {"old-model"});
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].id, 8);
+  EXPECT_EQ((*jobs)[0].model_name, "old-model");
+}
+
+TEST(DatabaseTest, AJobPerSelectedModelClaimedImageByImage) {
+  ScratchDir dir;
+  auto db = OpenOrDie(dir.db());
+  ASSERT_TRUE(db);
+  ReceivedInstance both = MakeInstance("1.1", "9.1", "P1");
+  both.models = {"pxs", "edema"};
+  ReceivedInstance one = MakeInstance("1.2", "9.2", "P1");
+  one.models = {"pxs"};
+  ReceivedInstance none = MakeInstance("1.3", "9.3", "P1");
+  none.skip_reason = "no model applies";
+  none.models = {"pxs"};  // a skip reason wins: no job is queued
+  Record(*db, {both, one, none});
+  EXPECT_EQ(*db->CountQueuedJobs({}), 3);
+  EXPECT_EQ(*db->CountQueuedJobs({"pxs"}), 2);
+  EXPECT_EQ(*db->CountQueuedJobs({"edema"}), 1);
+  EXPECT_EQ(*db->CountQueuedJobs({"other"}), 0);
+  EXPECT_EQ(*db->CountJobs(JobState::kSkipped), 1);
+
+  // One image: both of its jobs, so that it is decoded once.
+  auto first = db->ClaimJobs(1, {"pxs", "edema"});
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 2u);
+  std::set<std::string> models;
+  for (const Job& j : *first) {
+    EXPECT_EQ(j.sop_instance_uid, "1.1");
+    models.insert(j.model_name);
+  }
+  EXPECT_EQ(models, (std::set<std::string>{"pxs", "edema"}));
+  EXPECT_TRUE(db->ClaimJobs(5, {"edema"})->empty());  // a model only claims its own jobs
+  auto second = db->ClaimJobs(5, {"pxs"});
+  ASSERT_EQ(second->size(), 1u);
+  EXPECT_EQ((*second)[0].sop_instance_uid, "1.2");
+
+  // Each model has its own SR versions of a study.
+  ASSERT_TRUE(db->RecordReport("2.1", "9.1", "pxs", 1, "r1.dcm", {}).ok());
+  EXPECT_FALSE(db->LatestReport("9.1", "edema")->has_value());
+  ASSERT_TRUE(db->RecordReport("2.2", "9.1", "edema", 1, "r2.dcm", {}).ok());
+  EXPECT_EQ((*db->LatestReport("9.1", "edema"))->sr_sop_instance_uid, "2.2");
+  EXPECT_EQ((*db->LatestReport("9.1", "pxs"))->sr_sop_instance_uid, "2.1");
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ class PxsctlTest : public ::testing::Test {
         ASSERT_TRUE((*db)->CompleteJob(MakeScore(job.id, pxs.at(job.sop_instance_uid), now)).ok());
       }
     }
-    ASSERT_TRUE((*db)->RecordReport("2.1", "9.3", 1, "reports/2.1.dcm", {"PACS"}).ok());
+    ASSERT_TRUE((*db)->RecordReport("2.1", "9.3", "pxs", 1, "reports/2.1.dcm", {"PACS"}).ok());
     auto due = (*db)->DueReports(now + 1000, 5);
     ASSERT_EQ(due->size(), 1u);
     ASSERT_TRUE((*db)->MarkReportAttemptFailed((*due)[0].id, "connection refused", now, true).ok());

@@ -3,30 +3,64 @@
 
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
+#include "postgres_server.h"  // tests/support
 #include "pxs/storage/database.h"
 
 namespace pxs::testing_util {
 
-// A fresh folder under the system temp dir, removed with everything in it.
+// The storage suites run on both backends: on SQLite by default, on a real PostgreSQL
+// (tests/support/postgres_server.h, one server per test process) when
+// PXS_TEST_BACKEND=postgresql, as the ctest entries named postgres/... set it.
+inline bool OnPostgres() {
+  const char* backend = std::getenv("PXS_TEST_BACKEND");
+  return backend && std::string(backend) == "postgresql";
+}
+
+// Without PostgreSQL's binaries every test of a postgres/ run is skipped, saying why.
+class PostgresBackendEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    if (OnPostgres() && !testing::PostgresServer::Shared().available()) {
+      GTEST_SKIP() << "PostgreSQL backend tests skipped: " << testing::PostgresServer::Shared().why_unavailable();
+    }
+  }
+};
+inline ::testing::Environment* const kPostgresBackendEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PostgresBackendEnvironment);
+
+// A fresh folder under the system temp dir, removed with everything in it, and (on
+// PostgreSQL) a fresh database: db() is where the test's node database is, a file in
+// the folder or a postgresql:// URL.
 class ScratchDir {
  public:
   ScratchDir() {
     std::string pattern = (std::filesystem::temp_directory_path() / "pxs_storage_XXXXXX").string();
     path_ = mkdtemp(pattern.data()) ? pattern : std::string();
+    if (OnPostgres() && testing::PostgresServer::Shared().available()) {
+      url_ = testing::PostgresServer::Shared().CreateDatabase();
+    }
   }
   ~ScratchDir() {
     std::error_code ec;
     if (!path_.empty()) std::filesystem::remove_all(path_, ec);
   }
   const std::string& path() const { return path_; }
-  std::string db() const { return DatabasePathFor(path_); }
+  std::string db() const { return OnPostgres() ? url_ : DatabasePathFor(path_); }
 
  private:
   std::string path_;
+  std::string url_;
 };
+
+// For tests of what only SQLite has (its file, PRAGMA user_version, raw sqlite3 access).
+#define PXS_SKIP_ON_POSTGRES(why) \
+  if (::pxs::testing_util::OnPostgres()) GTEST_SKIP() << "SQLite only: " << why
 
 inline ReceivedInstance MakeInstance(const std::string& sop_uid, const std::string& study_uid,
                                      const std::string& patient_id, const std::string& study_date = "20240101",

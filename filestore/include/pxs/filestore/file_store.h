@@ -48,7 +48,9 @@ class FileStore {
   // --- layout (relative to data_dir)
   static std::string InstancePath(const std::string& study_uid, const std::string& series_uid,
                                   const std::string& sop_instance_uid);
-  static std::string ReportPath(const std::string& study_uid, int version);
+  // reports/<study>/<model>-sr-v<N>.dcm: each model has its own SR versions of a study
+  // (a model name '' from the one-model era: sr-v<N>.dcm).
+  static std::string ReportPath(const std::string& study_uid, const std::string& model_name, int version);
   std::string Absolute(const std::string& relative_path) const;
   // A fresh, unique temp file name (absolute) under data_dir/incoming.
   std::string NewTempPath();

@@ -19,7 +19,7 @@
 namespace pxs {
 
 // The schema version this binary creates and understands (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 6;
 
 // The schema version of an existing database file (0 when it has no schema yet).
 StatusOr<int> ReadSchemaVersion(const std::string& db_path);
@@ -204,6 +204,17 @@ struct PruneCandidate {
   std::string job_state;
 };
 
+// A model that scored on this node, or that the node loaded (Database::RecordModel)
+// and has not scored with yet: its scores and when they were made.
+struct ScoringModel {
+  std::string name;
+  std::string version;
+  int64_t scores = 0;
+  std::optional<int64_t> first_scored_at_ms, last_scored_at_ms;  // none: no score yet
+  std::optional<int64_t> loaded_at_ms;         // its last RecordModel (node start); none: never recorded
+  std::optional<std::string> metadata_json;   // as recorded; none: never recorded
+};
+
 struct AuditEntry {
   int64_t at_ms = 0;
   std::string unix_user;
@@ -214,6 +225,7 @@ struct AuditEntry {
 class AdminDatabase {
  public:
   static StatusOr<std::unique_ptr<AdminDatabase>> Open(const std::string& path, Database::Mode mode);
+  static StatusOr<std::unique_ptr<AdminDatabase>> Open(const DatabaseOptions& options, Database::Mode mode);
   virtual ~AdminDatabase() = default;
 
   // Patients whose id or name starts with prefix (case-insensitive); all when empty.
@@ -249,6 +261,10 @@ class AdminDatabase {
   // The metadata.json of a model recorded by Database::RecordModel, if any.
   virtual StatusOr<std::optional<std::string>> ModelMetadata(const std::string& name,
                                                              const std::string& version) = 0;
+  // Every model that scored here or was recorded, by name then version. Counts every
+  // score: a scan of the scores (about a second at 1 M on a small machine), so callers
+  // that ask often cache it (the web face does).
+  virtual StatusOr<std::vector<ScoringModel>> ScoringModels() = 0;
 
   // Non-pruned instances received before the cutoff whose job is final (scored,
   // skipped or failed): their files may be deleted, results and embeddings stay.

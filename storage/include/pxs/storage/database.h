@@ -45,9 +45,14 @@ struct ReceivedInstance {
   std::string calling_ae;
   std::string peer_address;
   int64_t received_at_ms = 0; // Unix epoch milliseconds
-  // Empty: queue a scoring job. Otherwise the instance is recorded with its job in
-  // state skipped and this reason (e.g. "not a chest (BodyPartExamined HAND)").
+  // Empty: queue a scoring job for each of `models`. Otherwise the instance is recorded
+  // with one job (no model) in state skipped and this reason (e.g. "no model applies:
+  // ..."). The routes of the node's [[models]] decide both (docs/models.md).
   std::string skip_reason;
+  // The models whose route selected this instance: one queued job each. Empty with an
+  // empty skip_reason: one queued job with no model name (claimable by any model; only
+  // tests and imports of the one-model era do this).
+  std::vector<std::string> models;
 };
 
 enum class InsertOutcome { kInserted, kDuplicate };
@@ -55,9 +60,10 @@ enum class InsertOutcome { kInserted, kDuplicate };
 enum class JobState { kQueued, kScoring, kScored, kSkipped, kFailed };
 const char* JobStateName(JobState s);  // "queued", "scoring", ...
 
-// A scoring job handed to the worker.
+// A scoring job handed to the worker: one image, one model.
 struct Job {
   int64_t id = 0;
+  std::string model_name;  // the model that is to score it ('' only in the one-model era)
   std::string sop_instance_uid;
   std::string study_uid;
   std::string file_path;  // relative to data_dir
@@ -112,12 +118,32 @@ struct OutgoingReport {
 // Where the node keeps its database: data_dir + "/pxsnode.db".
 std::string DatabasePathFor(const std::string& data_dir);
 
+// Where the node's database is and how to reach it ([database] and [node] id in the
+// config; docs/postgresql.md). Everywhere a database "path" is taken, the url forms
+// work too.
+struct DatabaseOptions {
+  // A SQLite file path, "sqlite:PATH", or "postgresql://user@host/db" (a libpq
+  // connection URI; "postgres://" too). Several nodes may share one PostgreSQL.
+  std::string url;
+  // This node's identity: the instances it receives (their files stay on it), the jobs
+  // it scores and the SRs it sends. Empty: DefaultNodeId().
+  std::string node_id;
+  int pool_size = 4;              // connections to PostgreSQL a process may hold (1-64)
+  int statement_timeout_ms = 0;   // PostgreSQL statement_timeout; 0: the server's default
+};
+
+// The host name (what [node] id defaults to).
+std::string DefaultNodeId();
+// True for postgresql:// and postgres:// URLs.
+bool IsPostgresUrl(const std::string& url);
+
 class Database {
  public:
   enum class Mode { kReadWrite, kReadOnly };
   // Opens (and in kReadWrite creates and migrates) the database. A schema newer than
   // this binary knows is refused with a message that says both versions.
   static StatusOr<std::unique_ptr<Database>> Open(const std::string& path, Mode mode);
+  static StatusOr<std::unique_ptr<Database>> Open(const DatabaseOptions& options, Mode mode);
   // Open() with synchronous=OFF: fast bulk loading for benchmarks and tests ONLY.
   // A power cut may lose recent commits, which breaks the C-STORE guarantee.
   static StatusOr<std::unique_ptr<Database>> OpenNonDurableForBenchmark(const std::string& path);
@@ -137,6 +163,9 @@ class Database {
     uint64_t file_size = 0;
     std::string transfer_syntax_uid;
     std::string calling_ae;
+    // false: another node sharing the database (PostgreSQL) received it and holds the
+    // file; a copy arriving here is a duplicate of it (the file is not on this node).
+    bool on_this_node = true;
   };
   virtual StatusOr<std::optional<StoredFile>> FindStoredFile(const std::string& sop_instance_uid) = 0;
   // "replace" conflict policy: the instance's file was replaced by a re-sent copy with
@@ -152,8 +181,11 @@ class Database {
   // --- scoring queue (scoring worker) ----------------------------------------------
   // At start-up: jobs left in state scoring by a crash go back to queued.
   virtual StatusOr<int> RequeueInterruptedJobs() = 0;
-  // Moves up to max queued jobs (oldest first) to scoring and increments attempts.
-  virtual StatusOr<std::vector<Job>> ClaimJobs(int max) = 0;
+  // Moves queued jobs (oldest first) to scoring and increments attempts: every queued job
+  // of `models` (empty: of any model) for at most max_images images, so that an image
+  // is decoded once for all the models that score it.
+  virtual StatusOr<std::vector<Job>> ClaimJobs(int max_images, const std::vector<std::string>& models) = 0;
+  StatusOr<std::vector<Job>> ClaimJobs(int max_images) { return ClaimJobs(max_images, {}); }
   virtual Status CompleteJob(const ScoreRecord& score) = 0;              // -> scored
   // Several CompleteJob()s in one transaction (one commit for a scored batch).
   // All or nothing: an error leaves every job as it was.
@@ -162,6 +194,8 @@ class Database {
   // A failed attempt: back to queued, or to failed once attempts >= max_attempts.
   virtual Status FailJobAttempt(int64_t job_id, const std::string& reason, int max_attempts) = 0;
   virtual StatusOr<int> CountJobs(JobState state) = 0;
+  // Queued jobs of these models (empty: of any model).
+  virtual StatusOr<int> CountQueuedJobs(const std::vector<std::string>& models) = 0;
 
   // --- longitudinal ----------------------------------------------------------------
   // Every scored instance of the patient's studies, oldest first (by study date/time,
@@ -182,17 +216,19 @@ class Database {
                              const std::string& metadata_json) = 0;
 
   // --- reports outbox (report worker, sender) --------------------------------------
-  // Records an SR written for a study and queues it for each destination, in one
-  // transaction. version is 1 for a study's first SR, then 2, 3, ...
+  // Records an SR written for a study by one model and queues it for each destination,
+  // in one transaction. Each model has its own SR of a study (docs/models.md): version is
+  // 1 for a study's first SR of that model, then 2, 3, ...
   virtual Status RecordReport(const std::string& sr_sop_instance_uid, const std::string& study_uid,
-                              int version, const std::string& file_path,
+                              const std::string& model_name, int version, const std::string& file_path,
                               const std::vector<std::string>& destinations) = 0;
-  // The newest SR written for a study (to reference as predecessor), if any.
+  // The newest SR of a model written for a study (to reference as predecessor), if any.
   struct ReportVersion {
     std::string sr_sop_instance_uid;
     int version = 0;
   };
-  virtual StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid) = 0;
+  virtual StatusOr<std::optional<ReportVersion>> LatestReport(const std::string& study_uid,
+                                                              const std::string& model_name) = 0;
   virtual StatusOr<std::vector<OutgoingReport>> DueReports(int64_t now_ms, int max) = 0;
 
   // Stored files whose SHA-256 is not recorded yet (ingest acknowledges before hashing;
