@@ -258,6 +258,24 @@ void ReadTrend(MetadataReader& r, const Json& root, ModelInfo& info) {
   }
 }
 
+void ReadFinding(MetadataReader& r, const Json& root, ModelInfo& info) {
+  const Json* f = Find(root, "finding");
+  if (f == nullptr || f->is_null()) return;  // optional: the package does not say
+  if (!f->is_object()) {
+    r.Invalid("finding", "must be {\"scheme\", \"value\", \"meaning\"} or null");
+    return;
+  }
+  CodedConcept c;
+  c.scheme = r.String(*f, "finding.", "scheme");
+  c.value = r.String(*f, "finding.", "value");
+  c.meaning = r.String(*f, "finding.", "meaning");
+  for (const auto& [key, value] : f->items()) {
+    if (key != "scheme" && key != "value" && key != "meaning") r.Invalid("finding." + key, "is not a key of finding");
+  }
+  if (c.scheme.empty() || c.value.empty() || c.meaning.empty()) return;  // r said why when missing
+  info.finding = std::move(c);
+}
+
 }  // namespace
 
 StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
@@ -298,6 +316,7 @@ StatusOr<ModelInfo> ParseModelMetadata(const std::string& text) {
   info.not_for_clinical_use = r.Bool(root, "", "not_for_clinical_use");
   ReadCalibration(r, root, info);
   ReadTrend(r, root, info);
+  ReadFinding(r, root, info);
   if (!r.ok()) return r.ToStatus();
   return info;
 }

@@ -1,5 +1,6 @@
 #include "pxs/scoring/scorer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -8,6 +9,8 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+
+#include "pxs/scoring/cpu_features.h"
 
 namespace pxs::scoring {
 
@@ -75,14 +78,73 @@ StatusOr<torch::Device> ResolveDevice(const std::string& name) {
   return Status::InvalidArgument("device '" + name + "': expected auto, cpu, cuda or cuda:N");
 }
 
-StatusOr<torch::ScalarType> ResolvePrecision(const std::string& name, const torch::Device& device) {
-  if (name == "fp32") return torch::kFloat32;
+}  // namespace
+
+StatusOr<std::string> ResolvePrecision(const std::string& name, bool cuda, const CpuBf16Features& cpu) {
+  if (name == "fp32") return std::string("fp32");
+  if (name == "auto") {
+    // CUDA: fp16, which every GPU with tensor cores runs at full speed (bf16 only from
+    // compute capability 8.0) and which keeps 3 more mantissa bits than bf16; its narrow
+    // range is not reached by the normalised activations of a BatchNorm network, and an
+    // overflow would show as a NaN embedding, which is refused, not scored.
+    if (cuda) return std::string("fp16");
+    return std::string(cpu.any() ? "bf16" : "fp32");
+  }
   if (name != "fp16" && name != "bf16")
-    return Status::InvalidArgument("precision '" + name + "': expected fp32, fp16 or bf16");
-  if (!device.is_cuda())
-    return Status::InvalidArgument("precision '" + name + "' needs a CUDA device (device is cpu)");
-  return name == "fp16" ? torch::kFloat16 : torch::kBFloat16;
+    return Status::InvalidArgument("precision '" + name + "': expected fp32, fp16, bf16 or auto");
+  if (cuda) return name;
+  if (name == "fp16") return Status::InvalidArgument("precision 'fp16' needs a CUDA device (device is cpu; use bf16 or auto)");
+  // Refused rather than run slowly: without the instructions bf16 is emulated with fp32
+  // arithmetic plus conversions (or not offered by oneDNN at all, leaving ATen's reference
+  // kernels): slower than fp32 and less exact, so nobody gains from it.
+  if (!cpu.any())
+    return Status::InvalidArgument("precision 'bf16' on cpu needs a processor with AVX512-BF16 or AMX-BF16; "
+                                   "this one has " + cpu.Describe() + " (use fp32, or auto to pick per machine)");
+  return std::string("bf16");
 }
+
+namespace {
+
+const char* PrecisionName(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat16: return "fp16";
+    case torch::kBFloat16: return "bf16";
+    default: return "fp32";
+  }
+}
+
+torch::ScalarType PrecisionType(const std::string& name) {
+  if (name == "fp16") return torch::kFloat16;
+  if (name == "bf16") return torch::kBFloat16;
+  return torch::kFloat32;
+}
+
+// CPU autocast for one forward pass on this thread (autocast state is thread-local);
+// restores the previous state and drops the cast cache afterwards.
+class CpuAutocast {
+ public:
+  explicit CpuAutocast(bool on) : on_(on) {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~CpuAutocast() {
+    if (!on_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+  CpuAutocast(const CpuAutocast&) = delete;
+  CpuAutocast& operator=(const CpuAutocast&) = delete;
+
+ private:
+  bool on_;
+  bool was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kBFloat16;
+};
 
 }  // namespace
 
@@ -91,7 +153,9 @@ struct Scorer::Impl {
   ModelInfo info;
   torch::jit::Module module;
   torch::Device device{torch::kCPU};
-  torch::ScalarType dtype = torch::kFloat32;
+  torch::ScalarType dtype = torch::kFloat32;  // of the module's weights and its input
+  torch::ScalarType precision = torch::kFloat32;  // what the user asked for, resolved
+  bool autocast = false;                      // CPU bf16 by autocast (dtype stays fp32)
   bool channels_last = false;
   std::vector<std::vector<float>> anchors;
   torch::Tensor mean, inv_std;  // [1,3,1,1] on the device, fp32
@@ -100,6 +164,7 @@ struct Scorer::Impl {
   // Runs the model on an already checked uint8 batch [B,1,H,W]; returns [B,D] fp32 on CPU.
   torch::Tensor Forward(torch::Tensor batch_u8) {
     torch::InferenceMode guard;
+    CpuAutocast autocast_guard(autocast);
     if (device.is_cuda()) {
       if (!batch_u8.is_pinned()) batch_u8 = batch_u8.pin_memory();
       batch_u8 = batch_u8.to(device, /*non_blocking=*/true);  // bytes, not floats: 4x less to copy
@@ -117,7 +182,7 @@ Scorer::Scorer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Scorer::~Scorer() = default;
 const ModelInfo& Scorer::model() const { return impl_->info; }
 std::string Scorer::device() const { return impl_->device.str(); }
-std::string Scorer::precision() const { return impl_->options.precision; }
+std::string Scorer::precision() const { return PrecisionName(impl_->precision); }
 const std::vector<std::vector<float>>& Scorer::anchors() const { return impl_->anchors; }
 
 StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
@@ -127,10 +192,23 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
   StatusOr<torch::Device> device = ResolveDevice(options.device);
   if (!device.ok()) return device.status();
   impl->device = *device;
-  StatusOr<torch::ScalarType> dtype = ResolvePrecision(options.precision, impl->device);
-  if (!dtype.ok()) return dtype.status();
-  impl->dtype = *dtype;
+  StatusOr<std::string> resolved =
+      ResolvePrecision(options.precision, impl->device.is_cuda(), impl->device.is_cuda() ? CpuBf16Features{} : DetectCpuBf16());
+  if (!resolved.ok()) return resolved.status();
+  const torch::ScalarType dtype = PrecisionType(*resolved);
+  impl->precision = dtype;
+  impl->dtype = dtype;
   impl->channels_last = options.channels_last;
+  const bool cpu_bf16 = !impl->device.is_cuda() && dtype == torch::kBFloat16;
+  if (cpu_bf16) {
+    if (options.cpu_bf16_mode != "convert" && options.cpu_bf16_mode != "autocast")
+      return Status::InvalidArgument("cpu_bf16_mode '" + options.cpu_bf16_mode + "': expected convert or autocast");
+    impl->autocast = options.cpu_bf16_mode == "autocast";
+    if (impl->autocast) impl->dtype = torch::kFloat32;  // autocast casts per op
+    // oneDNN's bf16 convolutions work on NHWC; a plain NCHW input would be reordered
+    // before and after every convolution.
+    if (!impl->autocast) impl->channels_last = true;
+  }
   ConfigureThreads(options.intra_op_threads, options.inter_op_threads);
 
   // 1. Load the TorchScript file and its metadata.json.
@@ -178,7 +256,9 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
       impl->module = torch::jit::freeze(impl->module);
       // optimize_for_inference rewrites convolutions for MKLDNN's blocked layout, which
       // makes a channels-last input pointless; channels-last keeps the frozen graph as is.
-      if (!impl->device.is_cuda() && !options.channels_last)
+      // Neither for bf16 on CPU: in LibTorch 1.13 that rewrite handles fp32 weights only,
+      // and its prepacked ops are not on autocast's lists.
+      if (!impl->device.is_cuda() && !impl->channels_last && !cpu_bf16)
         impl->module = torch::jit::optimize_for_inference(impl->module);
     }
     const auto& pp = mi.preprocessing;

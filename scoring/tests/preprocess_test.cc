@@ -466,5 +466,36 @@ TEST(PreprocessingMetadata, RefusesBadValuesNamingTheKey) {
   }
 }
 
+// A metadata.json with `top` spliced in at the top level.
+std::string MetadataWith(const std::string& top) {
+  std::string m = Metadata("");
+  m.pop_back();  // the closing brace
+  return m + ", " + top + "}";
+}
+
+TEST(ModelMetadata, ReadsTheOptionalFindingAndRefusesBadOnes) {
+  auto info = ParseModelMetadata(Metadata(""));
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->finding.has_value());
+  info = ParseModelMetadata(MetadataWith(R"("finding": {"scheme": "SCT", "value": "19242006", "meaning": "Pulmonary edema"})"));
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  ASSERT_TRUE(info->finding.has_value());
+  EXPECT_EQ(info->finding->scheme, "SCT");
+  EXPECT_EQ(info->finding->value, "19242006");
+  EXPECT_EQ(info->finding->meaning, "Pulmonary edema");
+  EXPECT_TRUE(ParseModelMetadata(MetadataWith(R"("finding": null)")).ok());
+  const std::pair<std::string, std::string> bad[] = {
+      {R"("finding": "edema")", "'finding' must be"},
+      {R"("finding": {"scheme": "SCT", "value": "19242006"})", "finding.meaning"},
+      {R"("finding": {"scheme": "SCT", "value": "", "meaning": "x"})", "finding.value"},
+      {R"("finding": {"scheme": "SCT", "value": "1", "meaning": "x", "code": "2"})", "finding.code"},
+  };
+  for (const auto& [top, expected] : bad) {
+    auto parsed = ParseModelMetadata(MetadataWith(top));
+    ASSERT_FALSE(parsed.ok()) << top;
+    EXPECT_NE(parsed.status().message().find(expected), std::string::npos) << top << ": " << parsed.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace pxs::scoring

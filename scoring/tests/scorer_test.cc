@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 namespace pxs::scoring {
@@ -242,6 +244,125 @@ TEST(Scorer, RefusesBadDeviceAndPrecision) {
     ASSERT_TRUE(a.ok());
     EXPECT_EQ((*a)->device(), "cpu");
   }
+}
+
+TEST(CpuFeatures, ReadsWholeFlagWordsOfProcCpuinfo) {
+  const std::string both = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile amx_bf16 amx_int8\n";
+  EXPECT_TRUE(CpuBf16FromCpuinfo(both).avx512_bf16);
+  EXPECT_TRUE(CpuBf16FromCpuinfo(both).amx_bf16);
+  const CpuBf16Features avx = CpuBf16FromCpuinfo("flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n");
+  EXPECT_TRUE(avx.avx512_bf16);
+  EXPECT_FALSE(avx.amx_bf16);
+  EXPECT_EQ(avx.Describe(), "AVX512-BF16");
+  // Words that merely contain the name, a line other than flags, and no flags at all.
+  EXPECT_FALSE(CpuBf16FromCpuinfo("flags\t\t: avx512_bf16x xamx_bf16 avx512f\n").any());
+  EXPECT_FALSE(CpuBf16FromCpuinfo("model name\t: avx512_bf16\nflags\t\t: fpu sse2\n").any());
+  EXPECT_FALSE(CpuBf16FromCpuinfo("").any());
+  EXPECT_EQ(CpuBf16FromCpuinfo("").Describe(), "no bf16 instructions");
+}
+
+std::optional<std::string> ProcCpuinfo() {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// cpuid + xgetbv against the kernel's own account of the same processor.
+TEST(CpuFeatures, CpuidAgreesWithTheKernel) {
+  const auto text = ProcCpuinfo();
+  if (!text || text->find("flags") == std::string::npos) GTEST_SKIP() << "no /proc/cpuinfo flags here";
+  const CpuBf16Features kernel = CpuBf16FromCpuinfo(*text);
+  const CpuBf16Features cpuid = DetectCpuBf16();
+  EXPECT_EQ(cpuid.avx512_bf16, kernel.avx512_bf16);
+  EXPECT_EQ(cpuid.amx_bf16, kernel.amx_bf16);
+}
+
+TEST(ResolvePrecision, AutoPicksBf16OnlyWhereTheCpuHasIt) {
+  const CpuBf16Features none, avx{.avx512_bf16 = true}, amx{.amx_bf16 = true};
+  EXPECT_EQ(*ResolvePrecision("auto", false, none), "fp32");
+  EXPECT_EQ(*ResolvePrecision("auto", false, avx), "bf16");
+  EXPECT_EQ(*ResolvePrecision("auto", false, amx), "bf16");
+  EXPECT_EQ(*ResolvePrecision("auto", true, none), "fp16");
+  EXPECT_EQ(*ResolvePrecision("fp32", false, avx), "fp32");
+  EXPECT_EQ(*ResolvePrecision("bf16", false, avx), "bf16");
+  EXPECT_EQ(*ResolvePrecision("bf16", true, none), "bf16");
+  EXPECT_EQ(*ResolvePrecision("fp16", true, none), "fp16");
+  // Explicit bf16 on a CPU without the instructions is refused, saying what is missing.
+  auto refused = ResolvePrecision("bf16", false, none);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("AVX512-BF16"), std::string::npos) << refused.status().ToString();
+  EXPECT_FALSE(ResolvePrecision("fp16", false, avx).ok());
+  EXPECT_FALSE(ResolvePrecision("BF16", false, avx).ok());
+}
+
+TEST(Scorer, AutoPrecisionIsWhatTheCpuHas) {
+  const auto text = ProcCpuinfo();
+  if (!text) GTEST_SKIP() << "no /proc/cpuinfo";
+  ScorerOptions o = Cpu(kTinyModel);
+  o.precision = "auto";
+  auto scorer = Scorer::Create(o);
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+  EXPECT_EQ((*scorer)->precision(), CpuBf16FromCpuinfo(*text).any() ? "bf16" : "fp32");
+  EXPECT_EQ((*Scorer::Create(Cpu(kTinyModel)))->precision(), "fp32");
+}
+
+// bf16 against fp32 on the same pictures: close (the drift bound), but not identical
+// (so bf16 really ran). `tolerance` is in raw PXS units.
+void ExpectBf16CloseToFp32(const std::string& package, const std::string& mode, double tolerance) {
+  ScorerOptions o32 = Cpu(package), o16 = Cpu(package);
+  o16.precision = "bf16";
+  o16.cpu_bf16_mode = mode;
+  auto fp32 = Scorer::Create(o32);
+  auto bf16 = Scorer::Create(o16);
+  ASSERT_TRUE(fp32.ok()) << fp32.status().ToString();
+  ASSERT_TRUE(bf16.ok()) << bf16.status().ToString();
+  EXPECT_EQ((*bf16)->precision(), "bf16");
+  std::vector<PreprocessedImage> batch;
+  for (int i = 0; i < 6; ++i) {
+    auto pre = (*fp32)->Preprocess(Picture(400 + 16 * i, 480, i + 1));
+    ASSERT_TRUE(pre.ok()) << pre.status().ToString();
+    batch.push_back(*pre);
+  }
+  auto a = (*fp32)->ScoreBatch(batch);
+  auto b = (*bf16)->ScoreBatch(batch);
+  bool embeddings_differ = false;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    ASSERT_TRUE(a[i].ok() && b[i].ok()) << b[i].status().ToString();
+    EXPECT_NEAR(b[i]->pxs, a[i]->pxs, tolerance) << package << " " << mode << " image " << i;
+    embeddings_differ |= a[i]->embedding != b[i]->embedding;
+  }
+  EXPECT_TRUE(embeddings_differ) << "bf16 gave bit-identical embeddings: did it run in fp32?";
+}
+
+TEST(Scorer, Bf16OnCpuStaysCloseToFp32) {
+  if (!DetectCpuBf16().any()) {
+    ScorerOptions o = Cpu(kTinyModel);
+    o.precision = "bf16";
+    auto refused = Scorer::Create(o);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("AVX512-BF16"), std::string::npos);
+    GTEST_SKIP() << "this CPU has no bf16 instructions: bf16 is refused (checked)";
+  }
+  // The demo package: 2 % of the PXS span its calibration covers (the score's range).
+  const std::string demo = std::string(PXS_SOURCE_DIR) + "/models/pxs-demo-cxr14.pt";
+  auto demo_scorer = Scorer::Create(Cpu(demo));
+  ASSERT_TRUE(demo_scorer.ok()) << demo_scorer.status().ToString();
+  ASSERT_TRUE((*demo_scorer)->model().calibration.has_value());
+  const auto& points = (*demo_scorer)->model().calibration->points;
+  const double demo_tolerance = 0.02 * (points.back().first - points.front().first);
+  ExpectBf16CloseToFp32(demo, "convert", demo_tolerance);
+  ExpectBf16CloseToFp32(demo, "autocast", demo_tolerance);
+  // The tiny test network (no calibrated range): 2 % of its score on these pictures.
+  auto tiny = (*Scorer::Create(Cpu(kTinyModel)))->Score(Picture(400, 480, 1));
+  ASSERT_TRUE(tiny.ok());
+  ExpectBf16CloseToFp32(kTinyModel, "convert", 0.02 * tiny->pxs);
+  ExpectBf16CloseToFp32(kTinyModel, "autocast", 0.02 * tiny->pxs);
+  ScorerOptions bad = Cpu(kTinyModel);
+  bad.precision = "bf16";
+  bad.cpu_bf16_mode = "magic";
+  EXPECT_EQ(Scorer::Create(bad).status().code(), Status::Code::kInvalidArgument);
 }
 
 TEST(EmbeddingDistance, EuclideanAndMedian) {

@@ -59,6 +59,13 @@ struct TrendSettings {
   std::vector<TrendBand> bands;
 };
 
+// A coded concept (DICOM Coding Scheme Designator, Code Value, Code Meaning).
+struct CodedConcept {
+  std::string scheme;   // e.g. "SCT"
+  std::string value;    // e.g. "19242006"
+  std::string meaning;  // e.g. "Pulmonary edema"
+};
+
 struct ModelInfo {
   std::string name;
   std::string version;
@@ -73,6 +80,8 @@ struct ModelInfo {
   bool not_for_clinical_use = true;
   std::optional<Calibration> calibration;
   TrendSettings trend;
+  // What the score measures (optional key `finding`): the SR's Finding of each group.
+  std::optional<CodedConcept> finding;
   std::string metadata_json;  // the raw metadata.json, as stored in the package
 };
 

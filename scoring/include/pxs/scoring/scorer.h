@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/scoring/cpu_features.h"
 #include "pxs/scoring/decoded_image.h"
 #include "pxs/scoring/model_info.h"
 #include "pxs/scoring/preprocess.h"
@@ -27,7 +28,15 @@ namespace pxs::scoring {
 struct ScorerOptions {
   std::string model_path;
   std::string device = "auto";     // auto (CUDA when available) | cpu | cuda | cuda:N
-  std::string precision = "fp32";  // fp32 | fp16 | bf16 (fp16/bf16 on CUDA only)
+  // fp32 | fp16 | bf16 | auto. fp16: CUDA only. bf16: CUDA, or a CPU with AVX512-BF16 or
+  // AMX-BF16 (refused on other CPUs: emulated bf16 is slower than fp32 and less exact).
+  // auto: bf16 on such a CPU, fp32 on other CPUs, fp16 on CUDA. precision() names the
+  // one chosen. The anchors and the distances stay fp32 in every case.
+  std::string precision = "fp32";
+  // How bf16 runs on a CPU: "convert" (the frozen module's weights and the input in bf16,
+  // oneDNN's bf16 kernels; the default) or "autocast" (fp32 module under CPU autocast,
+  // each op casting its inputs per call; kept for the benchmark's comparison).
+  std::string cpu_bf16_mode = "convert";
   int intra_op_threads = 0;        // 0: all cores (torch's own default may be 1)
   int inter_op_threads = 1;        // process-wide; only the first Scorer can set it
   bool optimize = true;            // torch::jit::freeze + optimize_for_inference
@@ -52,7 +61,7 @@ class Scorer {
 
   const ModelInfo& model() const;
   std::string device() const;     // resolved, e.g. "cpu" or "cuda:0"
-  std::string precision() const;  // fp32 | fp16 | bf16
+  std::string precision() const;  // resolved: fp32 | fp16 | bf16 (never auto)
   const std::vector<std::vector<float>>& anchors() const;  // [N][D], fp32
 
   // Thread-safe (const, no shared mutable state).
@@ -71,6 +80,11 @@ class Scorer {
   explicit Scorer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The precision a Scorer runs at for `requested` (fp32 | fp16 | bf16 | auto) on a CUDA
+// device or on a CPU with `cpu`: "fp32", "fp16" or "bf16", or InvalidArgument naming what
+// is missing (fp16 on a CPU; bf16 on a CPU without AVX512-BF16 or AMX-BF16).
+StatusOr<std::string> ResolvePrecision(const std::string& requested, bool cuda, const CpuBf16Features& cpu);
 
 // Euclidean distance between two embeddings (double accumulation); the change between
 // two studies of one patient (Li et al., npj Digit Med 2020). Sizes must match: a
