@@ -2,7 +2,8 @@
 //
 //   start:  config -> database -> model (fails fast) -> workers -> SCP -> READY=1
 //   SIGHUP: reload the config file; apply what can change safely (calling-AE allowlist,
-//           destinations, send_to); anything else needs a restart and is logged so.
+//           destinations, send_to, [[models]], TLS files, tokens); anything else needs a
+//           restart and is logged so.
 //   SIGTERM/SIGINT: STOPPING=1 -> SCP stops accepting, running associations get
 //           shutdown_grace_s -> scoring finishes its batch -> sender stops -> exit 0.
 #include <sys/stat.h>
@@ -28,6 +29,7 @@
 #include "pxs/filestore/file_store.h"
 #include "pxs/http/server.h"
 #include "pxs/pipeline/hash_worker.h"
+#include "pxs/pipeline/model_registry.h"
 #include "pxs/pipeline/report_maker.h"
 #include "pxs/pipeline/report_worker.h"
 #include "pxs/pipeline/scoring_worker.h"
@@ -90,7 +92,7 @@ std::vector<pxs::http::Token> HttpTokens(const pxs::Config& cfg) {
 
 // [http] -> the web face's options (docs/http.md). ready: the SCP listens (models are
 // loaded before it starts).
-pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::ModelInfo& model,
+pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::ModelSet& models,
                                std::function<bool()> ready) {
   pxs::http::Options o;
   o.bind = cfg.http.bind;
@@ -104,7 +106,10 @@ pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::scoring::Model
     o.tls_private_key = cfg.tls.private_key;
   }
   if (cfg.reports.stable_delta >= 0) o.stable_delta_override = cfg.reports.stable_delta;
-  o.models = {{model.name, model.version, model.not_for_clinical_use}};
+  for (const auto& m : models) {
+    const pxs::scoring::ModelInfo& info = m->scorer->model();
+    o.models.push_back({info.name, info.version, info.not_for_clinical_use});
+  }
   o.version = PXS_VERSION;
   o.ready = std::move(ready);
   return o;
@@ -136,14 +141,20 @@ int CheckConfig(const std::string& path) {
       return 1;
     }
   }
-  auto model = pxs::scoring::Scorer::Create({.model_path = cfg->scoring.model, .device = "cpu",
-                                              .precision = "fp32", .intra_op_threads = 1,
-                                              .inter_op_threads = 1, .optimize = false, .warmup_batch = 0});
-  if (!model.ok()) {
-    std::cerr << "pxsnode: " << path << ": [scoring] model: " << model.status().message() << "\n";
-    return 1;
-  }
-  std::cout << path << ": ok (model " << (*model)->model().name << " " << (*model)->model().version << ", "
+  // Every package is loaded and validated (on the CPU, unoptimised: a check, not a start).
+  pxs::ModelRegistry models([](const pxs::ModelEntry& e) {
+    return pxs::scoring::Scorer::Create({.model_path = e.package, .device = "cpu", .precision = "fp32",
+                                         .intra_op_threads = 1, .inter_op_threads = 1, .optimize = false,
+                                         .warmup_batch = 0});
+  });
+  std::vector<pxs::ModelEntry> all = cfg->models;
+  for (pxs::ModelEntry& e : all) e.enabled = true;  // a disabled entry must still be loadable
+  pxs::ModelRegistry::ApplyReport loaded = models.Apply(all);
+  for (const std::string& failure : loaded.failed) std::cerr << "pxsnode: " << path << ": [[models]] " << failure << "\n";
+  if (!loaded.failed.empty()) return 1;
+  std::string names;
+  for (const std::string& m : loaded.loaded) names += (names.empty() ? "" : ", ") + m;
+  std::cout << path << ": ok (model" << (loaded.loaded.size() == 1 ? " " : "s ") << names << ", "
             << cfg->destinations.size() << " destination(s))\n";
   return 0;
 }
@@ -185,27 +196,47 @@ int Run(const std::string& config_path) {
     return 1;
   }
 
-  // The model is loaded (and warmed up) before we listen: a bad package stops the node
-  // now, with its reason, not at the first study.
-  auto scorer = pxs::scoring::Scorer::Create({.model_path = cfg.scoring.model,
-                                              .device = cfg.scoring.device,
-                                              .precision = cfg.scoring.precision,
-                                              .intra_op_threads = cfg.scoring.intra_op_threads,
-                                              .inter_op_threads = cfg.scoring.inter_op_threads,
-                                              .optimize = true,
-                                              .warmup_batch = 1});
-  if (!scorer.ok()) {
-    spdlog::critical("model {}: {}", cfg.scoring.model, scorer.status().ToString());
+  // The models are loaded (and warmed up) before we listen. A package that fails to load
+  // is logged and left out, the others run (also on SIGHUP); with none loaded at start
+  // the node stops, with the reasons, rather than store images nothing will score.
+  const pxs::ScoringSection scoring_cfg = cfg.scoring;
+  pxs::ModelRegistry models([scoring_cfg](const pxs::ModelEntry& e) {
+    return pxs::scoring::Scorer::Create({.model_path = e.package,
+                                         .device = e.device,
+                                         .precision = e.precision,
+                                         .intra_op_threads = scoring_cfg.intra_op_threads,
+                                         .inter_op_threads = scoring_cfg.inter_op_threads,
+                                         .optimize = true,
+                                         .warmup_batch = 1});
+  });
+  // Loads the configured models and records each loaded version's metadata (admin tools
+  // read scores with it).
+  auto apply_models = [&models, &db](const std::vector<pxs::ModelEntry>& entries, const char* when) {
+    pxs::ModelRegistry::ApplyReport r = models.Apply(entries);
+    for (const std::string& failure : r.failed) spdlog::error("{}model not loaded: {}", when, failure);
+    for (const std::string& name : r.removed) spdlog::info("{}model {} unloaded", when, name);
+    for (const auto& m : *models.Current()) {
+      const pxs::scoring::ModelInfo& info = m->scorer->model();
+      if (auto st = (*db)->RecordModel(info.name, info.version, info.metadata_json); !st.ok()) {
+        spdlog::error("{}database: cannot record model {}: {}", when, info.name, st.ToString());
+      }
+    }
+    for (const std::string& loaded : r.loaded) {
+      for (const auto& m : *models.Current()) {
+        const pxs::scoring::ModelInfo& info = m->scorer->model();
+        if (m->name + " " + info.version != loaded) continue;
+        spdlog::info("{}model {} ({} {}) on {} ({}), {} anchors{}", when, m->name, info.name, info.version,
+                     m->scorer->device(), m->scorer->precision(), info.anchor_count,
+                     info.not_for_clinical_use ? ", NOT FOR CLINICAL USE" : "");
+      }
+    }
+    return r;
+  };
+  apply_models(cfg.models, "");
+  if (models.Current()->empty()) {
+    spdlog::critical("no model could be loaded; see the errors above");
     return 1;
   }
-  const pxs::scoring::ModelInfo& model = (*scorer)->model();
-  if (auto st = (*db)->RecordModel(model.name, model.version, model.metadata_json); !st.ok()) {
-    spdlog::critical("database: cannot record the model: {}", st.ToString());
-    return 1;
-  }
-  spdlog::info("model {} {} on {} ({}), {} anchors{}", model.name, model.version, (*scorer)->device(),
-               (*scorer)->precision(), model.anchor_count,
-               model.not_for_clinical_use ? ", NOT FOR CLINICAL USE" : "");
 
   pxs::SenderWorkerOptions sender_options;
   sender_options.data_dir = cfg.node.data_dir;
@@ -228,7 +259,11 @@ int Run(const std::string& config_path) {
                             .send_to = cfg.reports.send_to,
                             .stable_delta_override = cfg.reports.stable_delta,
                             .file_store = &file_store},
-                           db->get(), &model, [&sender] { sender.Wake(); });
+                           db->get(),
+                           [&models](const std::string& name, const std::string& version) {
+                             return models.Info(name, version);
+                           },
+                           [&sender] { sender.Wake(); });
   pxs::ReportWorker report_worker(&reports, db->get());
   // Ingest first: scoring and hashing wait while the SCP is receiving (set once the SCP
   // exists, before any worker starts).
@@ -240,7 +275,7 @@ int Run(const std::string& config_path) {
                               .max_attempts = cfg.scoring.max_attempts,
                               .ingest_busy = ingest_busy,
                               .yield_to_ingest_ms = cfg.scoring.yield_to_ingest_ms},
-                             db->get(), scorer->get(),
+                             db->get(), &models,
                              [&report_worker](const pxs::Job& job, const pxs::ScoreRecord& score) {
                                report_worker.Enqueue(job, score);
                              });
@@ -256,6 +291,7 @@ int Run(const std::string& config_path) {
   ingest_options.score_for_processing = cfg.scoring.score_for_processing;
   ingest_options.on_conflict =
       cfg.scp.on_conflict == "replace" ? pxs::ConflictPolicy::kReplace : pxs::ConflictPolicy::kKeepFirst;
+  ingest_options.route = [&models](const pxs::routing::InstanceFacts& facts) { return models.Route(facts); };
   ingest_options.on_job_queued = [&scoring, &hashing] {
     scoring.Notify();
     hashing.Notify();
@@ -301,7 +337,7 @@ int Run(const std::string& config_path) {
   std::atomic<bool> accepting{false};
   std::unique_ptr<pxs::http::Server> web;
   if (cfg.http.enabled) {
-    web = std::make_unique<pxs::http::Server>(HttpOptions(cfg, model, [&accepting] { return accepting.load(); }));
+    web = std::make_unique<pxs::http::Server>(HttpOptions(cfg, *models.Current(), [&accepting] { return accepting.load(); }));
     if (auto st = web->Start(); !st.ok()) {
       spdlog::critical("{}", st.ToString());
       return 1;
@@ -368,11 +404,23 @@ int Run(const std::string& config_path) {
         else spdlog::error("SIGHUP: [[peers]] not reloaded: {}", fresh_peers.status().message());
         sender.SetDestinations(ReportDestinations(fresh->destinations));
         reports.SetSendTo(fresh->reports.send_to);
+        // [[models]]: add, remove or replace packages without dropping associations; the
+        // scoring worker's batch in flight finishes with the versions it claimed.
+        apply_models(fresh->models, "SIGHUP: ");
+        scoring.Notify();
         if (web) web->SetTokens(HttpTokens(*fresh));  // [[http.tokens]]: rotate without a restart
         if (cfg.tls.enabled) {
           pxs::Status reloaded = scp.ReloadTls(ScpTls(fresh->tls));
           if (reloaded.ok()) spdlog::info("SIGHUP: TLS certificate, key and trust reloaded for new associations");
           else spdlog::error("SIGHUP: TLS files not reloaded, keeping the running ones: {}", reloaded.ToString());
+          // HTTPS serves the same [tls] certificate: a renewal reaches both ports.
+          if (web && !fresh->tls.enabled) {
+            spdlog::error("SIGHUP: [tls] removed; HTTPS keeps its certificate (plain HTTP needs a restart)");
+          } else if (web) {
+            pxs::Status https = web->ReloadTls(fresh->tls.certificate, fresh->tls.private_key);
+            if (https.ok()) spdlog::info("SIGHUP: HTTPS certificate and key reloaded for new connections");
+            else spdlog::error("SIGHUP: HTTPS certificate not reloaded, keeping the running one: {}", https.ToString());
+          }
         }
         spdlog::info("SIGHUP: reloaded allowed_calling_aes ({}), destinations ({}), send_to ({}), http tokens ({}); "
                      "other keys need a restart",

@@ -41,6 +41,11 @@ SrModelInfo ToSrModel(const scoring::ModelInfo& m) {
   // the same reading `pxsctl` applies to the copy stored in the database (scoring's
   // ModelInfo does not know stable_delta_calibrated).
   out.trend = longitudinal::ModelTrendFromMetadata(m.metadata_json).value_or(longitudinal::ModelTrend{});
+  if (m.finding) {
+    out.finding_scheme = m.finding->scheme;
+    out.finding_value = m.finding->value;
+    out.finding_meaning = m.finding->meaning;
+  }
   return out;
 }
 
@@ -140,9 +145,9 @@ std::string HostName() {
 
 }  // namespace
 
-ReportMaker::ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
+ReportMaker::ReportMaker(const ReportMakerOptions& options, Database* db, ModelLookup models,
                          std::function<void()> on_recorded)
-    : options_(options), db_(db), model_(model), on_recorded_(std::move(on_recorded)),
+    : options_(options), db_(db), models_(std::move(models)), on_recorded_(std::move(on_recorded)),
       device_observer_uid_(DeviceObserverUid(options.data_dir)),
       own_store_(options.file_store ? nullptr : std::make_unique<FileStore>(options.data_dir)),
       store_(options.file_store ? options.file_store : own_store_.get()) {}
@@ -157,9 +162,15 @@ void ReportMaker::SetSendTo(const std::vector<std::string>& send_to) {
 StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord& score) {
   std::string source = (fs::path(options_.data_dir) / job.file_path).string();
 
+  std::shared_ptr<const scoring::ModelInfo> model = models_ ? models_(score.model_name, score.model_version) : nullptr;
+  if (!model) {
+    return Status::NotFound("model " + score.model_name + " " + score.model_version +
+                            " is not loaded in this node; no SR for study " + job.study_uid);
+  }
   SrInput in;
   in.source_image_path = source;
-  in.model = ToSrModel(*model_);
+  in.model = ToSrModel(*model);
+  in.tracking_identifier = model->name + " score";  // each model's own course (its tracking UID too)
   in.pxs = score.pxs;
   in.calibrated = score.calibrated;
   in.scored_at_ms = score.scored_at_ms;
@@ -176,7 +187,7 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
     }
   }
 
-  auto previous = db_->LatestReport(job.study_uid);
+  auto previous = db_->LatestReport(job.study_uid, score.model_name);
   if (!previous.ok()) return previous.status();
   in.version = previous->has_value() ? (*previous)->version + 1 : 1;
   if (previous->has_value()) {
@@ -194,7 +205,7 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
   // The SR is written to a temp file and placed durably (synced, linked, folder synced)
   // by the file store before the database records it, so a recorded report always has
   // its file, even after a power cut.
-  const std::string rel = FileStore::ReportPath(job.study_uid, in.version);
+  const std::string rel = FileStore::ReportPath(job.study_uid, score.model_name, in.version);
   PXS_RETURN_IF_ERROR(store_->EnsureFolders());  // three stat()s; the data folder may be new
   const std::string temp = store_->NewTempPath();
   auto built = BuildStructuredReport(in, temp);
@@ -225,7 +236,8 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
       }
     }
   }
-  Status recorded = db_->RecordReport(built->sop_instance_uid, job.study_uid, in.version, rel, destinations);
+  Status recorded =
+      db_->RecordReport(built->sop_instance_uid, job.study_uid, score.model_name, in.version, rel, destinations);
   if (!recorded.ok()) return recorded;
   metrics::Global().image_to_sr_seconds.ObserveSinceUnixMs(job.received_at_ms);
   spdlog::info("report {} v{} for study {}: {} -> {} destination(s)", built->sop_instance_uid, in.version,

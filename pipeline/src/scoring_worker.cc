@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -17,6 +18,7 @@
 
 #include "worker_signal.h"
 #include "pxs/imaging/dicom_decoder.h"
+#include "pxs/pipeline/model_registry.h"
 #include "pxs/scoring/scorer.h"
 #include "pxs/common/metrics.h"
 #include "pxs/common/thread_name.h"
@@ -36,9 +38,39 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// One job's way through decode and preprocessing.
-struct Prepared {
-  StatusOr<scoring::PreprocessedImage> image = Status::Internal("not prepared");
+// The preprocessing an image gets for a model: models whose packages ask for the same
+// steps and input size share one preprocessed image.
+std::string PreprocessingKey(const scoring::ModelInfo& m) {
+  const scoring::PreprocessingParams& p = m.preprocessing;
+  std::string key = std::to_string(m.input_channels) + "x" + std::to_string(m.input_height) + "x" +
+                    std::to_string(m.input_width);
+  auto add = [&key](double v) { key += "|" + std::to_string(v); };
+  add(static_cast<int>(p.intensity));
+  add(p.intensity_percentiles[0]);
+  add(p.intensity_percentiles[1]);
+  add(p.body_crop);
+  add(p.body_crop_flat_range);
+  add(p.body_crop_fraction);
+  add(p.body_crop_min_size);
+  add(p.equalize_histogram);
+  add(p.autocrop);
+  add(p.autocrop_threshold);
+  add(p.resize_short_side);
+  add(p.center_crop);
+  for (int c = 0; c < 3; ++c) {
+    add(p.mean[c]);
+    add(p.std[c]);
+  }
+  return key;
+}
+
+// One image of a batch: decoded once, preprocessed once per distinct preprocessing of
+// the models that score it.
+struct PreparedImage {
+  std::string file_path;
+  std::vector<size_t> jobs;  // indexes into Batch::jobs
+  std::map<std::string, StatusOr<scoring::PreprocessedImage>> by_preprocessing;
+  Status decode_status;
   double decode_ms = 0;
 };
 
@@ -46,8 +78,8 @@ struct Prepared {
 
 class ScoringWorker::Impl {
  public:
-  Impl(const ScoringWorkerOptions& options, Database* db, scoring::Scorer* scorer, ScoredCallback on_scored)
-      : options_(options), db_(db), scorer_(scorer), on_scored_(std::move(on_scored)),
+  Impl(const ScoringWorkerOptions& options, Database* db, const ModelRegistry* models, ScoredCallback on_scored)
+      : options_(options), db_(db), models_(models), on_scored_(std::move(on_scored)),
         decode_pool_(std::max(1, options.decode_threads)) {}
 
   ~Impl() {
@@ -91,7 +123,12 @@ class ScoringWorker::Impl {
       std::unique_ptr<Batch> in_flight;
       while (true) {
         if (signal_.Stopping()) break;
-        auto queued = db_->CountJobs(JobState::kQueued);
+        // The models loaded now; a SIGHUP swap takes effect at the next batch, while a
+        // batch in flight finishes with the versions it was claimed for.
+        std::shared_ptr<const ModelSet> models = models_->Current();
+        if (models->empty()) break;
+        claimable_ = ClaimableModels(*models);
+        auto queued = db_->CountQueuedJobs(claimable_);
         if (!queued.ok()) {
           spdlog::error("scoring: cannot read the queue: {}", queued.status().ToString());
           break;
@@ -106,13 +143,13 @@ class ScoringWorker::Impl {
         // Dynamic batching: a partial batch waits a little for more jobs to arrive
         // (not while another batch is in flight: that one is waiting for us).
         if (!in_flight && *queued < options_.max_batch && options_.max_wait_ms > 0 && !WaitToFillBatch()) break;
-        auto jobs = db_->ClaimJobs(options_.max_batch);
+        auto jobs = db_->ClaimJobs(options_.max_batch, claimable_);
         if (!jobs.ok()) {
           spdlog::error("scoring: cannot claim jobs: {}", jobs.status().ToString());
           break;
         }
         if (jobs->empty()) break;
-        std::unique_ptr<Batch> next = StartBatch(*jobs);
+        std::unique_ptr<Batch> next = StartBatch(*jobs, models);
         if (in_flight) FinishBatch(*in_flight);
         in_flight = std::move(next);
       }
@@ -133,50 +170,81 @@ class ScoringWorker::Impl {
     auto deadline = Clock::now() + std::chrono::milliseconds(options_.max_wait_ms);
     while (Clock::now() < deadline) {
       if (!signal_.WaitUntil(deadline)) return false;
-      auto now_queued = db_->CountJobs(JobState::kQueued);
+      auto now_queued = db_->CountQueuedJobs(claimable_);
       if (now_queued.ok() && *now_queued >= options_.max_batch) break;
     }
     return true;
   }
 
+  // The job model names this worker claims: the loaded models, and '' (jobs queued
+  // without a model, by an ingest without routes): the first model scores those.
+  static std::vector<std::string> ClaimableModels(const ModelSet& models) {
+    std::vector<std::string> names{""};
+    for (const auto& m : models) names.push_back(m->name);
+    return names;
+  }
+
   // A claimed batch whose decoding runs on the pool. Heap-allocated: the decode tasks
-  // hold pointers into it.
+  // hold pointers into it. It holds the model versions it was claimed for.
   struct Batch {
     Clock::time_point start;
+    std::shared_ptr<const ModelSet> models;
     std::vector<Job> jobs;
-    std::vector<Prepared> prepared;
+    std::vector<const LoadedModel*> job_model;  // per job
+    std::vector<PreparedImage> images;
     std::vector<std::future<void>> decoded;
   };
 
-  std::unique_ptr<Batch> StartBatch(const std::vector<Job>& claimed) {
+  std::unique_ptr<Batch> StartBatch(const std::vector<Job>& claimed, std::shared_ptr<const ModelSet> models) {
     auto batch = std::make_unique<Batch>();
     batch->start = Clock::now();
-    // A job claimed more often than allowed was interrupted by crashes each time (an
-    // image that takes the process down): it is failed here, never tried again.
+    batch->models = std::move(models);
+    std::map<std::string, size_t> image_of_file;
     for (const Job& job : claimed) {
+      // A job claimed more often than allowed was interrupted by crashes each time (an
+      // image that takes the process down): it is failed here, never tried again.
       if (job.attempts > options_.max_attempts) {
         LogResult(db_->FailJobAttempt(job.id, "scoring was interrupted " + std::to_string(job.attempts - 1) +
                                                   " times (the node stopped while scoring it)",
                                       options_.max_attempts),
                   job, "failed: interrupted too often");
-      } else {
-        batch->jobs.push_back(job);
+        continue;
       }
+      const LoadedModel* model = nullptr;
+      for (const auto& m : *batch->models) {
+        if (m->name == job.model_name || (job.model_name.empty() && !model)) model = m.get();
+        if (m->name == job.model_name) break;
+      }
+      if (!model) {  // unloaded between the claim's snapshot and now: back to the queue
+        LogResult(db_->FailJobAttempt(job.id, "model " + job.model_name + " is not loaded", options_.max_attempts + 1),
+                  job, "attempt failed: model " + job.model_name + " is not loaded");
+        continue;
+      }
+      auto [it, fresh] = image_of_file.try_emplace(job.file_path, batch->images.size());
+      if (fresh) batch->images.push_back(PreparedImage{.file_path = job.file_path});
+      batch->images[it->second].jobs.push_back(batch->jobs.size());
+      batch->jobs.push_back(job);
+      batch->job_model.push_back(model);
     }
-    // Decode and preprocess in parallel on the pool.
-    batch->prepared.resize(batch->jobs.size());
-    for (size_t i = 0; i < batch->jobs.size(); ++i) {
+    // Decode each image once and preprocess it once per distinct preprocessing, in
+    // parallel on the pool.
+    for (size_t i = 0; i < batch->images.size(); ++i) {
       auto task = std::make_shared<std::packaged_task<void()>>([this, b = batch.get(), i] {
         LowerThreadPriority();
         auto t0 = Clock::now();
-        std::string path = (std::filesystem::path(options_.data_dir) / b->jobs[i].file_path).string();
+        PreparedImage& image = b->images[i];
+        std::string path = (std::filesystem::path(options_.data_dir) / image.file_path).string();
         auto decoded = imaging::DecodeDicomFile(path);
-        if (decoded.ok()) {
-          b->prepared[i].image = scorer_->Preprocess(*decoded);
+        if (!decoded.ok()) {
+          image.decode_status = decoded.status();
         } else {
-          b->prepared[i].image = decoded.status();
+          for (size_t j : image.jobs) {
+            const scoring::Scorer& scorer = *b->job_model[j]->scorer;
+            const std::string key = PreprocessingKey(scorer.model());
+            if (!image.by_preprocessing.count(key)) image.by_preprocessing.emplace(key, scorer.Preprocess(*decoded));
+          }
         }
-        b->prepared[i].decode_ms = MsSince(t0);
+        image.decode_ms = MsSince(t0);
       });
       batch->decoded.push_back(task->get_future());
       boost::asio::post(decode_pool_, [task] {
@@ -187,65 +255,78 @@ class ScoringWorker::Impl {
     return batch;
   }
 
+  // A job whose image could not be decoded or preprocessed: bad pixel data does not get
+  // better by retrying (fail or skip it now); an I/O error may.
+  void RecordPreparationFailure(const Job& job, const Status& st) {
+    if (st.code() == Status::Code::kUnsupported) {
+      LogResult(db_->SkipJob(job.id, st.message()), job, "skipped: " + st.message());
+    } else if (st.code() == Status::Code::kIoError) {
+      LogResult(db_->FailJobAttempt(job.id, st.ToString(), options_.max_attempts), job,
+                "attempt failed: " + st.ToString());
+    } else {
+      LogResult(db_->FailJobAttempt(job.id, st.ToString(), job.attempts), job, "failed: " + st.ToString());
+    }
+  }
+
   void FinishBatch(Batch& batch) {
     for (auto& d : batch.decoded) d.wait();
     const std::vector<Job>& jobs = batch.jobs;
-    std::vector<Prepared>& prepared = batch.prepared;
-    auto batch_start = batch.start;
     if (jobs.empty()) return;
-
-    std::vector<scoring::PreprocessedImage> inputs;
-    std::vector<size_t> input_job;
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      if (prepared[i].image.ok()) {
-        inputs.push_back(std::move(*prepared[i].image));
-        input_job.push_back(i);
-        continue;
-      }
-      const Status& st = prepared[i].image.status();
-      // Bad pixel data does not get better by retrying: fail (or skip) the job now.
-      if (st.code() == Status::Code::kUnsupported) {
-        LogResult(db_->SkipJob(jobs[i].id, st.message()), jobs[i], "skipped: " + st.message());
-      } else if (st.code() == Status::Code::kIoError) {
-        LogResult(db_->FailJobAttempt(jobs[i].id, st.ToString(), options_.max_attempts), jobs[i],
-                  "attempt failed: " + st.ToString());
-      } else {
-        LogResult(db_->FailJobAttempt(jobs[i].id, st.ToString(), jobs[i].attempts), jobs[i],
-                  "failed: " + st.ToString());
+    std::vector<double> decode_ms(jobs.size(), 0);
+    // Each model's inputs (one batch per model), in job order.
+    std::map<const LoadedModel*, std::vector<size_t>> jobs_of_model;
+    std::map<const LoadedModel*, std::vector<scoring::PreprocessedImage>> inputs_of_model;
+    for (PreparedImage& image : batch.images) {
+      for (size_t j : image.jobs) {
+        decode_ms[j] = image.decode_ms;
+        if (!image.decode_status.ok()) {
+          RecordPreparationFailure(jobs[j], image.decode_status);
+          continue;
+        }
+        const LoadedModel* model = batch.job_model[j];
+        const StatusOr<scoring::PreprocessedImage>& pre =
+            image.by_preprocessing.at(PreprocessingKey(model->scorer->model()));
+        if (!pre.ok()) {
+          RecordPreparationFailure(jobs[j], pre.status());
+          continue;
+        }
+        jobs_of_model[model].push_back(j);
+        inputs_of_model[model].push_back(*pre);
       }
     }
-    if (inputs.empty()) return;
-
-    auto infer_start = Clock::now();
-    std::vector<StatusOr<scoring::ScoreResult>> results = scorer_->ScoreBatch(inputs);
-    double infer_ms = MsSince(infer_start) / static_cast<double>(inputs.size());
 
     std::vector<ScoreRecord> records;
     std::vector<const Job*> scored_jobs;
-    const scoring::ModelInfo& model = scorer_->model();
-    int64_t now = NowMs();
-    for (size_t k = 0; k < results.size(); ++k) {
-      const Job& job = jobs[input_job[k]];
-      if (!results[k].ok()) {
-        LogResult(db_->FailJobAttempt(job.id, results[k].status().ToString(), options_.max_attempts), job,
-                  "attempt failed: " + results[k].status().ToString());
-        continue;
+    const int64_t now = NowMs();
+    for (auto& [model, inputs] : inputs_of_model) {
+      const std::vector<size_t>& model_jobs = jobs_of_model[model];
+      auto infer_start = Clock::now();
+      std::vector<StatusOr<scoring::ScoreResult>> results = model->scorer->ScoreBatch(inputs);
+      const double infer_ms = MsSince(infer_start) / static_cast<double>(inputs.size());
+      const scoring::ModelInfo& info = model->scorer->model();
+      for (size_t k = 0; k < results.size(); ++k) {
+        const Job& job = jobs[model_jobs[k]];
+        if (!results[k].ok()) {
+          LogResult(db_->FailJobAttempt(job.id, results[k].status().ToString(), options_.max_attempts), job,
+                    "attempt failed: " + results[k].status().ToString());
+          continue;
+        }
+        ScoreRecord rec;
+        rec.job_id = job.id;
+        rec.pxs = results[k]->pxs;
+        rec.raw_distance = results[k]->pxs;
+        rec.calibrated = results[k]->calibrated;
+        if (info.calibration) rec.calibrated_scale = info.calibration->scale;
+        rec.embedding = std::move(results[k]->embedding);
+        rec.model_name = info.name;
+        rec.model_version = info.version;
+        rec.queue_ms = std::max<double>(0, static_cast<double>(now - job.received_at_ms) - MsSince(batch.start));
+        rec.decode_ms = decode_ms[model_jobs[k]];
+        rec.inference_ms = infer_ms;
+        rec.scored_at_ms = now;
+        records.push_back(std::move(rec));
+        scored_jobs.push_back(&job);
       }
-      ScoreRecord rec;
-      rec.job_id = job.id;
-      rec.pxs = results[k]->pxs;
-      rec.raw_distance = results[k]->pxs;
-      rec.calibrated = results[k]->calibrated;
-      if (model.calibration) rec.calibrated_scale = model.calibration->scale;
-      rec.embedding = std::move(results[k]->embedding);
-      rec.model_name = model.name;
-      rec.model_version = model.version;
-      rec.queue_ms = std::max<double>(0, static_cast<double>(now - job.received_at_ms) - MsSince(batch_start));
-      rec.decode_ms = prepared[input_job[k]].decode_ms;
-      rec.inference_ms = infer_ms;
-      rec.scored_at_ms = now;
-      records.push_back(std::move(rec));
-      scored_jobs.push_back(&job);
     }
     if (records.empty()) return;
     Status saved = db_->CompleteJobs(records);
@@ -254,10 +335,11 @@ class ScoringWorker::Impl {
       spdlog::error("scoring: cannot record {} score(s): {}", records.size(), saved.ToString());
       return;
     }
-    metrics::Global().ObserveScoredBatch(records.size(), MsSince(batch_start) / 1000);
+    metrics::Global().ObserveScoredBatch(records.size(), MsSince(batch.start) / 1000);
     for (size_t k = 0; k < records.size(); ++k) {
-      spdlog::info("scored {} pxs={:.3f} decode={:.0f}ms inference={:.0f}ms batch={}", scored_jobs[k]->sop_instance_uid,
-                   records[k].pxs, records[k].decode_ms, records[k].inference_ms, records.size());
+      spdlog::info("scored {} model={} score={:.3f} decode={:.0f}ms inference={:.0f}ms batch={}",
+                   scored_jobs[k]->sop_instance_uid, records[k].model_name, records[k].pxs, records[k].decode_ms,
+                   records[k].inference_ms, records.size());
       if (on_scored_) on_scored_(*scored_jobs[k], records[k]);
     }
   }
@@ -273,16 +355,17 @@ class ScoringWorker::Impl {
 
   ScoringWorkerOptions options_;
   Database* db_;
-  scoring::Scorer* scorer_;
+  const ModelRegistry* models_;
+  std::vector<std::string> claimable_;  // worker thread only
   ScoredCallback on_scored_;
   boost::asio::thread_pool decode_pool_;
   std::thread thread_;
   WorkerSignal signal_;
 };
 
-ScoringWorker::ScoringWorker(const ScoringWorkerOptions& options, Database* db, scoring::Scorer* scorer,
+ScoringWorker::ScoringWorker(const ScoringWorkerOptions& options, Database* db, const ModelRegistry* models,
                              ScoredCallback on_scored)
-    : impl_(std::make_unique<Impl>(options, db, scorer, std::move(on_scored))) {}
+    : impl_(std::make_unique<Impl>(options, db, models, std::move(on_scored))) {}
 ScoringWorker::~ScoringWorker() = default;
 Status ScoringWorker::Start() { return impl_->Start(); }
 void ScoringWorker::Stop() { impl_->Stop(); }

@@ -67,10 +67,10 @@ class ReportFaultsTest : public ::testing::Test {
   void ExpectRecordedReportIsReadable(const fs::path& dir, const Job& job, const std::string& context) {
     auto db = Database::Open(DatabasePathFor(dir.string()), Database::Mode::kReadOnly);
     ASSERT_TRUE(db.ok());
-    auto latest = (*db)->LatestReport(job.study_uid);
+    auto latest = (*db)->LatestReport(job.study_uid, scorer_->model().name);
     ASSERT_TRUE(latest.ok());
     if (!latest->has_value()) return;
-    fs::path file = dir / FileStore::ReportPath(job.study_uid, (*latest)->version);
+    fs::path file = dir / FileStore::ReportPath(job.study_uid, scorer_->model().name, (*latest)->version);
     DcmFileFormat sr;
     ASSERT_TRUE(sr.loadFile(file.c_str()).good()) << context << ": recorded SR " << file << " is unreadable";
     OFString uid;
@@ -84,7 +84,11 @@ class ReportFaultsTest : public ::testing::Test {
     FileStore store(dir.string(), file_system);
     ReportMaker maker({.data_dir = dir.string(), .ae_title = "PXSNODE", .software_version = "test",
                        .file_store = &store},
-                      db->get(), &scorer_->model(), nullptr);
+                      db->get(),
+                      [this](const std::string&, const std::string&) {
+                        return std::make_shared<const scoring::ModelInfo>(scorer_->model());
+                      },
+                      nullptr);
     return maker.MakeReport(job, score);
   }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "../../tests/support/dicom_gen.h"
+#include "pxs/pipeline/model_registry.h"
 #include "pxs/scoring/scorer.h"
 #include "pxs/scp/ingest.h"
 #include "pxs/storage/admin.h"
@@ -33,9 +34,11 @@ class WorkersTest : public ::testing::Test {
     auto db = Database::Open(DatabasePathFor(dir_.string()), Database::Mode::kReadWrite);
     ASSERT_TRUE(db.ok()) << db.status().ToString();
     db_ = std::move(*db);
-    auto scorer = scoring::Scorer::Create({.model_path = std::string(PXS_SOURCE_DIR) + "/tests/fixtures/pxs_test_model.pt"});
-    ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
-    scorer_ = std::move(*scorer);
+    models_ = std::make_unique<ModelRegistry>([](const ModelEntry& e) { return scoring::Scorer::Create({.model_path = e.package}); });
+    ModelEntry test_model;
+    test_model.package = std::string(PXS_SOURCE_DIR) + "/tests/fixtures/pxs_test_model.pt";
+    ModelRegistry::ApplyReport loaded = models_->Apply({test_model});
+    ASSERT_EQ(loaded.loaded.size(), 1u) << (loaded.failed.empty() ? "" : loaded.failed[0]);
     IngestOptions ingest_options;
     ingest_options.data_dir = dir_.string();
     auto ingester = Ingester::Create(ingest_options, db_.get());
@@ -60,7 +63,7 @@ class WorkersTest : public ::testing::Test {
     options.max_batch = 1;
     options.ingest_busy = [this] { return busy_.load(); };
     options.yield_to_ingest_ms = yield_ms;
-    worker_ = std::make_unique<ScoringWorker>(options, db_.get(), scorer_.get(), [](const Job&, const ScoreRecord&) {});
+    worker_ = std::make_unique<ScoringWorker>(options, db_.get(), models_.get(), [](const Job&, const ScoreRecord&) {});
     ASSERT_TRUE(worker_->Start().ok());
     worker_->Notify();
   }
@@ -96,7 +99,7 @@ class WorkersTest : public ::testing::Test {
 
   fs::path dir_;
   std::unique_ptr<Database> db_;
-  std::unique_ptr<scoring::Scorer> scorer_;
+  std::unique_ptr<ModelRegistry> models_;
   std::unique_ptr<ScoringWorker> worker_;
   std::unique_ptr<HashWorker> hasher_;
   fs::path stored_file_;

@@ -185,6 +185,11 @@ Status FillGroup(Measurements& g, const SrInput& in, const GroupSpec& spec,
   PXS_DCMTK_CHECK("tracking identifier", g.setTrackingIdentifier(in.tracking_identifier.c_str()));
   PXS_DCMTK_CHECK("tracking UID", g.setTrackingUniqueIdentifier(tracking_uid.c_str()));
   PXS_DCMTK_CHECK("time point", g.setTimePoint(spec.time_point_text.c_str()));
+  if (!in.model.finding_scheme.empty()) {
+    PXS_DCMTK_CHECK("finding", g.setFinding(DSRCodedEntryValue(in.model.finding_value.c_str(),
+                                                               in.model.finding_scheme.c_str(),
+                                                               in.model.finding_meaning.c_str())));
+  }
   PXS_DCMTK_CHECK("PXS measurement",
                   g.addMeasurement(CID7469_GenericIntensityAndSizeMeasurements(codes::PxsScore()),
                                    NumericValue(spec.pxs, codes::ScoreUnit())));
@@ -284,6 +289,85 @@ Status WriteFile(DcmFileFormat& file, const std::string& output_path) {
   if (cond.bad()) {
     std::remove(output_path.c_str());
     return Status::IoError(output_path + ": cannot write SR: " + cond.text());
+  }
+  return Status::Ok();
+}
+
+// The unit of an observation as a UCUM code: the sender's text where it is one, the
+// few non-UCUM spellings HL7 feeds commonly use mapped to it; empty: "1" (no unit).
+// nullopt: too long for a Code Value (SH, 16), so the item is left out.
+std::optional<DSRCodedEntryValue> UcumUnit(const std::string& unit) {
+  // Only spellings that mean one thing whatever the code ("C" could be coulomb).
+  static const std::pair<const char*, const char*> kSpellings[] = {
+      {"bpm", "/min"},   {"beats/min", "/min"}, {"breaths/min", "/min"}, {"\xC2\xB0""C", "Cel"},
+      {"degC", "Cel"},   {"l/min", "L/min"},    {"lpm", "L/min"},        {"mg/l", "mg/L"},
+      {"mg/dl", "mg/dL"}, {"u/l", "U/L"}};
+  if (unit.empty()) return codes::NoUnit();
+  std::string code = unit;
+  for (const auto& [from, to] : kSpellings) {
+    if (unit == from) code = to;
+  }
+  if (code.size() > 16 || !IsPlainAscii(code)) return std::nullopt;
+  return DSRCodedEntryValue(code.c_str(), "UCUM", code.c_str());
+}
+
+// A code meaning (LO: 64 characters) from the sender's display text, read as the SR
+// reads every text (UTF-8 checked, control characters escaped).
+std::string CodeMeaning(const ClinicalObservation& o) {
+  std::string text = DicomTextReader("ISO_IR 192").Decode(o.display, "LO").utf8;
+  if (text.empty()) text = o.loinc_code;
+  size_t chars = 0, i = 0;
+  for (; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) >> 6) != 0x2 && ++chars > 64) break;
+  }
+  return text.substr(0, i);
+}
+
+// The clinical context of the image (docs/sr-content.md "Clinical context"): a
+// CONTAINER (DCM 122127 "Clinical Context") as the last child of the TID 1500 root
+// (the template is extensible), one NUM per LOINC code with its UCUM unit and its own
+// Observation DateTime (0040,A032): when the value was measured, not when the SR was
+// made.
+Status AddClinicalContext(DSRDocumentTree& tree, const SrInput& in, const SourceImage& src, SrResult* result) {
+  const std::optional<double> at = StudyClockSeconds(src.study_date, src.study_time, in.scored_at_ms);
+  if (!at || in.observations.empty()) return Status::Ok();
+  const std::vector<ClinicalObservation> context =
+      ClinicalContextAt(in.observations, *at, in.clinical_context_window_s, &result->observations_skipped);
+  struct Item {
+    const ClinicalObservation* o;
+    DSRCodedEntryValue unit;
+  };
+  std::vector<Item> items;
+  for (const ClinicalObservation& o : context) {
+    if (auto unit = UcumUnit(o.unit)) {
+      items.push_back({&o, *unit});
+    } else {
+      ++result->observations_skipped;
+    }
+  }
+  if (items.empty()) return Status::Ok();
+  if (tree.gotoRoot() == 0 || tree.goDown() == 0) return Status::Internal("SR: the document tree has no root content");
+  while (tree.gotoNext() != 0) {
+  }
+  PXS_DCMTK_CHECK("clinical context container",
+                  tree.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Container, CODE_DCM_ClinicalContext));
+  auto mode = DSRTypes::AM_belowCurrent;
+  for (const Item& item : items) {
+    const ClinicalObservation& o = *item.o;
+    const DSRCodedEntryValue name(o.loinc_code.c_str(), "LN", CodeMeaning(o).c_str());
+    // The overload with a concept name only adds after the current item; the first
+    // NUM goes below the container.
+    if (tree.addContentItem(DSRTypes::RT_contains, DSRTypes::VT_Num, mode) == 0) {
+      return Status::Internal("SR: cannot add clinical item " + o.loinc_code);
+    }
+    mode = DSRTypes::AM_afterCurrent;
+    DSRNumericMeasurementValue value(FormatDecimal(o.value).c_str(), item.unit);
+    value.setFloatingPointRepresentation(o.value);
+    DSRContentItem& current = tree.getCurrentContentItem();
+    PXS_DCMTK_CHECK("concept of " + o.loinc_code, current.setConceptName(name));
+    PXS_DCMTK_CHECK("value of " + o.loinc_code, current.setNumericValue(value));
+    PXS_DCMTK_CHECK("observation time of " + o.loinc_code, current.setObservationDateTime(o.observed_at.c_str()));
+    ++result->clinical_items;
   }
   return Status::Ok();
 }
@@ -497,6 +581,9 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
     PXS_RETURN_IF_ERROR(ExtendGroup(tree, group_nodes[i], specs[i], params));
   }
 
+  SrResult result;
+  PXS_RETURN_IF_ERROR(AddClinicalContext(tree, in, src, &result));
+
   PXS_DCMTK_CHECK("manufacturer", doc.setManufacturer(in.node.manufacturer.c_str()));
   PXS_DCMTK_CHECK("model name", doc.setManufacturerModelName(in.node.model_name.c_str()));
   if (!in.node.software_version.empty()) {
@@ -539,7 +626,6 @@ StatusOr<SrResult> BuildStructuredReport(const SrInput& in, const std::string& o
   PXS_DCMTK_CHECK("write SR data set", doc.write(*ds));
   // UIDs of our own: every version of a study's SR in one series (derived from the
   // study), each SR a fresh random 2.25 UID.
-  SrResult result;
   result.series_uid = SrSeriesUidForStudy(src.study_uid);
   result.sop_instance_uid = RandomUid();
   PXS_DCMTK_CHECK("series UID", ds->putAndInsertString(DCM_SeriesInstanceUID, result.series_uid.c_str()));

@@ -9,6 +9,7 @@
 #include <dcmtk/dcmsr/codes/umls.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
 
+#include <cmath>
 #include <cstdlib>
 
 #include "sr_codes.h"
@@ -117,6 +118,19 @@ StatusOr<SrContent> ReadStructuredReport(const std::string& path) {
       ReadGroupChild(tree.getCurrentContentItem(), g);
     }
     c.groups.push_back(std::move(g));
+  }
+  if (tree.gotoNamedNode(CODE_DCM_ClinicalContext) != 0) {
+    for (size_t id = tree.goDown(); id != 0; id = tree.gotoNext()) {
+      const DSRContentItem& item = tree.getCurrentContentItem();
+      if (item.getValueType() != DSRTypes::VT_Num) continue;
+      ClinicalObservation o;
+      o.loinc_code = item.getConceptName().getCodeValue().c_str();
+      o.display = item.getConceptName().getCodeMeaning().c_str();
+      o.value = NumberOf(item).value_or(std::nan(""));
+      o.unit = item.getNumericValue().getMeasurementUnit().getCodeValue().c_str();
+      o.observed_at = item.getObservationDateTime().c_str();
+      c.clinical_context.push_back(std::move(o));
+    }
   }
   if (c.groups.empty()) return Status::Corrupt(path + ": SR has no PXS measurement group");
   return c;

@@ -123,6 +123,37 @@ TEST(SrBuilderTest, RefusesMissingAndNonDicomSource) {
   EXPECT_FALSE(fs::exists(tmp.path() / "sr.dcm"));
 }
 
+// A second model (issue 12): its measurement groups carry its own Finding, tracking
+// identifier and tracking UID; the SR stays valid.
+TEST(SrBuilderTest, ModelFindingAndTrackingAreThisModels) {
+  TempDir tmp;
+  std::vector<std::string> files = testing::WriteSyntheticSeries((tmp.path() / "img").string(), 1, 64);
+  ASSERT_EQ(files.size(), 1u);
+  SrInput in;
+  in.source_image_path = files[0];
+  in.model = DemoModel();
+  in.model.name = "pxs-demo-edema";
+  in.model.finding_scheme = "SCT";
+  in.model.finding_value = "19242006";
+  in.model.finding_meaning = "Pulmonary edema";
+  in.tracking_identifier = "pxs-demo-edema score";
+  in.node = TestNode();
+  in.pxs = 2.5;
+  const std::string out = (tmp.path() / "sr.dcm").string();
+  auto r = BuildStructuredReport(in, out);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ExpectValidSr(out);
+  CommandResult d = RunCommand("dsrdump '" + out + "'");
+  EXPECT_NE(d.output.find("(19242006,SCT,\"Pulmonary edema\")"), std::string::npos) << d.output;
+  EXPECT_NE(d.output.find("pxs-demo-edema score"), std::string::npos) << d.output;
+  auto c = ReadStructuredReport(out);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_FALSE(c->groups.empty());
+  EXPECT_EQ(c->groups[0].tracking_uid,
+            TrackingUidForPatient(Header(files[0], DCM_PatientID), Header(files[0], DCM_IssuerOfPatientID),
+                                  "pxs-demo-edema"));
+}
+
 TEST(SrBuilderTest, RefusesNonFiniteNumbers) {
   TempDir tmp;
   SrInput in;
@@ -506,6 +537,74 @@ TEST(SrBuilderTest, CopiedTextIsUtf8AndValidForItsVrWhateverTheSourceCharacterSe
     // The tracking UID is derived from the cleaned PatientID, the one the database has.
     EXPECT_EQ(content->groups[0].tracking_uid, TrackingUidForPatient(c.want_id, spec.issuer, DemoModel().name));
   }
+}
+
+// Clinical context (issue 15): per LOINC code the observation nearest to the study time
+// within the window, as NUM items with UCUM units and their own observation times in a
+// "Clinical Context" container; what cannot be written is left out and counted.
+TEST(SrBuilderTest, ClinicalContextContainerHoldsTheNearestObservationPerCode) {
+  TempDir tmp;
+  testing::SyntheticCr spec;
+  spec.study_uid = "2.25.5001";
+  spec.series_uid = "2.25.5002";
+  spec.sop_uid = "2.25.5003";
+  spec.study_date = "20260101";  // StudyTime 120000
+  const std::string source = (tmp.path() / "cr.dcm").string();
+  ASSERT_TRUE(testing::WriteSyntheticCr(source, spec));
+  SrInput in;
+  in.source_image_path = source;
+  in.model = DemoModel();
+  in.node = TestNode();
+  in.pxs = 4.0;
+  const std::string long_display(200, 'D');
+  in.observations = {
+      {"59408-5", "SpO2", 90, "%", "20260101100000"},
+      {"59408-5", "SpO2", 99, "%", "20251225120000"},          // a week earlier: not this image's
+      {"1988-5", "CRP", 120.5, "mg/L", "20251231180000+0100"},  // 18 h before
+      {"8867-4", "Heart rate", 88, "bpm", "202601011130"},      // bpm is /min in UCUM
+      {"99999-9", long_display, 5, "", "20260101"},             // unknown code: kept, no unit
+      {"2708-6", "SaO2", 91, std::string(20, 'u'), "20260101120000"},  // unit too long
+      {"abc", "bad code", 1, "%", "20260101120000"},
+      {"3151-8", "O2 flow", std::nan(""), "L/min", "20260101120000"},
+      {"3150-0", "FiO2", 40, "%", "yesterday"}};
+  const std::string out = (tmp.path() / "sr.dcm").string();
+  auto r = BuildStructuredReport(in, out);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ExpectValidSr(out);
+  EXPECT_EQ(r->clinical_items, 4);
+  EXPECT_EQ(r->observations_skipped, 4);
+  CommandResult d = RunCommand("dsrdump '" + out + "'");
+  EXPECT_NE(RunCommand("dsrdump +Pc '" + out + "'").output.find("(122127,DCM,\"Clinical Context\")"), std::string::npos) << d.output;
+  auto c = ReadStructuredReport(out);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->clinical_context.size(), 4u);
+  const auto& cc = c->clinical_context;  // ordered by code
+  EXPECT_EQ(cc[0].loinc_code, "1988-5");
+  EXPECT_EQ(cc[0].value, 120.5);
+  EXPECT_EQ(cc[0].unit, "mg/L");
+  EXPECT_EQ(cc[0].observed_at, "20251231180000+0100");
+  EXPECT_EQ(cc[1].loinc_code, "59408-5");
+  EXPECT_EQ(cc[1].value, 90);
+  EXPECT_EQ(cc[1].display, "SpO2");
+  EXPECT_EQ(cc[1].observed_at, "20260101100000");
+  EXPECT_EQ(cc[2].loinc_code, "8867-4");
+  EXPECT_EQ(cc[2].unit, "/min");
+  EXPECT_EQ(cc[3].loinc_code, "99999-9");
+  EXPECT_EQ(cc[3].unit, "1");
+  EXPECT_EQ(cc[3].display, std::string(64, 'D'));  // LO: 64 characters
+  // The measurements are still there and still first.
+  ASSERT_FALSE(c->groups.empty());
+  EXPECT_EQ(c->groups[0].pxs, 4.0);
+
+  // No observation near the study: no container at all.
+  in.observations = {{"59408-5", "SpO2", 97, "%", "20250101120000"}};
+  r = BuildStructuredReport(in, out);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->clinical_items, 0);
+  c = ReadStructuredReport(out);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->clinical_context.empty());
+  EXPECT_EQ(RunCommand("dsrdump '" + out + "'").output.find("Clinical Context"), std::string::npos);
 }
 
 }  // namespace

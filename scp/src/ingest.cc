@@ -113,7 +113,9 @@ std::string CheckPixelData(DcmDataset& ds) {
   return {};
 }
 
-// Why an instance that is stored should not be scored; empty when it should be.
+// Why an instance that is stored should not be scored by any model, whatever the routes
+// say (no model scores colour images or raw detector data); empty when it may be. Which
+// models score it is the routes' decision (RouteDecision below).
 std::string ScoringSkipReason(DcmDataset& ds, const std::string& sop_class, bool score_for_processing) {
   std::string photometric = Upper(GetString(ds, DCM_PhotometricInterpretation));
   Uint16 samples = 1;
@@ -121,14 +123,6 @@ std::string ScoringSkipReason(DcmDataset& ds, const std::string& sop_class, bool
   if (samples != 1 || (photometric != "MONOCHROME1" && photometric != "MONOCHROME2")) {
     return "colour image (PhotometricInterpretation " + (photometric.empty() ? "missing" : photometric) +
            ", SamplesPerPixel " + std::to_string(samples) + "); PXS needs a greyscale radiograph";
-  }
-  std::string body_part = Upper(GetString(ds, DCM_BodyPartExamined));
-  if (!body_part.empty() && body_part != "CHEST") {
-    return "not a chest (BodyPartExamined " + body_part + ")";
-  }
-  std::string view = Upper(GetString(ds, DCM_ViewPosition));
-  if (view == "LL" || view == "RL" || view == "LATERAL" || view == "LAT") {
-    return "not a frontal view (ViewPosition " + view + "); PXS is valid for PA and AP only";
   }
   std::string intent = Upper(GetString(ds, DCM_PresentationIntentType));
   if (!score_for_processing && (sop_class == kDxProcessing || intent == "FOR PROCESSING")) {
@@ -300,7 +294,32 @@ class Ingester::Impl {
     rec->calling_ae = src.calling_ae;
     rec->peer_address = src.peer_address;
     rec->skip_reason = ScoringSkipReason(ds, sop_class, options_.score_for_processing);
+    if (rec->skip_reason.empty()) {
+      routing::Decision decision = Route(ds, *rec);
+      rec->models = std::move(decision.models);
+      rec->skip_reason = std::move(decision.no_model_reason);
+    }
     return std::nullopt;
+  }
+
+  // The models whose routes select the instance ([[models]]; without a router, tests and
+  // imports: one unnamed model on the default chest route).
+  routing::Decision Route(DcmDataset& ds, const ReceivedInstance& rec) const {
+    routing::InstanceFacts facts;
+    facts.modality = rec.modality;
+    facts.sop_class_uid = rec.sop_class_uid;
+    facts.body_part = rec.body_part;
+    facts.view_position = rec.view_position;
+    facts.calling_ae = rec.calling_ae;
+    facts.station_name = GetString(ds, DCM_StationName);
+    Uint16 rows = 0, columns = 0;
+    ds.findAndGetUint16(DCM_Rows, rows);
+    ds.findAndGetUint16(DCM_Columns, columns);
+    facts.rows = rows;
+    facts.columns = columns;
+    if (options_.route) return options_.route(facts);
+    static const routing::Router kOneUnnamedModel({{"", routing::Route::DefaultChest()}});
+    return kOneUnnamedModel.Decide(facts);
   }
 
   // The handful of text attributes the database keeps, each decoded on its own from the

@@ -350,8 +350,21 @@ namespace {
 // dcmExternalSocketHandle is DCMTK's one way to hand it a connected socket (inetd mode):
 // a process-wide value read at the start of ASC_receiveAssociation(). Setting it and
 // receiving are done under this mutex. The listener hands over only connections whose
-// association request is already buffered, so the time under it is short.
+// association request is already buffered, so the time under it is short. On a TLS port
+// only the ClientHello is known to be buffered: the rest of the handshake and the
+// association request may take a slow or hostile client seconds, so the lock is released
+// as soon as DCMTK has taken the socket (TlsLayerOptions::before_handshake), before the
+// handshake; a client that stalled there held every other association up for ~50 s.
 std::mutex g_external_socket_mu;
+thread_local std::unique_lock<std::mutex>* t_handoff_lock = nullptr;
+
+// DCMTK has read dcmExternalSocketHandle and made its connection: others may hand over.
+void ReleaseHandoff() {
+  if (t_handoff_lock && t_handoff_lock->owns_lock()) {
+    dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+    t_handoff_lock->unlock();
+  }
+}
 
 // An acceptor network of DCMTK's without a listening socket of its own (the listener
 // owns those), with its TLS layer when the port speaks TLS.
@@ -384,7 +397,10 @@ StatusOr<std::shared_ptr<ScpNetwork>> MakeNetwork(uint16_t port, int acse_timeou
   }
   if (c.bad()) return Status::Internal(std::string("cannot initialise the DICOM network: ") + c.text());
   if (tls) {
-    auto layer = MakeTlsLayer(tls->settings, TlsRole::kAcceptor);
+    TlsLayerOptions layer_options;
+    layer_options.handshake_timeout_s = std::min(acse_timeout_s, 10);
+    layer_options.before_handshake = ReleaseHandoff;
+    auto layer = MakeTlsLayer(tls->settings, TlsRole::kAcceptor, std::move(layer_options));
     if (!layer.ok()) return layer.status();
     network->tls = std::move(*layer);
     c = ASC_setTransportLayer(network->net, network->tls.get(), 0);
@@ -483,11 +499,13 @@ class StorageScp::Impl {
     T_ASC_Association* assoc = nullptr;
     OFCondition cond;
     {
-      std::lock_guard<std::mutex> lock(g_external_socket_mu);
+      std::unique_lock<std::mutex> lock(g_external_socket_mu);
+      t_handoff_lock = &lock;
       dcmExternalSocketHandle.set(fd);
       cond = ASC_receiveAssociation(network.net, &assoc, o.max_pdu, nullptr, nullptr, network.tls ? OFTrue : OFFalse,
                                     DUL_NOBLOCK, o.acse_timeout_s);
-      dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+      ReleaseHandoff();  // plain TCP, or a TLS connection DCMTK never got to
+      t_handoff_lock = nullptr;
     }
     if (cond.bad()) {
       // From here the socket is DCMTK's: it closes it with the association (or, after a

@@ -328,7 +328,7 @@ class SenderWorkerTest : public ::testing::Test {
   std::string QueueReport(int n, const std::vector<std::string>& destinations) {
     const std::string rel = "reports/sr" + std::to_string(n) + ".dcm";
     std::string uid = WriteSr(tmp_.path() / rel, n);
-    Status s = db_->RecordReport(uid, "2.25.777" + std::to_string(n), 1, rel, destinations);
+    Status s = db_->RecordReport(uid, "2.25.777" + std::to_string(n), "pxs", 1, rel, destinations);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return uid;
   }

@@ -35,11 +35,17 @@ struct ReportMakerOptions {
   FileStore* file_store = nullptr;
 };
 
+// The metadata of the model version that made a score (package name, version); nullptr
+// when that version is unknown here.
+using ModelLookup =
+    std::function<std::shared_ptr<const scoring::ModelInfo>(const std::string& model_name, const std::string& version)>;
+
 class ReportMaker {
  public:
   // on_recorded is called after a report was queued in the outbox (e.g. to wake the sender).
-  ReportMaker(const ReportMakerOptions& options, Database* db, const scoring::ModelInfo* model,
-              std::function<void()> on_recorded);
+  // Each model has its own SR of a study (docs/models.md): the SR of a score is that
+  // model's, interpreted with the metadata `models` gives for its version.
+  ReportMaker(const ReportMakerOptions& options, Database* db, ModelLookup models, std::function<void()> on_recorded);
   ~ReportMaker();
 
   // Builds, writes and records the SR for the study of `job`. Returns the SR's SOP
@@ -53,7 +59,7 @@ class ReportMaker {
  private:
   ReportMakerOptions options_;
   Database* db_;
-  const scoring::ModelInfo* model_;
+  ModelLookup models_;
   std::function<void()> on_recorded_;
   std::string device_observer_uid_;
   std::unique_ptr<FileStore> own_store_;

@@ -1,8 +1,10 @@
 // pxs::ScoringWorker drains the durable job queue that the SCP fills: it forms batches
-// dynamically (up to max_batch jobs, or whatever is queued after waiting at most
-// max_wait_ms for more), decodes and preprocesses them on a small thread pool, scores
-// them with the Scorer on its own thread (never on an association thread), records
-// the scores in one transaction per batch and hands each scored job to the report maker.
+// dynamically (up to max_batch images with every queued job of the loaded models for
+// them, or whatever is queued after waiting at most max_wait_ms for more), decodes each
+// image once and preprocesses it once per distinct preprocessing on a small thread pool,
+// scores each model's jobs as one batch on its own thread (never on an association
+// thread), records the scores in one transaction per batch and hands each scored job to
+// the report maker.
 // Bad input fails or skips its own job with a reason; it never stops the worker.
 #pragma once
 
@@ -15,9 +17,7 @@
 
 namespace pxs {
 
-namespace scoring {
-class Scorer;
-}
+class ModelRegistry;
 
 struct ScoringWorkerOptions {
   std::string data_dir;
@@ -37,7 +37,8 @@ using ScoredCallback = std::function<void(const Job& job, const ScoreRecord& sco
 
 class ScoringWorker {
  public:
-  ScoringWorker(const ScoringWorkerOptions& options, Database* db, scoring::Scorer* scorer,
+  // models: the loaded models (several per node, swapped on SIGHUP); must outlive the worker.
+  ScoringWorker(const ScoringWorkerOptions& options, Database* db, const ModelRegistry* models,
                 ScoredCallback on_scored);
   ~ScoringWorker();  // Stop()s
   ScoringWorker(const ScoringWorker&) = delete;

@@ -30,6 +30,9 @@ struct SrModelInfo {
   std::string calibration_scale;  // empty: the model has no calibration
   std::string calibration_unit;   // UCUM, e.g. "{score}"
   TrendThresholds trend;
+  // What the score measures (the package's `finding`), written as each measurement
+  // group's Finding (TID 1501); empty scheme: the package does not say, no Finding row.
+  std::string finding_scheme, finding_value, finding_meaning;
 };
 
 // An image the score was computed from (referenced in the image library).

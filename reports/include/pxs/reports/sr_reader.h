@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/reports/clinical_context.h"
 
 namespace pxs {
 
@@ -47,6 +48,9 @@ struct SrContent {
   std::string summary;
   std::string intended_use;
   std::vector<SrMeasurementGroupContent> groups;  // [0] is the current study
+  // The "Clinical Context" container's NUM items, in SR order (display = code meaning,
+  // unit = UCUM code, observed_at = the item's Observation DateTime).
+  std::vector<ClinicalObservation> clinical_context;
 };
 
 StatusOr<SrContent> ReadStructuredReport(const std::string& path);

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "pxs/common/status.h"
+#include "pxs/routing/route.h"
 
 class DcmDataset;
 
@@ -47,6 +48,9 @@ struct IngestOptions {
   ConflictPolicy on_conflict = ConflictPolicy::kKeepFirst;
   bool score_for_processing = false;    // score DX "For Processing" images instead of declining them
   std::function<void()> on_job_queued;  // called after a scoring job was committed (wakes the worker)
+  // Which models score an instance ([[models]] routes; may change on SIGHUP, so the
+  // callback reads the current router). Unset: one unnamed model on the default chest route.
+  std::function<routing::Decision(const routing::InstanceFacts&)> route;
 };
 
 // Who sent the data set, and what the DIMSE command said about it (empty when the data
