@@ -207,7 +207,7 @@ int main(int argc, char** argv) {
       for (const pxs::ScoreRecord& s : scores) {
         if (std::uniform_real_distribution<double>(0, 1)(rng) >= report_fraction) continue;
         std::string sr = "1.2.826.0.1.3680043.10.3." + std::to_string(s.job_id);
-        if (!Check(db.RecordReport(sr, "study-of-job-" + std::to_string(s.job_id), 1, "reports/" + sr + ".dcm",
+        if (!Check(db.RecordReport(sr, "study-of-job-" + std::to_string(s.job_id), "pxs", 1, "reports/" + sr + ".dcm",
                                    {"PACS"}),
                    "RecordReport")) {
           return 1;

@@ -148,6 +148,8 @@ def main():
     ap.add_argument("--no-orthanc", action="store_true")
     ap.add_argument("--tls", action="store_true", help="also DICOM TLS receivers (pxsnode, storescp with sync)")
     ap.add_argument("--kinds", help="comma-separated receivers to run (default: all)")
+    ap.add_argument("--concurrency", default="1,4", help="comma-separated sender counts (default: 1,4)")
+    ap.add_argument("--nodelay-only", action="store_true", help="skip the runs without TCP_NODELAY in the env")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(ROOT, "build", "bin", "pxsnode")):
         sys.exit("bench/ingest: build first (build/bin/pxsnode missing)")
@@ -167,10 +169,12 @@ def main():
         kinds = [k for k in kinds if k in args.kinds.split(",")]
     disk = disk_fdatasync_mb_s(args.work)
     print("disk fdatasync write bandwidth: %.0f MB/s" % disk)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    modes = (True,) if args.nodelay_only else (True, False)
     results = {}  # (kind, nodelay, concurrency) -> [files/s]
     for rep in range(args.reps):
-        for concurrency in (1, 4):
-            for nodelay in (True, False):
+        for concurrency in levels:
+            for nodelay in modes:
                 for kind in kinds:  # alternate receivers within each repetition
                     r = Receiver(kind, args.work, nodelay, args.model)
                     try:
@@ -189,23 +193,29 @@ def main():
     print("\nmedian of %d runs, %d files of %.1f MB" % (args.reps, len(files), mb / len(files)))
     summary = {"files": len(files), "mb_per_file": round(mb / len(files), 2), "reps": args.reps,
                "disk_fdatasync_mb_s": round(disk), "receivers": {}, "ratios": {}}
-    for nodelay in (True, False):
+    for nodelay in modes:
         for kind in kinds:
             row = {}
-            for c in (1, 4):
+            for c in levels:
                 fps = med(kind, nodelay, c)
                 row["c%d_files_s" % c] = round(fps, 1)
                 row["c%d_mb_s" % c] = round(fps * mb / len(files), 1)
+                row["c%d_range" % c] = [round(min(results[(kind, nodelay, c)]), 1),
+                                        round(max(results[(kind, nodelay, c)]), 1)]
             summary["receivers"]["%s%s" % (kind, "" if nodelay else " (shipped)")] = row
-            print("%-26s c=1 %6.1f files/s (%5.0f MB/s)  c=4 %6.1f files/s (%5.0f MB/s)" %
-                  (kind + ("" if nodelay else " as shipped"), row["c1_files_s"], row["c1_mb_s"], row["c4_files_s"],
-                   row["c4_mb_s"]))
-    for c in (1, 4):
+            print("%-26s " % (kind + ("" if nodelay else " as shipped")) + "  ".join(
+                "c=%d %6.1f files/s (%5.0f MB/s)" % (c, row["c%d_files_s" % c], row["c%d_mb_s" % c]) for c in levels))
+    for c in levels:
         if "pxsnode" not in kinds:
             break
         node = med("pxsnode", True, c)
         if "pxsnode-tls" in kinds:
             summary["ratios"]["c%d_tls_vs_plain" % c] = round(med("pxsnode-tls", True, c) / node, 2)
+            # Paired within each repetition (same minute of a noisy host): median and range.
+            paired = [t / p for t, p in zip(results[("pxsnode-tls", True, c)], results[("pxsnode", True, c)])]
+            summary["ratios"]["c%d_tls_vs_plain_paired" % c] = [round(statistics.median(paired), 2),
+                                                                round(min(paired), 2), round(max(paired), 2)]
+        if "pxsnode-tls" in kinds and "storescp-tls-sync" in kinds:
             summary["ratios"]["c%d_tls_vs_storescp_tls_sync" % c] = round(
                 med("pxsnode-tls", True, c) / med("storescp-tls-sync", True, c), 2)
         if "storescp" not in kinds:
@@ -216,7 +226,7 @@ def main():
             summary["ratios"]["c%d_vs_orthanc" % c] = round(node / med("orthanc", True, c), 2)
         summary["ratios"]["c%d_of_disk_fdatasync" % c] = round(node * mb / len(files) / disk, 2)
     for k, v in summary["ratios"].items():
-        print("pxsnode %s: %.2f" % (k, v))
+        print("pxsnode %s: %s" % (k, v))
     print(json.dumps(summary))
 
 

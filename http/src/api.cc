@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -16,6 +18,7 @@
 #include "pxs/common/metrics.h"
 #include "pxs/http/server.h"
 #include "pxs/storage/admin.h"
+#include "pxs/views/format.h"
 #include "pxs/views/views.h"
 
 namespace pxs::http {
@@ -133,11 +136,65 @@ std::string PromEscape(const std::string& v) {
   return out;
 }
 
+// A value from whole-table counts (stats, the models' score counts: about a second at
+// 1 M instances on a small machine), kept so that requests do not rescan the database:
+// the first request computes it; later ones get the kept value and, once it is older
+// than max_age, start one refresh on a thread of its own and still answer with the kept
+// value, so no request waits for a rescan. max_age 0: computed on every request.
+template <typename T>
+class Cached {
+ public:
+  using Compute = std::function<StatusOr<T>()>;
+  ~Cached() {
+    if (refresh_.valid()) refresh_.wait();
+  }
+  StatusOr<T> Get(std::chrono::milliseconds max_age, const Compute& compute) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (max_age.count() <= 0 || !value_) {
+      lock.unlock();
+      StatusOr<T> fresh = compute();
+      if (fresh.ok() && max_age.count() > 0) {
+        lock.lock();
+        value_ = *fresh;
+        at_ = std::chrono::steady_clock::now();
+      }
+      return fresh;
+    }
+    const bool refreshing =
+        refresh_.valid() && refresh_.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+    if (!refreshing && std::chrono::steady_clock::now() - at_ >= max_age) {
+      // Only a finished (or no) refresh is replaced, so this never waits while locked.
+      refresh_ = std::async(std::launch::async, [this, compute] {
+        StatusOr<T> fresh = compute();
+        if (!fresh.ok()) return;  // keep the last good value; the next request tries again
+        std::lock_guard<std::mutex> guard(mutex_);
+        value_ = std::move(*fresh);
+        at_ = std::chrono::steady_clock::now();
+      });
+    }
+    return *value_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::optional<T> value_;
+  std::chrono::steady_clock::time_point at_;
+  std::future<void> refresh_;
+};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 struct Api::Impl {
   Options options;  // tokens guarded by tokens_mutex (SIGHUP replaces them); the rest fixed
   mutable std::mutex tokens_mutex;
+  // Declared after options: destroyed (their refreshes waited for) before it.
+  Cached<Json> stats;
+  Cached<std::vector<ScoringModel>> model_usage;
 
   // The token's entry, or none (no header, not "Bearer", or unknown). Every entry is
   // compared, in constant time, so that timing tells nothing about which one is close.
@@ -170,6 +227,7 @@ struct Api::Impl {
   }
 
   Response Metrics() const;
+  Json ModelsJson(std::vector<ScoringModel> usage) const;
   Response Api(const Request& req, const Target& t, const Token& token);
 };
 
@@ -292,23 +350,22 @@ Response Api::Impl::Api(const Request& req, const Target& t, const Token& token)
   if (what == "stats" && n == 3) {
     const std::string route = "/api/v1/stats";
     if (auto r = get_only(route)) return *r;
-    if (auto r = open(route, Database::Mode::kReadOnly, &db)) return *r;
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
-    auto v = db->ComputeStats(now);
-    return v.ok() ? JsonResponse(200, views::StatsJson(*v), route) : fail(v.status(), route);
+    auto v = stats.Get(options.aggregate_max_age, [this]() -> StatusOr<Json> {
+      PXS_ASSIGN_OR_RETURN(std::unique_ptr<AdminDatabase> reader, OpenDb(Database::Mode::kReadOnly));
+      PXS_ASSIGN_OR_RETURN(Stats computed, reader->ComputeStats(NowMs()));
+      return views::StatsJson(computed);
+    });
+    return v.ok() ? JsonResponse(200, *v, route) : Error(503, v.status().ToString(), route);
   }
   if (what == "models" && n == 3) {
     const std::string route = "/api/v1/models";
     if (auto r = get_only(route)) return *r;
-    if (auto r = open(route, Database::Mode::kReadOnly, &db)) return *r;
-    Json out = Json::array();
-    for (const LoadedModel& m : options.models) {
-      auto metadata = db->ModelMetadata(m.name, m.version);
-      if (!metadata.ok()) return fail(metadata.status(), route);
-      out.push_back(views::ModelJson(m.name, m.version, metadata->value_or("")));
-    }
-    return JsonResponse(200, out, route);
+    auto usage = model_usage.Get(options.aggregate_max_age, [this]() -> StatusOr<std::vector<ScoringModel>> {
+      PXS_ASSIGN_OR_RETURN(std::unique_ptr<AdminDatabase> reader, OpenDb(Database::Mode::kReadOnly));
+      return reader->ScoringModels();
+    });
+    if (!usage.ok()) return Error(503, usage.status().ToString(), route);
+    return JsonResponse(200, ModelsJson(*usage), route);
   }
   if (what == "retry" && n == 3) {
     const std::string route = "/api/v1/retry";
@@ -336,6 +393,35 @@ Response Api::Impl::Api(const Request& req, const Target& t, const Token& token)
     return JsonResponse(200, details, route);
   }
   return Error(404, "no such resource", "/api/v1/(unknown)");
+}
+
+// Every model that scored here or was loaded, with its model card (the stored
+// metadata.json) and whether the node scores with it now. A loaded model the database
+// has not recorded yet is listed too (no metadata).
+Json Api::Impl::ModelsJson(std::vector<ScoringModel> usage) const {
+  auto loaded = [&](const std::string& name, const std::string& version) {
+    for (const LoadedModel& m : options.models) {
+      if (m.name == name && m.version == version) return true;
+    }
+    return false;
+  };
+  for (const LoadedModel& m : options.models) {
+    bool listed = false;
+    for (const ScoringModel& u : usage) listed = listed || (u.name == m.name && u.version == m.version);
+    if (!listed) usage.push_back(ScoringModel{m.name, m.version, 0, std::nullopt, std::nullopt, std::nullopt, std::nullopt});
+  }
+  auto iso = [](const std::optional<int64_t>& ms) { return ms ? Json(views::FormatTimeIso(*ms)) : Json(nullptr); };
+  Json out = Json::array();
+  for (const ScoringModel& u : usage) {
+    Json m = views::ModelJson(u.name, u.version, u.metadata_json.value_or(""));
+    m["loaded"] = loaded(u.name, u.version);
+    m["scores"] = u.scores;
+    m["first_scored_at"] = iso(u.first_scored_at_ms);
+    m["last_scored_at"] = iso(u.last_scored_at_ms);
+    m["last_loaded_at"] = iso(u.loaded_at_ms);
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 Response Api::Impl::Metrics() const {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <thread>
@@ -14,6 +15,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/thread_name.h"
@@ -30,12 +33,15 @@ using tcp = asio::ip::tcp;
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
 
 // One connection; Stream is beast::tcp_stream (plain) or beast::ssl_stream<tcp_stream>.
+// A TLS session holds the context it was accepted with, so that a certificate reload
+// (SIGHUP) replaces the server's context for new connections while running ones keep
+// theirs until they close.
 template <typename Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
   template <typename... Args>
-  Session(Api* api, std::atomic<int>* open, Args&&... stream_args)
-      : stream_(std::forward<Args>(stream_args)...), api_(api), open_(open) {
+  Session(Api* api, std::atomic<int>* open, std::shared_ptr<asio::ssl::context> tls, Args&&... stream_args)
+      : tls_(std::move(tls)), stream_(std::forward<Args>(stream_args)...), api_(api), open_(open) {
     open_->fetch_add(1);
   }
   ~Session() { open_->fetch_sub(1); }
@@ -120,6 +126,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
   }
 
+  std::shared_ptr<asio::ssl::context> tls_;  // before stream_: outlives it
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -127,6 +134,36 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   std::atomic<int>* open_;  // the server's count of open connections
   std::string method_;
 };
+
+// A TLS 1.2+ server context with OpenSSL's default (Debian: security level 2) ciphers
+// from the PEM certificate chain and key; fails naming the file when one cannot be
+// used, when the key is not the certificate's, or when the certificate has expired or
+// is not valid yet (clients would refuse every handshake).
+StatusOr<std::shared_ptr<asio::ssl::context>> MakeTlsContext(const std::string& certificate,
+                                                              const std::string& private_key) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                   asio::ssl::context::single_dh_use);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(certificate, ec);
+  if (ec) return Status::InvalidArgument("http: TLS certificate " + certificate + ": " + ec.message());
+  ctx->use_private_key_file(private_key, asio::ssl::context::pem, ec);
+  if (ec) return Status::InvalidArgument("http: TLS private key " + private_key + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return Status::InvalidArgument("http: TLS private key " + private_key + " does not belong to the certificate " +
+                                   certificate);
+  }
+  X509* cert = SSL_CTX_get0_certificate(ctx->native_handle());
+  if (cert == nullptr) return Status::InvalidArgument("http: TLS certificate " + certificate + ": no certificate");
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+    return Status::InvalidArgument("http: TLS certificate " + certificate + " has expired");
+  }
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+    return Status::InvalidArgument("http: TLS certificate " + certificate + " is not valid yet");
+  }
+  return ctx;
+}
 
 }  // namespace
 
@@ -139,16 +176,24 @@ struct Server::Impl {
         // A flood of idle connections must not pile up: close at once (clients retry).
         beast::error_code ignored;
         socket.close(ignored);
-      } else if (!ec && tls) {
-        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(&api, &open, std::move(socket), *tls)->Run();
+      } else if (!ec && https) {
+        std::shared_ptr<asio::ssl::context> ctx = CurrentTls();
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(&api, &open, ctx, std::move(socket), *ctx)
+            ->Run();
       } else if (!ec) {
-        std::make_shared<Session<beast::tcp_stream>>(&api, &open, std::move(socket))->Run();
+        std::make_shared<Session<beast::tcp_stream>>(&api, &open, nullptr, std::move(socket))->Run();
       }
       Accept();
     });
   }
+  std::shared_ptr<asio::ssl::context> CurrentTls() {
+    std::lock_guard<std::mutex> lock(tls_mutex);
+    return tls;
+  }
   Api api;
-  std::optional<asio::ssl::context> tls;
+  bool https = false;  // fixed at Start(): a reload replaces the context, never turns TLS on or off
+  std::mutex tls_mutex;  // tls: replaced by ReloadTls (signal thread), read on accept (server thread)
+  std::shared_ptr<asio::ssl::context> tls;
   std::atomic<int> open{0};
   asio::io_context io;
   tcp::acceptor acceptor;
@@ -163,14 +208,8 @@ Status Server::Start() {
   const Options& o = impl_->api.options();
   beast::error_code ec;
   if (!o.tls_certificate.empty()) {
-    // TLS 1.2 and newer only, OpenSSL's default (Debian: security level 2) ciphers.
-    auto& ctx = impl_->tls.emplace(asio::ssl::context::tls_server);
-    ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
-                    asio::ssl::context::single_dh_use);
-    ctx.use_certificate_chain_file(o.tls_certificate, ec);
-    if (!ec) ctx.use_private_key_file(o.tls_private_key, asio::ssl::context::pem, ec);
-    if (ec) return Status::InvalidArgument("http: TLS certificate or key: " + ec.message());
+    PXS_ASSIGN_OR_RETURN(impl_->tls, MakeTlsContext(o.tls_certificate, o.tls_private_key));
+    impl_->https = true;
   }
   const auto address = asio::ip::make_address(o.bind, ec);
   if (ec) return Status::InvalidArgument("[http] bind: not an IP address: " + o.bind);
@@ -198,5 +237,13 @@ void Server::Stop() {
 
 uint16_t Server::port() const { return impl_->port; }
 void Server::SetTokens(std::vector<Token> tokens) { impl_->api.SetTokens(std::move(tokens)); }
+
+Status Server::ReloadTls(const std::string& certificate, const std::string& private_key) {
+  if (!impl_->https) return Status::Unsupported("http: serving plain HTTP; turning HTTPS on needs a restart");
+  PXS_ASSIGN_OR_RETURN(std::shared_ptr<asio::ssl::context> ctx, MakeTlsContext(certificate, private_key));
+  std::lock_guard<std::mutex> lock(impl_->tls_mutex);
+  impl_->tls = std::move(ctx);
+  return Status::Ok();
+}
 
 }  // namespace pxs::http

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "pxs/common/files.h"
 #include "pxs/common/metrics.h"
 #include "pxs/storage/database.h"
+#include "pxs/views/format.h"
 
 namespace pxs::http {
 namespace {
@@ -49,8 +52,21 @@ class ApiTest : public ::testing::Test {
     o.models = {{"m", "1", true}};
     o.ready = [this] { return ready_; };
     o.tokens = {{"alice", "viewer", Sha256Hex("viewer-secret")}, {"ops", "admin", Sha256Hex("admin-secret")}};
+    options_ = o;
     api_ = std::make_unique<Api>(o);
   }
+  // One more instance of patient P1, received now.
+  void AddInstance(const std::string& sop_uid) {
+    ReceivedInstance i;
+    i.sop_instance_uid = sop_uid;
+    i.sop_class_uid = "1.2.840.10008.5.1.4.1.1.1";
+    i.study_uid = "1.2.3";
+    i.patient = {"P1", ""};
+    i.file_path = "dicom/" + sop_uid + ".dcm";
+    i.received_at_ms = 1'700'000'100'000;
+    ASSERT_TRUE(db_->RecordInstances({i}, nullptr).ok());
+  }
+  static int64_t Instances(const Response& stats) { return Json::parse(stats.body).at("instances").get<int64_t>(); }
   void TearDown() override { fs::remove_all(dir_); }
 
   Response Get(const std::string& target, const std::string& token = "viewer-secret") {
@@ -60,6 +76,7 @@ class ApiTest : public ::testing::Test {
   fs::path dir_;
   std::string db_path_;
   std::unique_ptr<Database> db_;
+  Options options_;
   std::unique_ptr<Api> api_;
   bool ready_ = false;
 };
@@ -121,13 +138,63 @@ TEST_F(ApiTest, PatientsAreSearchedAndPaged) {
   EXPECT_EQ(history.route, "/api/v1/patients/{id}/history");  // the access log never sees the id
 }
 
-TEST_F(ApiTest, ModelsSayWhetherTheyAreForClinicalUse) {
+// Every model that scored here (an older version too), with its counts and whether the
+// node scores with it now; the loaded one says it is not for clinical use.
+TEST_F(ApiTest, ModelsListEveryModelThatScoredAndWhichIsLoaded) {
+  auto jobs = db_->ClaimJobs(10);
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  ScoreRecord score;
+  score.job_id = (*jobs)[0].id;
+  score.pxs = score.raw_distance = 3.5;
+  score.model_name = "m";
+  score.model_version = "0";  // scored by the version before the loaded one
+  score.scored_at_ms = 1'700'000'060'000;
+  ASSERT_TRUE(db_->CompleteJob(score).ok());
+
   Response r = Get("/api/v1/models");
   ASSERT_EQ(r.status, 200) << r.body;
   Json models = Json::parse(r.body);
-  ASSERT_EQ(models.size(), 1u);
-  EXPECT_EQ(models[0]["not_for_clinical_use"], true);
-  EXPECT_EQ(models[0]["metadata"]["not_for_clinical_use"], true);
+  ASSERT_TRUE(models.is_array());
+  ASSERT_EQ(models.size(), 2u) << models.dump(2);
+  const Json& old = models[0];
+  EXPECT_EQ(old["version"], "0");
+  EXPECT_EQ(old["loaded"], false);
+  EXPECT_EQ(old["scores"], 1);
+  EXPECT_EQ(old["first_scored_at"], views::FormatTimeIso(1'700'000'060'000));
+  EXPECT_EQ(old["last_scored_at"], old["first_scored_at"]);
+  EXPECT_TRUE(old["metadata"].is_null());  // never recorded by this database
+  const Json& now = models[1];
+  EXPECT_EQ(now["version"], "1");
+  EXPECT_EQ(now["loaded"], true);
+  EXPECT_EQ(now["scores"], 0);
+  EXPECT_TRUE(now["first_scored_at"].is_null());
+  EXPECT_FALSE(now["last_loaded_at"].is_null());
+  EXPECT_EQ(now["not_for_clinical_use"], true);
+  EXPECT_EQ(now["metadata"]["not_for_clinical_use"], true);
+}
+
+// Stats come from a kept copy refreshed in the background once older than
+// aggregate_max_age (whole-table counts are slow at millions of instances); 0 computes
+// every time.
+TEST_F(ApiTest, StatsAreKeptAndRefreshedInTheBackground) {
+  options_.aggregate_max_age = std::chrono::milliseconds(200);
+  Api cached(options_);
+  options_.aggregate_max_age = std::chrono::milliseconds(0);
+  Api uncached(options_);
+  auto stats = [](Api& api) { return api.Handle({"GET", "/api/v1/stats", "Bearer viewer-secret", ""}); };
+  ASSERT_EQ(stats(cached).status, 200) << stats(cached).body;
+  EXPECT_EQ(Instances(stats(cached)), 1);
+  AddInstance("1.2.3.2");
+  EXPECT_EQ(Instances(stats(uncached)), 2);
+  EXPECT_EQ(Instances(stats(cached)), 1);  // the kept copy, younger than 200 ms
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int64_t seen = 1;
+  while (seen != 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    seen = Instances(stats(cached));  // a stale answer starts the refresh; a later one sees it
+  }
+  EXPECT_EQ(seen, 2);
 }
 
 TEST_F(ApiTest, HealthNeedsNoTokenAndReadinessFollowsTheNode) {

@@ -64,7 +64,8 @@ function date(da, tm) {
 async function showModelsBanner() {
   try {
     const models = await api('/models');
-    const nfc = models.filter(m => m.not_for_clinical_use).map(m => m.model);
+    // The models the node scores with now; older ones are listed on the models page.
+    const nfc = models.filter(m => m.loaded && m.not_for_clinical_use).map(m => m.model);
     banner.hidden = nfc.length === 0;
     banner.textContent = nfc.length ? 'NOT FOR CLINICAL USE: ' + nfc.join(', ') : '';
   } catch (e) { /* the route shows the error */ }
@@ -175,6 +176,8 @@ async function failuresPage() {
 async function modelsPage() {
   const models = await api('/models');
   view.replaceChildren(el('h2', {}, 'Models'));
+  view.append(table(['Model', 'Scoring now', 'Scores', 'First scored', 'Last scored'],
+    models.map(m => [m.model, m.loaded ? 'yes' : 'no', m.scores, m.first_scored_at || '', m.last_scored_at || ''])));
   for (const m of models) {
     view.append(el('h3', {}, m.model + (m.not_for_clinical_use ? ' \u2014 NOT FOR CLINICAL USE' : '')),
                 el('pre', {}, JSON.stringify(m.metadata, null, 2)));

@@ -5,6 +5,7 @@
 // never block the node's writer, so ingest does not wait for it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,9 @@ struct Options {
   size_t max_target_bytes = 2048;
   size_t max_body_bytes = 16 * 1024;
   int max_connections = 64;  // open at once; more are closed on accept
+  // /api/v1/stats and the models' score counts scan whole tables: answered from a copy
+  // at most this old (refreshed in the background); 0: computed for every request.
+  std::chrono::milliseconds aggregate_max_age{10'000};
 };
 
 struct Request {
@@ -88,6 +92,11 @@ class Server {
   void Stop();
   uint16_t port() const;
   void SetTokens(std::vector<Token> tokens);
+  // SIGHUP: a renewed certificate (and key) for the connections accepted from now on;
+  // open connections keep the one they were accepted with. On failure (unreadable file,
+  // key not the certificate's, expired) the running certificate stays. Unsupported when
+  // the server was started without TLS.
+  Status ReloadTls(const std::string& certificate, const std::string& private_key);
 
  private:
   struct Impl;
