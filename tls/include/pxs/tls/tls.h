@@ -5,6 +5,7 @@
 // message instead of failed handshakes.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,8 +37,21 @@ struct TlsLayerDeleter {
 };
 using TlsLayer = std::unique_ptr<DcmTLSTransportLayer, TlsLayerDeleter>;
 
+// How the layer's connections behave (not configuration: chosen by the SCP / the sender).
+struct TlsLayerOptions {
+  // A handshake not finished in this time fails (a client that sends a ClientHello and
+  // then nothing must not hold a thread, or anything else, for longer).
+  int handshake_timeout_s = 10;
+  // Called on the connection's thread when DCMTK hands the accepted socket to the layer,
+  // before the handshake: the SCP releases the lock it holds around DCMTK's process-wide
+  // external socket handle there, so that handshakes run concurrently.
+  std::function<void()> before_handshake;
+};
+
 // The layer DCMTK's network uses (ASC_setTransportLayer / DcmSCU::useSecureConnection).
-// Runs CheckTlsSettings first.
-StatusOr<TlsLayer> MakeTlsLayer(const TlsSettings& settings, TlsRole role);
+// Runs CheckTlsSettings first. Its connections read ahead (many TLS records per system
+// call), return everything already decrypted in one read, and do the handshake with a
+// deadline; see tls.cc for why.
+StatusOr<TlsLayer> MakeTlsLayer(const TlsSettings& settings, TlsRole role, TlsLayerOptions options = {});
 
 }  // namespace pxs
