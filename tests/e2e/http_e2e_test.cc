@@ -3,6 +3,7 @@
 // history --json` for the same patient, /metrics through `promtool check metrics`, the
 // dashboard's files, and an access log without patient ids or names.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -105,15 +106,29 @@ class HttpEndToEnd : public ::testing::Test {
 class HttpsEndToEnd : public HttpEndToEnd {
  protected:
   std::string TlsConfig() override {
-    const fs::path cert = dir_.path() / "node.pem", key = dir_.path() / "node.key";
+    MakeCertificate();
+    return "[tls]\ncertificate = \"" + cert_.string() + "\"\nprivate_key = \"" + key_.string() + "\"\n";
+  }
+  // A new self-signed certificate and key for 127.0.0.1 over the node's files (a renewal).
+  void MakeCertificate() {
     CommandResult made = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                                     "/CN=pxsnode", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key.string(),
-                                     "-out", cert.string()},
+                                     "/CN=pxsnode", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key_.string(),
+                                     "-out", cert_.string()},
                                     (dir_.path() / "openssl.log").string());
     EXPECT_EQ(made.exit_code, 0) << made.output;
-    ca_file_ = cert.string();
-    return "[tls]\ncertificate = \"" + cert.string() + "\"\nprivate_key = \"" + key.string() + "\"\n";
+    ca_file_ = cert_.string();
   }
+  // "serial=..." of a PEM file, or of the certificate the HTTPS port presents now.
+  std::string FileSerial() {
+    return RunCommand({"openssl", "x509", "-noout", "-serial", "-in", cert_.string()},
+                      (dir_.path() / "serial.log").string()).output;
+  }
+  std::string ServedSerial() {
+    return RunCommand({"sh", "-c", "openssl s_client -connect 127.0.0.1:" + std::to_string(http_port_) +
+                                       " </dev/null 2>/dev/null | openssl x509 -noout -serial"},
+                      (dir_.path() / "served.log").string()).output;
+  }
+  fs::path cert_ = dir_.path() / "node.pem", key_ = dir_.path() / "node.key";
 };
 
 TEST_F(HttpsEndToEnd, ServesTheApiOverTlsWithTheNodeCertificate) {
@@ -127,6 +142,41 @@ TEST_F(HttpsEndToEnd, ServesTheApiOverTlsWithTheNodeCertificate) {
   ca_file_.clear();
   EXPECT_NE(Curl("/healthz", "").status, 200);
   ca_file_ = saved;
+}
+
+// A renewed [tls] certificate reaches HTTPS on SIGHUP: new connections get it, a
+// connection opened before the reload is still answered.
+TEST_F(HttpsEndToEnd, SighupServesTheRenewedCertificateWithoutDroppingConnections) {
+  const std::string first = FileSerial();
+  ASSERT_NE(first.find("serial="), std::string::npos) << first;
+  ASSERT_EQ(ServedSerial(), first);
+
+  // A connection that is open across the reload: openssl s_client, its request written
+  // through a FIFO only after the new certificate is served.
+  const fs::path fifo = dir_.path() / "request.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string open_log = (dir_.path() / "open-connection.log").string();
+  Process open_connection({"sh", "-c", "exec openssl s_client -ign_eof -connect 127.0.0.1:" +
+                                           std::to_string(http_port_) + " < " + fifo.string()},
+                          open_log);
+  std::ofstream request(fifo);  // opens once s_client's shell has opened the other end
+  ASSERT_TRUE(WaitFor([&] { return open_connection.Log().find("Verify return code") != std::string::npos; },
+                      std::chrono::seconds(10)))
+      << open_connection.Log();
+
+  MakeCertificate();
+  const std::string renewed = FileSerial();
+  ASSERT_NE(renewed, first);
+  node_->process().Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return ServedSerial() == renewed; }, std::chrono::seconds(10)))
+      << "still served: " << ServedSerial() << node_->Log();
+  EXPECT_NE(node_->Log().find("HTTPS certificate and key reloaded"), std::string::npos);
+  EXPECT_EQ(Curl("/api/v1/patients", kViewer).status, 200);  // curl now trusts only the renewed one
+
+  request << "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" << std::flush;
+  request.close();
+  EXPECT_EQ(open_connection.Wait(std::chrono::seconds(20)), 0) << open_connection.Log();
+  EXPECT_NE(open_connection.Log().find("HTTP/1.1 200"), std::string::npos) << open_connection.Log();
 }
 
 TEST_F(HttpEndToEnd, ApiAnswersLikePxsctlAndGuardsItsDoors) {
