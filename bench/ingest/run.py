@@ -14,16 +14,21 @@ Last line: one JSON object.
 
 --tls adds DICOM TLS receivers (certificates made here with openssl): pxsnode with [tls]
 and storescp +tls with the per-file sync, senders storescu +tla (BCP 195), and prints the
-ratios TLS/plain for pxsnode and pxsnode-TLS/storescp-TLS-sync.
+ratios TLS/plain for pxsnode and pxsnode-TLS/storescp-TLS-sync. --scrape adds pxsnode with its
+web face on and a scraper polling /metrics every second, paired with plain pxsnode in each
+repetition (issue 14: the scraped ingest must stay within 5 % of the unscraped).
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -77,13 +82,19 @@ class Receiver:
             env["TCP_NODELAY"] = "1"
         log = open(os.path.join(self.dir, "log.txt"), "w")
         t = Receiver.TLS_DIR
-        if kind in ("pxsnode", "pxsnode-tls"):
+        self.http_port = None
+        if kind in ("pxsnode", "pxsnode-tls", "pxsnode-scraped"):
             self.aet = "PXSNODE"
             cfg = os.path.join(self.dir, "pxsnode.toml")
             with open(cfg, "w") as f:
                 f.write('[node]\nport = %d\ndata_dir = "data"\nlog_level = "warn"\n'
                         '[scp]\nmax_associations = 8\nmin_free_gb = 0.0\nmin_free_percent = 0.0\n'
                         '[scoring]\nmodel = "%s"\n' % (self.port, model))
+                if kind == "pxsnode-scraped":  # the web face on, a Prometheus-like poller on /metrics
+                    self.http_port = free_port()
+                    f.write('[http]\nenabled = true\nbind = "127.0.0.1"\nport = %d\n'
+                            '[[http.tokens]]\nname = "bench"\nrole = "viewer"\nsha256 = "%s"\n'
+                            % (self.http_port, hashlib.sha256(SCRAPE_TOKEN.encode()).hexdigest()))
                 if self.tls:
                     f.write('[tls]\ncertificate = "%s/server.pem"\nprivate_key = "%s/server.key"\n' % (t, t))
             cmd = [os.path.join(ROOT, "build", "bin", "pxsnode"), "--config", cfg]
@@ -121,7 +132,46 @@ class Receiver:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+SCRAPE_TOKEN = "bench-scraper-token"
+
+
+class Scraper(threading.Thread):
+    """Polls /metrics once a second (as a Prometheus scrape interval of 1 s would) while
+    the senders run; counts the scrapes and fails loudly if one is refused."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.done, self.scrapes, self.errors = port, threading.Event(), 0, []
+
+    def run(self):
+        req = urllib.request.Request("http://127.0.0.1:%d/metrics" % self.port,
+                                     headers={"Authorization": "Bearer " + SCRAPE_TOKEN})
+        while not self.done.is_set():
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    if b"pxs_" not in r.read():
+                        self.errors.append("no pxs_ metrics in the answer")
+                self.scrapes += 1
+            except Exception as e:  # noqa: BLE001 -- reported after the run
+                self.errors.append(str(e))
+            self.done.wait(1.0)
+
+
 def send(receiver, files, concurrency, nodelay):
+    scraper = Scraper(receiver.http_port) if receiver.http_port else None
+    if scraper:
+        scraper.start()
+    try:
+        return send_files(receiver, files, concurrency, nodelay)
+    finally:
+        if scraper:
+            scraper.done.set()
+            scraper.join()
+            if scraper.errors or scraper.scrapes == 0:
+                raise RuntimeError("the /metrics scraper failed: %s" % (scraper.errors[:3] or "no scrape"))
+
+
+def send_files(receiver, files, concurrency, nodelay):
     env = dict(os.environ)
     env.pop("TCP_NODELAY", None)
     if nodelay:
@@ -147,6 +197,8 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "pxs-demo-cxr14.pt"))
     ap.add_argument("--no-orthanc", action="store_true")
     ap.add_argument("--tls", action="store_true", help="also DICOM TLS receivers (pxsnode, storescp with sync)")
+    ap.add_argument("--scrape", action="store_true",
+                    help="also pxsnode with the web face on and /metrics polled every second (issue 14)")
     ap.add_argument("--kinds", help="comma-separated receivers to run (default: all)")
     ap.add_argument("--concurrency", default="1,4", help="comma-separated sender counts (default: 1,4)")
     ap.add_argument("--nodelay-only", action="store_true", help="skip the runs without TCP_NODELAY in the env")
@@ -165,6 +217,8 @@ def main():
     if args.tls:
         Receiver.TLS_DIR = make_certificates(args.work)
         kinds += ["pxsnode-tls", "storescp-tls-sync"]
+    if args.scrape:
+        kinds.append("pxsnode-scraped")
     if args.kinds:
         kinds = [k for k in kinds if k in args.kinds.split(",")]
     disk = disk_fdatasync_mb_s(args.work)
@@ -215,6 +269,10 @@ def main():
             paired = [t / p for t, p in zip(results[("pxsnode-tls", True, c)], results[("pxsnode", True, c)])]
             summary["ratios"]["c%d_tls_vs_plain_paired" % c] = [round(statistics.median(paired), 2),
                                                                 round(min(paired), 2), round(max(paired), 2)]
+        if "pxsnode-scraped" in kinds:
+            paired = [s / p for s, p in zip(results[("pxsnode-scraped", True, c)], results[("pxsnode", True, c)])]
+            summary["ratios"]["c%d_scraped_vs_plain_paired" % c] = [round(statistics.median(paired), 3),
+                                                                    round(min(paired), 3), round(max(paired), 3)]
         if "pxsnode-tls" in kinds and "storescp-tls-sync" in kinds:
             summary["ratios"]["c%d_tls_vs_storescp_tls_sync" % c] = round(
                 med("pxsnode-tls", True, c) / med("storescp-tls-sync", True, c), 2)
