@@ -27,6 +27,8 @@
 
 #include "pxs/config/config.h"
 #include "pxs/filestore/file_store.h"
+#include "pxs/hl7/committer.h"
+#include "pxs/hl7/listener.h"
 #include "pxs/http/server.h"
 #include "pxs/pipeline/hash_worker.h"
 #include "pxs/pipeline/model_registry.h"
@@ -39,6 +41,7 @@
 #include "pxs/sender/dicom_sender.h"
 #include "pxs/sender/sender_worker.h"
 #include "pxs/storage/database.h"
+#include "pxs/storage/observations.h"
 #include "pxs/tls/tls.h"
 
 #ifndef PXS_VERSION
@@ -82,6 +85,19 @@ std::optional<pxs::TlsSettings> SenderTls(const pxs::TlsSection& tls) {
 
 pxs::ScpTlsOptions ScpTls(const pxs::TlsSection& tls) {
   return {tls.enabled, AcceptorTls(tls), static_cast<uint16_t>(tls.plain_port)};
+}
+
+// [hl7] -> the MLLP listener's options (docs/hl7.md).
+pxs::hl7::ListenerOptions Hl7Options(const pxs::Config& cfg) {
+  pxs::hl7::ListenerOptions o;
+  o.bind = cfg.hl7.bind;
+  o.port = cfg.hl7.port;
+  o.max_message_bytes = cfg.hl7.max_message_bytes;
+  o.max_connections = cfg.hl7.max_connections;
+  o.idle_timeout_s = cfg.hl7.idle_timeout_s;
+  o.oru.allowed_senders = cfg.hl7.allowed_senders;
+  for (const pxs::Hl7AuthorityMapping& m : cfg.hl7.patient_authorities) o.oru.patient_authorities[m.authority] = m.issuer;
+  return o;
 }
 
 std::vector<pxs::http::Token> HttpTokens(const pxs::Config& cfg) {
@@ -346,6 +362,29 @@ int Run(const std::string& config_path) {
                  cfg.http.tokens.size());
   }
 
+  // [hl7]: clinical observations over MLLP, on a writer connection of their own so that
+  // their commits wait only for SQLite's write lock, never for the DICOM side's mutex.
+  // Declared store -> committer -> listener: destroyed the other way round, so every
+  // frame received gets its commit and ACK before the store closes.
+  std::unique_ptr<pxs::ObservationStore> observation_store;
+  std::unique_ptr<pxs::hl7::ObservationCommitter> hl7_committer;
+  std::unique_ptr<pxs::hl7::MllpListener> hl7_listener;
+  if (cfg.hl7.enabled) {
+    auto store = pxs::ObservationStore::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadWrite);
+    if (!store.ok()) {
+      spdlog::critical("HL7 observation store: {}", store.status().ToString());
+      return 1;
+    }
+    observation_store = std::move(*store);
+    hl7_committer = std::make_unique<pxs::hl7::ObservationCommitter>(observation_store.get());
+    auto listener = pxs::hl7::MllpListener::Start(Hl7Options(cfg), hl7_committer.get());
+    if (!listener.ok()) {
+      spdlog::critical("{}", listener.status().ToString());
+      return 1;
+    }
+    hl7_listener = std::move(*listener);
+  }
+
   if (auto st = report_worker.Start(); !st.ok()) {
     spdlog::critical("report worker: {}", st.ToString());
     return 1;
@@ -439,6 +478,7 @@ int Run(const std::string& config_path) {
     spdlog::info("signal {}: stopping (running associations get {} s)", signo, cfg.scp.shutdown_grace_s);
     sd_notify(0, "STOPPING=1");
     accepting = false;
+    if (hl7_listener) hl7_listener->Stop();  // frames received get their commit and ACK
     clean = scp.Stop(cfg.scp.shutdown_grace_s);
     if (!clean) spdlog::warn("associations still running after {} s; leaving without them", cfg.scp.shutdown_grace_s);
     scoring.Stop();

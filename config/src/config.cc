@@ -1,5 +1,7 @@
 #include "pxs/config/config.h"
 
+#include <arpa/inet.h>
+
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -392,6 +394,53 @@ Status ReadHttp(const toml::table* t, const std::string& file, HttpSection* http
   return r.RejectUnknownKeys();
 }
 
+Status ReadHl7(const toml::table* t, const std::string& file, Hl7Section* hl7) {
+  if (!t) return Status::Ok();
+  SectionReader r(t, file, "hl7");
+  PXS_RETURN_IF_ERROR(r.Bool("enabled", &hl7->enabled));
+  PXS_RETURN_IF_ERROR(r.String("bind", &hl7->bind));
+  // The listener binds a numeric address (no resolver at start): say so here, not there.
+  unsigned char addr[16];
+  if (inet_pton(AF_INET, hl7->bind.c_str(), addr) != 1 && inet_pton(AF_INET6, hl7->bind.c_str(), addr) != 1) {
+    return r.Error("bind", "'" + hl7->bind + "' is not an IPv4 or IPv6 address");
+  }
+  PXS_RETURN_IF_ERROR(r.Integer("port", &hl7->port, 0, 65535));
+  PXS_RETURN_IF_ERROR(r.StringList("allowed_senders", &hl7->allowed_senders));
+  for (const std::string& s : hl7->allowed_senders) {
+    const size_t hat = s.find('^');
+    if (s.empty() || hat == 0 || (hat != std::string::npos && (hat + 1 == s.size() || s.find('^', hat + 1) != std::string::npos))) {
+      return r.Error("allowed_senders", "'" + s + "' must be \"APP\" (MSH-3) or \"APP^FACILITY\" (MSH-3 and MSH-4)");
+    }
+  }
+  int64_t max_bytes = static_cast<int64_t>(hl7->max_message_bytes);
+  PXS_RETURN_IF_ERROR(r.Integer("max_message_bytes", &max_bytes, 1024, 64ll << 20));
+  hl7->max_message_bytes = static_cast<size_t>(max_bytes);
+  PXS_RETURN_IF_ERROR(r.Integer("max_connections", &hl7->max_connections, 1, 4096));
+  PXS_RETURN_IF_ERROR(r.Integer("idle_timeout_s", &hl7->idle_timeout_s, 1, 86400));
+  if (const toml::node* n = t->get("patient_authorities")) {
+    r.Consume("patient_authorities");  // its tables are read (and checked) below
+    if (!n->is_array_of_tables()) {
+      return Status::InvalidArgument(file + ": [[hl7.patient_authorities]]: must be an array of tables "
+                                     "(authority = \"...\", issuer = \"...\")");
+    }
+    std::set<std::string> seen;
+    int index = 0;
+    for (const toml::node& item : *n->as_array()) {
+      SectionReader mr(item.as_table(), file, "hl7.patient_authorities #" + std::to_string(++index));
+      Hl7AuthorityMapping m;
+      PXS_RETURN_IF_ERROR(mr.String("authority", &m.authority));
+      if (m.authority.empty()) return mr.Error("authority", "is required (the PID-3.4 assigning authority)");
+      if (!seen.insert(m.authority).second) return mr.Error("authority", "'" + m.authority + "' is mapped twice");
+      PXS_RETURN_IF_ERROR(mr.String("issuer", &m.issuer));
+      // 64 characters: DICOM IssuerOfPatientID is an LO.
+      if (m.issuer.size() > 64) return mr.Error("issuer", "is longer than 64 characters (IssuerOfPatientID is an LO)");
+      PXS_RETURN_IF_ERROR(mr.RejectUnknownKeys());
+      hl7->patient_authorities.push_back(std::move(m));
+    }
+  }
+  return r.RejectUnknownKeys();
+}
+
 const toml::table* SubTable(const toml::table& root, const char* name, const std::string& file, Status* st) {
   const toml::node* n = root.get(name);
   if (!n) return nullptr;
@@ -443,10 +492,11 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* reports = SubTable(root, "reports", path, &st);
   const toml::table* tls = SubTable(root, "tls", path, &st);
   const toml::table* http = SubTable(root, "http", path, &st);
+  const toml::table* hl7 = SubTable(root, "hl7", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
     static const std::set<std::string> kSections = {"node", "scp", "scoring", "models", "destinations",
-                                                    "reports", "tls", "peers", "http"};
+                                                    "reports", "tls", "peers", "http", "hl7"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
@@ -472,6 +522,12 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   PXS_RETURN_IF_ERROR(ReadTls(tls, path, cfg.node.port, &cfg.tls));
   PXS_RETURN_IF_ERROR(ReadPeers(root.get("peers"), path, &cfg.peers));
   PXS_RETURN_IF_ERROR(ReadHttp(http, path, &cfg.http));
+  PXS_RETURN_IF_ERROR(ReadHl7(hl7, path, &cfg.hl7));
+  if (cfg.hl7.enabled && cfg.hl7.port != 0 &&
+      (cfg.hl7.port == cfg.node.port || (cfg.http.enabled && cfg.hl7.port == cfg.http.port))) {
+    return Status::InvalidArgument(path + ": [hl7] port: " + std::to_string(cfg.hl7.port) +
+                                   " is already the DICOM ([node] port) or HTTP ([http] port) port");
+  }
   for (const Destination& d : cfg.destinations) {
     if (d.tls && !cfg.tls.enabled) {
       return Status::InvalidArgument(path + ": [[destinations]] " + d.name +

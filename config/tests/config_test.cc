@@ -137,6 +137,52 @@ TEST_F(ConfigTest, HttpIsOffByDefaultAndReadsTokens) {
   EXPECT_FALSE(Parse(std::string(kMinimal) + "[http]\nenabeld = true\n").ok());  // misspelt key
 }
 
+TEST_F(ConfigTest, Hl7IsOffByDefaultAndReadsSendersAndAuthorities) {
+  auto off = Parse(kMinimal);
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->hl7.enabled);
+  EXPECT_EQ(off->hl7.port, 2575);
+  auto cfg = Parse(std::string(kMinimal) +
+                   "[hl7]\nenabled = true\nbind = \"0.0.0.0\"\nport = 2600\nallowed_senders = [\"MON\", \"LAB^MAIN\"]\n"
+                   "max_message_bytes = 2048\n[[hl7.patient_authorities]]\nauthority = \"1.2.3.4\"\nissuer = \"HOSP_A\"\n"
+                   "[[hl7.patient_authorities]]\nauthority = \"LAB\"\nissuer = \"\"\n");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_TRUE(cfg->hl7.enabled);
+  EXPECT_EQ(cfg->hl7.bind, "0.0.0.0");
+  EXPECT_EQ(cfg->hl7.port, 2600);
+  EXPECT_EQ(cfg->hl7.allowed_senders, (std::vector<std::string>{"MON", "LAB^MAIN"}));
+  EXPECT_EQ(cfg->hl7.max_message_bytes, 2048u);
+  ASSERT_EQ(cfg->hl7.patient_authorities.size(), 2u);
+  EXPECT_EQ(cfg->hl7.patient_authorities[0].authority, "1.2.3.4");
+  EXPECT_EQ(cfg->hl7.patient_authorities[0].issuer, "HOSP_A");
+  EXPECT_EQ(cfg->hl7.patient_authorities[1].issuer, "");
+  struct Bad {
+    std::string toml, fragment;
+  };
+  const std::vector<Bad> bad = {
+      {"[hl7]\nbind = \"localhost\"\n", "[hl7] bind"},
+      {"[hl7]\nport = 70000\n", "[hl7] port"},
+      {"[hl7]\nallowed_senders = [\"^X\"]\n", "[hl7] allowed_senders"},
+      {"[hl7]\nallowed_senders = [\"A^B^C\"]\n", "[hl7] allowed_senders"},
+      {"[hl7]\nmax_message_bytes = 10\n", "[hl7] max_message_bytes"},
+      {"[hl7]\nenabeld = true\n", "[hl7] enabeld"},
+      {"[hl7]\nenabled = true\nport = 11112\n", "[hl7] port"},
+      {"[hl7]\npatient_authorities = \"x\"\n", "[[hl7.patient_authorities]]"},
+      {"[[hl7.patient_authorities]]\nissuer = \"A\"\n", "[hl7.patient_authorities #1] authority"},
+      {"[[hl7.patient_authorities]]\nauthority = \"A\"\n[[hl7.patient_authorities]]\nauthority = \"A\"\n",
+       "[hl7.patient_authorities #2] authority"},
+      {"[[hl7.patient_authorities]]\nauthority = \"A\"\nissuer = \"" + std::string(65, 'x') + "\"\n",
+       "[hl7.patient_authorities #1] issuer"},
+      {"[[hl7.patient_authorities]]\nauthority = \"A\"\nissur = \"B\"\n", "[hl7.patient_authorities #1] issur"},
+  };
+  for (const Bad& b : bad) {
+    auto r = Parse(std::string(kMinimal) + b.toml);
+    ASSERT_FALSE(r.ok()) << b.toml;
+    EXPECT_NE(r.status().message().find(b.fragment), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(Path()), std::string::npos) << r.status().message();
+  }
+}
+
 TEST_F(ConfigTest, ScoringModelIsTheOneModelShorthand) {
   auto cfg = Parse("[scoring]\nmodel = \"model.pt\"\nprecision = \"auto\"\n");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();

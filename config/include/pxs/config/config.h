@@ -115,6 +115,24 @@ struct HttpSection {
   std::vector<HttpToken> tokens;  // [[http.tokens]]
 };
 
+// [hl7]: the HL7 v2 listener (ORU^R01 over MLLP) for clinical observations (issue 15,
+// docs/hl7.md). Off by default; on loopback unless bind says otherwise.
+struct Hl7AuthorityMapping {
+  std::string authority;  // PID-3.4 assigning authority (namespace id or universal id)
+  std::string issuer;     // the IssuerOfPatientID the node's images carry for it
+};
+struct Hl7Section {
+  bool enabled = false;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 2575;  // 0: an ephemeral port (tests)
+  // "APP" (MSH-3, any facility) or "APP^FACILITY" (MSH-3 and MSH-4); empty: any sender.
+  std::vector<std::string> allowed_senders;
+  std::vector<Hl7AuthorityMapping> patient_authorities;  // [[hl7.patient_authorities]]
+  size_t max_message_bytes = 1 << 20;
+  int max_connections = 64;
+  int idle_timeout_s = 300;
+};
+
 struct Config {
   std::string source_path;  // the file it was read from (for messages)
   NodeSection node;
@@ -126,6 +144,7 @@ struct Config {
   TlsSection tls;
   std::vector<PeerEntry> peers;
   HttpSection http;
+  Hl7Section hl7;
 
   const Destination* FindDestinationByName(const std::string& name) const;
   const Destination* FindDestinationByAeTitle(const std::string& ae_title) const;

@@ -1,0 +1,237 @@
+// Clinical context end to end (issue 15): the REAL pxsnode with [hl7] enabled over
+// loopback, Debian python3-hl7's `mllp_send` as the HL7 sender, storescu for the
+// images, the node's own SQLite file read back through a read-only ObservationStore.
+// ACK AA only for what was stored; AE/AR with an ERR saying why and nothing stored for
+// bad input (wrong encoding characters, non-numeric values, a 10 MB message, a sender
+// not allowed, a truncated MLLP frame); a resend (same MSH-10) stored once; unknown
+// LOINC codes stored but not plotted; an observation for a patient not seen yet on the
+// patient's timeline once the images come; SIGTERM stops cleanly.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "../support/dicom_gen.h"
+#include "../support/node_process.h"
+#include "../support/shared_data.h"
+#include "pxs/storage/observations.h"
+
+namespace pxs {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace pxs::testing;
+using Json = nlohmann::json;
+
+bool Have(const std::string& tool) { return std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0; }
+
+// An ORU^R01 (segments end in CR) from MONITOR^ICU for patient `pid3`.
+std::string Oru(const std::string& control_id, const std::string& pid3, const std::string& obx,
+                const std::string& msh2 = "^~\\&", const std::string& sender = "MONITOR|ICU",
+                const std::string& type = "ORU^R01^ORU_R01") {
+  return "MSH|" + msh2 + "|" + sender + "|PXSNODE|PXS|20260101093000||" + type + "|" + control_id + "|P|2.5.1\r" +
+         "PID|1||" + pid3 + "||DOE^JANE\r" + "OBR|1|||VITALS^Vital signs|||20260101090000\r" + obx;
+}
+
+std::string Obx(int n, const std::string& type, const std::string& code, const std::string& value,
+                const std::string& unit, const std::string& when = "") {
+  return "OBX|" + std::to_string(n) + "|" + type + "|" + code + "||" + value + "|" + unit + "|||||F|||" + when + "\r";
+}
+
+class ClinicalEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!Have("mllp_send")) GTEST_SKIP() << "SKIPPED: mllp_send not installed (python3-hl7; scripts/install-deps.sh)";
+    const std::string tail = "[hl7]\nenabled = true\nport = " + std::to_string(hl7_port_) +
+                             "\nallowed_senders = [\"MONITOR\", \"LAB^MAIN\"]\n"
+                             "[[hl7.patient_authorities]]\nauthority = \"HOSP\"\nissuer = \"TESTS\"\n";
+    config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail);
+    node_ = std::make_unique<Node>(dir_.path(), node_port_);
+    ASSERT_TRUE(node_->Start(config_)) << node_->Log();
+    ASSERT_TRUE(WaitFor([&] { return PortOpen(hl7_port_); }, std::chrono::seconds(10))) << node_->Log();
+  }
+  void TearDown() override {
+    if (HasFailure() && node_) std::cerr << "---- pxsnode log ----\n" << node_->Log() << "\n";
+  }
+
+  // Sends the messages with mllp_send (one connection, one after the other) and returns
+  // each ACK's MSA-1 with the whole ACKs' text.
+  std::vector<std::string> Send(const std::vector<std::string>& messages, std::string* acks = nullptr) {
+    const fs::path file = dir_.path() / ("msgs" + std::to_string(++sends_) + ".hl7");
+    {
+      std::ofstream out(file, std::ios::binary);
+      for (const std::string& m : messages) out << '\x0b' << m << "\x1c\r";
+    }
+    CommandResult r = RunCommand({"mllp_send", "--port", std::to_string(hl7_port_), "--file", file.string(), "127.0.0.1"},
+                                 (dir_.path() / "mllp_send.log").string());
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    if (acks) *acks = r.output;
+    std::vector<std::string> codes;
+    static const std::regex kMsa("MSA\\|(A[AER])\\|");
+    for (std::sregex_iterator it(r.output.begin(), r.output.end(), kMsa), end; it != end; ++it) codes.push_back((*it)[1]);
+    return codes;
+  }
+
+  std::vector<Observation> Stored(const std::string& patient, const std::string& issuer = "TESTS") {
+    auto store = ObservationStore::Open((node_->data_dir() / "pxsnode.db").string(), Database::Mode::kReadOnly);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return {};
+    auto rows = (*store)->PatientObservations({patient, issuer}, std::nullopt, std::nullopt);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.ok() ? *rows : std::vector<Observation>{};
+  }
+
+  TempDir dir_{"pxs-clinical-e2e"};
+  uint16_t node_port_ = FreePort();
+  uint16_t hl7_port_ = FreePort();
+  std::string config_;
+  std::unique_ptr<Node> node_;
+  int sends_ = 0;
+};
+
+TEST_F(ClinicalEndToEnd, StoresLoincObservationsAcksAfterTheCommitAndAResendOnce) {
+  const std::string msg =
+      Oru("VIT-1", "P-100^^^HOSP^MR",
+          Obx(1, "NM", "59408-5^SpO2^LN", "91", "%^percent^UCUM", "20260101085500") +
+              Obx(2, "NM", "3151-8^O2 flow^LN", "4", "L/min") + Obx(3, "SN", "1988-5^CRP^LN", "^48.5", "mg/L") +
+              Obx(4, "NM", "8867-4^Heart rate^LN", "104", "/min") +
+              Obx(5, "NM", "2345-7^Glucose^LN", "6.1", "mmol/L") +  // real LOINC, not in the node's table
+              Obx(6, "ST", "8480-6^BP^LN", "high", ""));           // text: a warning, not kept
+  std::string acks;
+  EXPECT_EQ(Send({msg}, &acks), std::vector<std::string>{"AA"}) << acks;
+  EXPECT_NE(acks.find("MSA|AA|VIT-1"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("ERR|"), std::string::npos) << "the text OBX is listed as a warning: " << acks;
+  std::vector<Observation> rows = Stored("P-100");  // PID-3.4 HOSP mapped to the images' issuer TESTS
+  ASSERT_EQ(rows.size(), 5u);
+  std::map<std::string, Observation> by_code;
+  for (const Observation& o : rows) by_code[o.loinc] = o;
+  EXPECT_DOUBLE_EQ(by_code["59408-5"].value, 91);
+  EXPECT_EQ(by_code["59408-5"].unit, "%");
+  EXPECT_EQ(by_code["59408-5"].observed_at_text, "20260101085500");  // OBX-14
+  EXPECT_EQ(by_code["3151-8"].observed_at_text, "20260101090000");   // OBR-7 when OBX-14 is empty
+  EXPECT_DOUBLE_EQ(by_code["1988-5"].value, 48.5);
+  EXPECT_TRUE(by_code["1988-5"].plotted);
+  EXPECT_FALSE(by_code["2345-7"].plotted);  // stored, not plotted
+  EXPECT_EQ(by_code["2345-7"].display, "Glucose");
+  EXPECT_EQ(by_code["59408-5"].sender, "MONITOR^ICU");
+  EXPECT_TRUE(Stored("P-100", "HOSP").empty());
+
+  // The same MSH-10 again (a sender that lost the ACK): AA, stored once.
+  EXPECT_EQ(Send({msg}), std::vector<std::string>{"AA"});
+  EXPECT_EQ(Stored("P-100").size(), 5u);
+
+  // SIGTERM: the listener stops with the node, exit 0.
+  node_->process().Signal(SIGTERM);
+  EXPECT_EQ(node_->process().Wait(std::chrono::seconds(60)), 0) << node_->Log();
+  EXPECT_NE(node_->Log().find("pxsnode stopped"), std::string::npos);
+}
+
+TEST_F(ClinicalEndToEnd, BadInputIsAnsweredAeOrArWithAReasonAndNothingIsStored) {
+  const std::string spo2 = Obx(1, "NM", "59408-5^SpO2^LN", "90", "%", "20260101085500");
+  std::string acks;
+  std::vector<std::string> codes =
+      Send({Oru("BAD-ENC", "P-200^^^HOSP", spo2, "^^\\&"),                                   // repeated delimiter
+            Oru("BAD-NUM", "P-200^^^HOSP", Obx(1, "NM", "59408-5^SpO2^LN", "ninety", "%", "20260101")),
+            Oru("BAD-TYPE", "P-200^^^HOSP", spo2, "^~\\&", "MONITOR|ICU", "ADT^A01"),
+            Oru("BAD-SENDER", "P-200^^^HOSP", spo2, "^~\\&", "INTRUDER|X"),
+            Oru("BAD-TIME", "P-200^^^HOSP", Obx(1, "NM", "59408-5^SpO2^LN", "90", "%", "2026130199")),
+            Oru("BAD-PID", "^^^HOSP", spo2)},
+           &acks);
+  EXPECT_EQ(codes, (std::vector<std::string>{"AR", "AE", "AR", "AR", "AE", "AE"})) << acks;
+  EXPECT_NE(acks.find("MSH-2"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("'ninety' of type NM is not a number"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("unsupported message type 'ADT'"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("allowed_senders"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("2026130199"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("PID-3"), std::string::npos) << acks;
+  EXPECT_NE(acks.find("ERR|"), std::string::npos) << acks;
+
+  // 10 MB: over [hl7] max_message_bytes (1 MiB by default): AR, the connection goes on.
+  std::string big = Oru("BIG", "P-200^^^HOSP", spo2) + "NTE|1||" + std::string(10 << 20, 'x') + "\r";
+  codes = Send({big, Oru("AFTER-BIG", "P-201^^^HOSP", spo2)}, &acks);
+  EXPECT_EQ(codes, (std::vector<std::string>{"AR", "AA"})) << acks.substr(0, 2000);
+  EXPECT_NE(acks.find("max_message_bytes"), std::string::npos) << acks.substr(0, 2000);
+
+  // A truncated MLLP frame (start block, half a message, connection closed): not
+  // stored, not acknowledged; the node goes on.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(hl7_port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string half = "\x0b" + Oru("CUT", "P-200^^^HOSP", spo2).substr(0, 80);
+    ASSERT_EQ(::write(fd, half.data(), half.size()), static_cast<ssize_t>(half.size()));
+    ::close(fd);
+  }
+  EXPECT_EQ(Send({Oru("AFTER-CUT", "P-201^^^HOSP", spo2)}), std::vector<std::string>{"AA"});
+  EXPECT_TRUE(WaitFor([&] { return node_->Log().find("connection closed inside an MLLP frame") != std::string::npos; },
+                      std::chrono::seconds(5)))
+      << node_->Log();
+
+  EXPECT_TRUE(Stored("P-200").empty());
+  EXPECT_EQ(Stored("P-201").size(), 2u);
+  // The log names neither the patient nor the values at the default level.
+  EXPECT_EQ(node_->Log().find("DOE"), std::string::npos);
+}
+
+TEST_F(ClinicalEndToEnd, AnObservationBeforeTheFirstImageIsOnTheTimelineWhenTheImagesCome) {
+  ASSERT_EQ(Send({Oru("EARLY-1", "P-300^^^HOSP^MR", Obx(1, "NM", "59408-5^SpO2^LN", "88", "%", "20260101110000") +
+                                                        Obx(2, "NM", "1988-5^CRP^LN", "120", "mg/L", "20251231080000"))}),
+            std::vector<std::string>{"AA"});
+  // No image yet: pxsctl knows no such patient, the observations are kept all the same.
+  CommandResult none = RunCommand({BinDir() + "/pxsctl", "--db", (node_->data_dir() / "pxsnode.db").string(), "--json",
+                                   "patients", "P-300"},
+                                  (dir_.path() / "pxsctl.log").string());
+  EXPECT_EQ(none.output.find("P-300"), std::string::npos) << none.output;
+  ASSERT_EQ(Stored("P-300").size(), 2u);
+
+  SyntheticCr spec;
+  spec.patient_id = "P-300";
+  spec.issuer = "TESTS";
+  spec.study_uid = NewUid();
+  spec.series_uid = NewUid();
+  spec.sop_uid = NewUid();
+  spec.study_date = "20260101";  // StudyTime 120000: one hour after the SpO2
+  const std::string file = (dir_.path() / "cr.dcm").string();
+  ASSERT_TRUE(WriteSyntheticCr(file, spec));
+  CommandResult sent = RunCommand({"storescu", "-aec", "PXSNODE", "127.0.0.1", std::to_string(node_port_), file},
+                                  (dir_.path() / "storescu.log").string());
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+
+  Json patients;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        CommandResult r = RunCommand({BinDir() + "/pxsctl", "--db", (node_->data_dir() / "pxsnode.db").string(), "--json",
+                                      "patients", "P-300"},
+                                     (dir_.path() / "pxsctl.log").string());
+        if (r.exit_code != 0) return false;
+        patients = Json::parse(r.output, nullptr, false);
+        return patients.is_array() && !patients.empty();
+      },
+      std::chrono::seconds(30)))
+      << node_->Log();
+  // The images' key (PatientID + IssuerOfPatientID) finds the observations that came first.
+  const PatientKey key{patients[0].value("patient_id", ""), patients[0].value("issuer", "")};
+  EXPECT_EQ(key.patient_id, "P-300") << patients.dump();
+  EXPECT_EQ(key.issuer, "TESTS") << patients.dump();
+  auto store = ObservationStore::Open((node_->data_dir() / "pxsnode.db").string(), Database::Mode::kReadOnly);
+  ASSERT_TRUE(store.ok());
+  const int64_t image_at = *WallClockMs("20260101", "120000");
+  auto near = (*store)->ObservationsNear(key, image_at, 6 * 3'600'000);
+  ASSERT_TRUE(near.ok());
+  ASSERT_EQ(near->size(), 1u);  // the CRP is 28 h before: outside a 6 h window
+  EXPECT_EQ((*near)[0].loinc, "59408-5");
+  EXPECT_DOUBLE_EQ((*near)[0].value, 88);
+}
+
+}  // namespace
+}  // namespace pxs
