@@ -49,7 +49,8 @@ ModelRegistry::ApplyReport ModelRegistry::Apply(const std::vector<ModelEntry>& e
     } else {
       auto scorer = factory_(entry);
       if (!scorer.ok()) {
-        report.failed.push_back(entry.package + ": " + scorer.status().message() +
+        // The entry's name first: the operator fixes a [[models]] table, not a file.
+        report.failed.push_back((entry.name.empty() ? "" : entry.name + ": ") + scorer.status().message() +
                                 (previous ? " (version " + previous->scorer->model().version + " keeps running)" : ""));
         chosen = previous;
       } else {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../support/node_process.h"
+#include "../support/pacs_peer.h"
 #include "../support/shared_data.h"
 #include "pxs/reports/sr_reader.h"
 
@@ -28,16 +29,6 @@ using namespace pxs::testing;
 using Json = nlohmann::json;
 
 std::string DemoModelPath() { return std::string(PXS_SOURCE_DIR) + "/models/pxs-demo-cxr14.pt"; }
-
-std::vector<fs::path> FilesIn(const fs::path& dir, const std::string& extension = "") {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  for (auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.is_regular_file() && (extension.empty() || e.path().extension() == extension)) out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 // The same number, allowing for nothing but the last bits of a double's text form.
 bool Same(const std::optional<double>& a, const Json& b) {
@@ -56,11 +47,7 @@ class LongitudinalEndToEnd : public ::testing::Test {
       GTEST_SKIP() << "SKIPPED: ../shared/data/ralo not found (shared test data is not present on this machine)";
     }
     ralo_ = data + "/ralo";
-    fs::create_directories(pacs_dir_);
-    pacs_ = std::make_unique<Process>(std::vector<std::string>{"storescp", "-aet", "PACS", "-od", pacs_dir_.string(),
-                                                               std::to_string(pacs_port_)},
-                                      (dir_.path() / "storescp.log").string());
-    ASSERT_TRUE(WaitFor([&] { return PortOpen(pacs_port_); }, std::chrono::seconds(10)));
+    ASSERT_TRUE(pacs_.Start((dir_.path() / "storescp.log").string()));
   }
   void TearDown() override {
     if (HasFailure() && node_) std::cerr << "---- pxsnode log ----\n" << node_->Log() << "\n";
@@ -69,16 +56,12 @@ class LongitudinalEndToEnd : public ::testing::Test {
   // DICOM studies of real ralo courses in dir_/name, in exam order (file names sort so).
   std::vector<fs::path> MakeStudies(const std::string& name, const std::vector<std::string>& args) {
     const fs::path out = dir_.path() / name;
-    std::vector<std::string> argv = {"/usr/bin/python3", std::string(PXS_SOURCE_DIR) + "/tools/make_ralo_studies.py",
-                                     out.string(), "--ralo", ralo_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CommandResult made = RunCommand(argv, (dir_.path() / (name + ".log")).string());
+    CommandResult made = MakeRaloStudies(out, ralo_, args, (dir_.path() / (name + ".log")).string());
     EXPECT_EQ(made.exit_code, 0) << made.output;
-    return FilesIn(out, ".dcm");
+    return FilesIn(out, "", ".dcm");
   }
   void StartNode(const std::string& model) {
-    const std::string tail = "[[destinations]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
-                             std::to_string(pacs_port_) + "\n[reports]\nsend_to = [\"pacs\"]\nretry_initial_s = 1\n";
+    const std::string tail = pacs_.ConfigTail();
     node_ = std::make_unique<Node>(dir_.path(), node_port_);
     ASSERT_TRUE(node_->Start(WriteNodeConfig(dir_.path(), node_port_, "", tail, model))) << node_->Log();
   }
@@ -210,10 +193,9 @@ class LongitudinalEndToEnd : public ::testing::Test {
 
   TempDir dir_{"pxs-longitudinal-e2e"};
   std::string ralo_;
-  uint16_t pacs_port_ = FreePort();
   uint16_t node_port_ = FreePort();
   fs::path pacs_dir_ = dir_.path() / "pacs";
-  std::unique_ptr<Process> pacs_;
+  PacsPeer pacs_{pacs_dir_};
   std::unique_ptr<Node> node_;
 };
 
