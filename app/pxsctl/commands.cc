@@ -42,13 +42,27 @@ int Fail(const Context& ctx, const Status& status) { return Fail(ctx, kExitFindi
 
 // Opens read-only unless the command changes something. Failure: exit code 3.
 std::unique_ptr<AdminDatabase> OpenOrReport(const Context& ctx, Database::Mode mode, int* exit_code) {
-  // A read-write open would create an empty database: never do that from pxsctl.
-  struct stat st{};
-  if (stat(ctx.db_path.c_str(), &st) != 0) {
-    *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + ctx.db_path + ": " + std::strerror(errno));
-    return nullptr;
+  // A read-write open would create an empty database: never do that from pxsctl. A
+  // PostgreSQL database has no file: the read-only open checks that it has the current
+  // schema (and refuses an empty one) before a read-write open may migrate anything.
+  DatabaseOptions options = ctx.db;
+  options.url = ctx.db_path;
+  if (IsPostgresUrl(options.url)) {
+    if (mode == Database::Mode::kReadWrite) {
+      auto probe = AdminDatabase::Open(options, Database::Mode::kReadOnly);
+      if (!probe.ok()) {
+        *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + probe.status().ToString());
+        return nullptr;
+      }
+    }
+  } else {
+    struct stat st{};
+    if (stat(ctx.db_path.c_str(), &st) != 0) {
+      *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + ctx.db_path + ": " + std::strerror(errno));
+      return nullptr;
+    }
   }
-  auto db = AdminDatabase::Open(ctx.db_path, mode);
+  auto db = AdminDatabase::Open(options, mode);
   if (!db.ok()) {
     *exit_code = Fail(ctx, kExitCannotOpen, "cannot open database: " + db.status().ToString());
     return nullptr;

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "pxs/storage/database.h"
+
 namespace pxs::ctl {
 
 enum ExitCode : int {
@@ -15,7 +17,8 @@ enum ExitCode : int {
 
 // Where the database is and how to print, from the global options.
 struct Context {
-  std::string db_path;
+  std::string db_path;   // a SQLite file, sqlite:PATH or a postgresql:// URL
+  DatabaseOptions db;    // how to open it: db_path with the config's [database] and [node] id
   std::string data_dir;  // recorded file paths are relative to it
   bool json = false;
   double config_stable_delta = -1.0;  // [reports] stable_delta of --config (-1: not set)

@@ -28,8 +28,12 @@ int main(int argc, char** argv) {
   auto* config_opt = app.add_option("-c,--config", config_path,
                                     std::string("node configuration; its [node] data_dir holds pxsnode.db (default ") +
                                         kDefaultConfig + ")");
-  auto* db_opt = app.add_option("--db", db_path, "database file to use instead of the configuration's");
+  auto* db_opt = app.add_option("--db", db_path, "database to use instead of the configuration's: a SQLite file or a postgresql:// URL");
   db_opt->excludes(config_opt);
+  std::string node_id;
+  app.add_option("--node-id", node_id,
+                 "with --db on a shared PostgreSQL: the node whose files verify/prune look at (default: the host name)")
+      ->excludes(config_opt);
   app.add_option("--data-dir", data_dir, "folder recorded file paths are relative to (default: the database's folder)");
 
   app.add_flag("--json", json, "print JSON instead of tables (also accepted after the command)");
@@ -112,7 +116,8 @@ int main(int argc, char** argv) {
   ctx.json = json;
   if (!db_path.empty()) {
     ctx.db_path = db_path;
-    ctx.data_dir = std::filesystem::path(db_path).parent_path().string();
+    // A PostgreSQL URL says nothing of where the files are: --data-dir, else here.
+    ctx.data_dir = pxs::IsPostgresUrl(db_path) ? std::string() : std::filesystem::path(db_path).parent_path().string();
     if (ctx.data_dir.empty()) ctx.data_dir = ".";
   } else {
     if (config_path.empty()) config_path = kDefaultConfig;
@@ -122,10 +127,16 @@ int main(int argc, char** argv) {
       return kExitCannotOpen;
     }
     ctx.data_dir = config->node.data_dir;
-    ctx.db_path = pxs::DatabasePathFor(ctx.data_dir);
+    // [database] url (default sqlite:data_dir/pxsnode.db) and the node's identity, so
+    // verify and prune see this node's files on a shared PostgreSQL.
+    const std::string& url = config->database.url;
+    ctx.db_path = url.rfind("sqlite:", 0) == 0 ? url.substr(7) : url;
+    ctx.db.node_id = config->node.id;
+    ctx.db.statement_timeout_ms = config->database.statement_timeout_ms;
     ctx.config_stable_delta = config->reports.stable_delta;
   }
   if (!data_dir.empty()) ctx.data_dir = data_dir;
+  if (!node_id.empty()) ctx.db.node_id = node_id;
 
   if (cmd_patients->parsed()) return RunPatients(ctx, patients);
   if (cmd_history->parsed()) return RunHistory(ctx, history);

@@ -100,6 +100,22 @@ pxs::hl7::ListenerOptions Hl7Options(const pxs::Config& cfg) {
   return o;
 }
 
+// [database] and [node] id -> how storage opens the node's database (issue 16).
+pxs::DatabaseOptions DatabaseOptionsFor(const pxs::Config& cfg) {
+  pxs::DatabaseOptions o;
+  o.url = cfg.database.url;
+  o.node_id = cfg.node.id;
+  o.pool_size = cfg.database.pool_size;
+  o.statement_timeout_ms = cfg.database.statement_timeout_ms;
+  return o;
+}
+
+// A SQLite url as the file path (what the HTTP face checks exists); a PostgreSQL one as is.
+std::string DatabaseLocation(const pxs::Config& cfg) {
+  const std::string& url = cfg.database.url;
+  return url.rfind("sqlite:", 0) == 0 ? url.substr(7) : url;
+}
+
 std::vector<pxs::http::Token> HttpTokens(const pxs::Config& cfg) {
   std::vector<pxs::http::Token> tokens;
   for (const pxs::HttpToken& t : cfg.http.tokens) tokens.push_back({t.name, t.role, t.sha256});
@@ -114,7 +130,7 @@ pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::ModelSet& mode
   o.bind = cfg.http.bind;
   o.port = cfg.http.port;
   o.tokens = HttpTokens(cfg);
-  o.db_path = pxs::DatabasePathFor(cfg.node.data_dir);
+  o.db_path = DatabaseLocation(cfg);
   o.data_dir = cfg.node.data_dir;
   o.web_root = cfg.http.web_root.empty() ? PXS_WEB_ROOT : cfg.http.web_root;
   if (cfg.tls.enabled) {  // HTTPS with the node's own certificate (issue 14)
@@ -206,7 +222,7 @@ int Run(const std::string& config_path) {
                      cfg.node.data_dir, data_stat.st_mode & 07777);
     return 1;
   }
-  auto db = pxs::Database::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadWrite);
+  auto db = pxs::Database::Open(DatabaseOptionsFor(cfg), pxs::Database::Mode::kReadWrite);
   if (!db.ok()) {
     spdlog::critical("database: {}", db.status().ToString());
     return 1;

@@ -10,6 +10,8 @@
 
 #include <toml++/toml.h>
 
+#include "pxs/storage/database.h"  // IsPostgresUrl, DatabasePathFor
+
 namespace pxs {
 namespace {
 
@@ -127,6 +129,41 @@ Status CheckAe(SectionReader& r, const std::string& key, const std::string& ae) 
   return Status::Ok();
 }
 
+// Model names and node ids: 1-64 of A-Z a-z 0-9 . _ - (they appear in file names, logs
+// and SQL values, never needing quoting).
+bool IsValidModelName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (unsigned char c : name) {
+    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+  }
+  return true;
+}
+
+// [database]; data_dir (already resolved) gives the default SQLite file. Which strings
+// are PostgreSQL's is storage's rule (IsPostgresUrl), so both read a url alike.
+Status ReadDatabase(const toml::table* t, const std::string& file, const std::string& data_dir,
+                    DatabaseSection* db) {
+  db->url.clear();
+  if (t) {
+    SectionReader r(t, file, "database");
+    PXS_RETURN_IF_ERROR(r.String("url", &db->url));
+    PXS_RETURN_IF_ERROR(r.Integer("pool_size", &db->pool_size, 1, 64));
+    PXS_RETURN_IF_ERROR(r.Integer("statement_timeout_ms", &db->statement_timeout_ms, 0, 3'600'000));
+    PXS_RETURN_IF_ERROR(r.RejectUnknownKeys());
+    const std::string& url = db->url;
+    const bool postgres = IsPostgresUrl(url);
+    if (url.rfind("sqlite:", 0) == 0) {
+      if (url.size() == 7) return r.Error("url", "sqlite: needs a file path (sqlite:/var/lib/pxsnode/pxsnode.db)");
+      db->url = "sqlite:" + ResolveRelative(url.substr(7), file);
+    } else if (!url.empty() && !postgres) {
+      // Not echoed: a connection string may hold a password.
+      return r.Error("url", "must be sqlite:PATH, postgresql://user@host/db or a libpq key=value string");
+    }
+  }
+  if (db->url.empty()) db->url = "sqlite:" + DatabasePathFor(data_dir);
+  return Status::Ok();
+}
+
 Status ReadNode(const toml::table* t, const std::string& file, NodeSection* node) {
   SectionReader r(t, file, "node");
   PXS_RETURN_IF_ERROR(r.String("ae_title", &node->ae_title));
@@ -135,6 +172,10 @@ Status ReadNode(const toml::table* t, const std::string& file, NodeSection* node
   PXS_RETURN_IF_ERROR(r.Integer("port", &node->port, 1, 65535));
   PXS_RETURN_IF_ERROR(r.String("data_dir", &node->data_dir));
   if (node->data_dir.empty()) return r.Error("data_dir", "must not be empty");
+  PXS_RETURN_IF_ERROR(r.String("id", &node->id));
+  if (!node->id.empty() && !IsValidModelName(node->id)) {
+    return r.Error("id", "'" + node->id + "' must be 1-64 of A-Z a-z 0-9 . _ -");
+  }
   PXS_RETURN_IF_ERROR(r.String("log_level", &node->log_level));
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (!kLevels.count(node->log_level)) {
@@ -203,14 +244,6 @@ Status ReadScoring(const toml::table* t, const std::string& file, bool model_req
   PXS_RETURN_IF_ERROR(r.Integer("yield_to_ingest_ms", &s->yield_to_ingest_ms, 0, 60000));
   PXS_RETURN_IF_ERROR(r.Bool("score_for_processing", &s->score_for_processing));
   return r.RejectUnknownKeys();
-}
-
-bool IsValidModelName(const std::string& name) {
-  if (name.empty() || name.size() > 64) return false;
-  for (unsigned char c : name) {
-    if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return false;
-  }
-  return true;
 }
 
 Status ReadRoute(const toml::node* n, const std::string& file, const std::string& section, routing::Route* route) {
@@ -493,10 +526,11 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   const toml::table* tls = SubTable(root, "tls", path, &st);
   const toml::table* http = SubTable(root, "http", path, &st);
   const toml::table* hl7 = SubTable(root, "hl7", path, &st);
+  const toml::table* database = SubTable(root, "database", path, &st);
   PXS_RETURN_IF_ERROR(st);
   for (const auto& [key, value] : root) {
     static const std::set<std::string> kSections = {"node", "scp", "scoring", "models", "destinations",
-                                                    "reports", "tls", "peers", "http", "hl7"};
+                                                    "reports", "tls", "peers", "http", "hl7", "database"};
     if (!kSections.count(std::string(key.str()))) {
       return Status::InvalidArgument(path + ": [" + std::string(key.str()) + "]: unknown section");
     }
@@ -507,6 +541,7 @@ StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& pa
   }
   PXS_RETURN_IF_ERROR(ReadNode(node, path, &cfg.node));
   cfg.node.data_dir = ResolveRelative(cfg.node.data_dir, path);
+  PXS_RETURN_IF_ERROR(ReadDatabase(database, path, cfg.node.data_dir, &cfg.database));
   PXS_RETURN_IF_ERROR(ReadScp(scp, path, &cfg.scp));
   PXS_RETURN_IF_ERROR(ReadScoring(scoring, path, /*model_required=*/models == nullptr, &cfg.scoring));
   PXS_RETURN_IF_ERROR(ReadModels(models, path, cfg.scoring, &cfg.models));

@@ -102,6 +102,49 @@ TEST_F(ConfigTest, BadValuesNameFileKeyAndFault) {
   }
 }
 
+TEST_F(ConfigTest, DatabaseDefaultsToTheSqliteFileAndReadsPostgresSettings) {
+  auto plain = Parse(kMinimal);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_EQ(plain->database.url, "sqlite:" + (dir_ / "var/pxsnode/pxsnode.db").string());  // today's file
+  EXPECT_EQ(plain->database.pool_size, 4);
+  EXPECT_EQ(plain->database.statement_timeout_ms, 0);
+  EXPECT_EQ(plain->node.id, "");  // the host name, chosen by storage
+
+  auto pg = Parse(std::string(kMinimal) +
+                  "[node]\nid = \"site-a.1\"\n[database]\nurl = \"postgresql://pxs@db1/pxs\"\n"
+                  "pool_size = 8\nstatement_timeout_ms = 5000\n");
+  ASSERT_TRUE(pg.ok()) << pg.status().ToString();
+  EXPECT_EQ(pg->node.id, "site-a.1");
+  EXPECT_EQ(pg->database.url, "postgresql://pxs@db1/pxs");
+  EXPECT_EQ(pg->database.pool_size, 8);
+  EXPECT_EQ(pg->database.statement_timeout_ms, 5000);
+
+  auto kv = Parse(std::string(kMinimal) + "[database]\nurl = \"host=/run/postgresql dbname=pxs\"\n");
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  EXPECT_EQ(kv->database.url, "host=/run/postgresql dbname=pxs");
+  auto relative = Parse(std::string(kMinimal) + "[database]\nurl = \"sqlite:db/x.db\"\n");
+  ASSERT_TRUE(relative.ok()) << relative.status().ToString();
+  EXPECT_EQ(relative->database.url, "sqlite:" + (dir_ / "db/x.db").string());
+
+  const BadCase cases[] = {
+      {"[database]\nurl = \"mysql://x\"\n", "[database] url: must be sqlite:PATH, postgresql://"},
+      {"[database]\nurl = \"sqlite:\"\n", "[database] url: sqlite: needs a file path"},
+      {"[database]\npool_size = 0\n", "[database] pool_size: must be 1..64 (got 0)"},
+      {"[database]\nstatement_timeout_ms = -1\n", "[database] statement_timeout_ms: must be 0..3600000"},
+      {"[database]\nurll = \"x\"\n", "[database] urll: unknown key"},
+      {"[node]\nid = \"a b\"\n", "[node] id: 'a b' must be 1-64 of"},
+  };
+  for (const BadCase& c : cases) {
+    auto cfg = Parse(std::string(kMinimal) + c.toml);
+    ASSERT_FALSE(cfg.ok()) << "accepted: " << c.toml;
+    EXPECT_NE(cfg.status().message().find(c.expected_fragment), std::string::npos) << cfg.status().message();
+  }
+  // A rejected connection string is not echoed: it may hold a password.
+  auto secret = Parse(std::string(kMinimal) + "[database]\nurl = \"mysql://u:s3cret@h/d\"\n");
+  ASSERT_FALSE(secret.ok());
+  EXPECT_EQ(secret.status().message().find("s3cret"), std::string::npos);
+}
+
 TEST_F(ConfigTest, LoadConfigReportsAMissingFile) {
   auto cfg = LoadConfig((dir_ / "nope.toml").string());
   ASSERT_FALSE(cfg.ok());

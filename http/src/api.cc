@@ -211,8 +211,8 @@ struct Api::Impl {
   }
 
   StatusOr<std::unique_ptr<AdminDatabase>> OpenDb(Database::Mode mode) const {
-    struct stat st {};
-    if (::stat(options.db_path.c_str(), &st) != 0) {
+    struct stat st {};  // a PostgreSQL database has no file to look for
+    if (!IsPostgresUrl(options.db_path) && ::stat(options.db_path.c_str(), &st) != 0) {
       return Status::IoError("cannot open database: " + options.db_path + ": " + std::strerror(errno));
     }
     return AdminDatabase::Open(options.db_path, mode);

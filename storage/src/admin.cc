@@ -377,10 +377,11 @@ StatusOr<FailuresView> SqliteAdminDatabase::Failures(int limit) {
 // Failed deliveries (of one study, or all) -> pending, due now, attempts reset so the
 // sender's back-off starts again. last_error stays for the record.
 StatusOr<int> SqliteAdminDatabase::RequeueFailedDeliveries(const std::string* study_uid, int64_t now_ms) {
+  // CAST: PostgreSQL cannot infer the type of a parameter that is only tested for NULL.
   Query q = conn_->Prepare(
       "UPDATE report_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?1,"
       " updated_at = ?1 WHERE state = 'failed'"
-      " AND (?2 IS NULL OR report_ref IN (SELECT id FROM reports WHERE study_uid = ?2))");
+      " AND (CAST(?2 AS TEXT) IS NULL OR report_ref IN (SELECT id FROM reports WHERE study_uid = ?2))");
   if (study_uid) q.With(now_ms, *study_uid); else q.With(now_ms, nullptr);
   PXS_RETURN_IF_ERROR(q.Run());
   return conn_->Changes();

@@ -41,7 +41,15 @@ std::string DefaultNodeId() {
 }
 
 bool IsPostgresUrl(const std::string& url) {
-  return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) return true;
+  // A libpq key/value string starts with "keyword=" (libpq's keywords are lower-case
+  // letters and underscores), e.g. "host=db1 dbname=pxs"; a file path does not.
+  size_t i = url.find_first_not_of(' ');
+  if (i == std::string::npos) return false;
+  const size_t start = i;
+  while (i < url.size() && ((url[i] >= 'a' && url[i] <= 'z') || url[i] == '_')) ++i;
+  while (i < url.size() && url[i] == ' ') ++i;
+  return i > start && i < url.size() && url[i] == '=';
 }
 
 namespace {

@@ -14,13 +14,29 @@ struct PostgresConnection::Session {
 };
 
 std::string RedactUrl(const std::string& url) {
+  std::string out = url;
+  // password=secret in a key/value string or a URL's query: password=***
+  for (size_t p = out.find("password"); p != std::string::npos; p = out.find("password", p + 1)) {
+    size_t eq = out.find_first_not_of(' ', p + 8);
+    if (eq == std::string::npos || out[eq] != '=') continue;
+    size_t begin = out.find_first_not_of(' ', eq + 1);
+    if (begin == std::string::npos) break;
+    size_t end = begin;
+    if (out[begin] == '\'') {
+      end = out.find('\'', begin + 1);
+      end = end == std::string::npos ? out.size() : end + 1;
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(begin, end - begin, "***");
+  }
   // postgresql://user:password@host/db -> postgresql://user:***@host/db
-  const size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  const size_t at = url.find('@', scheme + 3);
-  const size_t colon = url.find(':', scheme + 3);
-  if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+  const size_t scheme = out.find("://");
+  if (scheme == std::string::npos) return out;
+  const size_t at = out.find('@', scheme + 3);
+  const size_t colon = out.find(':', scheme + 3);
+  if (at == std::string::npos || colon == std::string::npos || colon > at) return out;
+  return out.substr(0, colon + 1) + "***" + out.substr(at);
 }
 
 std::string TranslatePlaceholders(const char* sql) {
@@ -323,9 +339,14 @@ void PostgresConnection::Rollback() {
 
 Status PostgresConnection::SetSessionSetup(const std::string& sql) {
   session_setup_ = sql;
-  // A read-only session refuses every CREATE, temporary views too: lifted for this.
-  if (options_.read_only) return Exec("SET default_transaction_read_only = off; " + sql + "; SET default_transaction_read_only = on");
-  return Exec(sql);
+  // A read-only session refuses every CREATE, temporary views too: lifted for this, in
+  // separate statements (one multi-statement query is one implicit transaction, which
+  // keeps the read-only setting it started with).
+  if (!options_.read_only) return Exec(sql);
+  PXS_RETURN_IF_ERROR(Exec("SET default_transaction_read_only = off"));
+  Status status = Exec(sql);
+  Status restored = Exec("SET default_transaction_read_only = on");
+  return status.ok() ? restored : status;
 }
 
 StatusOr<std::string> PostgresConnection::IntegrityCheck() {

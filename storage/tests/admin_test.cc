@@ -163,7 +163,7 @@ TEST_F(AdminTest, PruneKeepsUnfinishedWorkAndRetryCannotRevivePrunedFiles) {
   ASSERT_TRUE(admin->ForEachRecordedFile([&](const RecordedFile& f) { recorded.push_back(f.sop_instance_uid); }).ok());
   EXPECT_EQ(recorded, (std::vector<std::string>{"1.3", "1.4"}));
   auto retried = admin->Retry("1.2", Now());
-  ASSERT_TRUE(retried.ok());
+  ASSERT_TRUE(retried.ok()) << retried.status().ToString();
   EXPECT_EQ(retried->jobs_requeued, 0);
   EXPECT_EQ(retried->skipped_pruned, 1);
   EXPECT_EQ(admin->RetryAllFailed(Now())->skipped_pruned, 1);

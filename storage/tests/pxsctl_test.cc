@@ -89,7 +89,11 @@ class PxsctlTest : public ::testing::Test {
     return in;
   }
 
-  std::string Db() const { return "--db " + dir_.db() + " "; }
+  // Quoted: a PostgreSQL URL has '&' and '?' in it.
+  // A PostgreSQL database does not say where the files are: --data-dir does.
+  std::string Db() const {
+    return "--db '" + dir_.db() + "' " + (testing_util::OnPostgres() ? "--data-dir " + dir_.path() + " " : "");
+  }
   std::string File(const std::string& sop) const { return dir_.path() + "/dicom/" + sop + ".dcm"; }
 
   ScratchDir dir_;
@@ -295,7 +299,8 @@ TEST_F(PxsctlTest, FindsTheDatabaseThroughTheNodeConfiguration) {
   // The smallest configuration LoadConfig accepts: data_dir and an existing model file.
   const std::string config = dir_.path() + "/pxsnode.toml";
   std::ofstream(dir_.path() + "/model.pt") << "placeholder";
-  std::ofstream(config) << "[node]\ndata_dir = \"" << dir_.path() << "\"\n[scoring]\nmodel = \"model.pt\"\n";
+  std::ofstream(config) << "[node]\ndata_dir = \"" << dir_.path() << "\"\n[scoring]\nmodel = \"model.pt\"\n"
+                         << (testing_util::OnPostgres() ? "[database]\nurl = \"" + dir_.db() + "\"\n" : "");
   RunResult r = RunPxsctl("--config " + config + " queue --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(Json::parse(r.out)["queued"], 1);
@@ -305,11 +310,18 @@ TEST_F(PxsctlTest, FindsTheDatabaseThroughTheNodeConfiguration) {
 
 TEST_F(PxsctlTest, RefusesANewerSchema) {
   // Bump the version the way a newer pxsnode's migration would.
-  sqlite3* raw = nullptr;
-  ASSERT_EQ(sqlite3_open(dir_.db().c_str(), &raw), SQLITE_OK);
-  const std::string bump = "PRAGMA user_version = " + std::to_string(kSchemaVersion + 1);
-  ASSERT_EQ(sqlite3_exec(raw, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(raw);
+  if (testing_util::OnPostgres()) {
+    std::string out;
+    ASSERT_TRUE(testing::PostgresServer::Shared().Psql(
+        dir_.pg_database(), "UPDATE pxs_schema SET version = " + std::to_string(kSchemaVersion + 1), &out))
+        << out;
+  } else {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.db().c_str(), &raw), SQLITE_OK);
+    const std::string bump = "PRAGMA user_version = " + std::to_string(kSchemaVersion + 1);
+    ASSERT_EQ(sqlite3_exec(raw, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
   EXPECT_EQ(RunPxsctl(Db() + "queue").exit_code, 3);
   EXPECT_EQ(RunPxsctl(Db() + "retry --all-failed").exit_code, 3);
   EXPECT_EQ(*ReadSchemaVersion(dir_.db()), kSchemaVersion + 1);  // untouched

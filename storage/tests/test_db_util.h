@@ -52,6 +52,12 @@ class ScratchDir {
   }
   const std::string& path() const { return path_; }
   std::string db() const { return OnPostgres() ? url_ : DatabasePathFor(path_); }
+  // On PostgreSQL: the database's name on the shared test server (for psql).
+  std::string pg_database() const {
+    const size_t start = url_.find(":///");
+    if (start == std::string::npos) return {};
+    return url_.substr(start + 4, url_.find('?') - start - 4);
+  }
 
  private:
   std::string path_;

@@ -26,6 +26,20 @@ struct NodeSection {
   uint16_t port = 11112;
   std::string data_dir = "var/pxsnode";  // relative paths are relative to the config file
   std::string log_level = "info";        // trace | debug | info | warn | error
+  // This node's identity on a shared database (issue 16): the instances it receives
+  // (their files stay here) and the jobs it scores. 1-64 of A-Z a-z 0-9 . _ -; empty:
+  // the host name.
+  std::string id;
+};
+
+// [database]: where the results are (docs/deployment-postgresql.md). url is
+// "sqlite:PATH" (the default: data_dir/pxsnode.db, one node's embedded file), or a
+// PostgreSQL several nodes share: "postgresql://user@host/db" or a libpq key/value string
+// ("host=db1 dbname=pxs user=pxs").
+struct DatabaseSection {
+  std::string url;               // always set after parsing (the default filled in)
+  int pool_size = 4;             // PostgreSQL connections a process may hold (1-64)
+  int statement_timeout_ms = 0;  // PostgreSQL statement_timeout; 0: the server's default
 };
 
 struct ScpSection {
@@ -136,6 +150,7 @@ struct Hl7Section {
 struct Config {
   std::string source_path;  // the file it was read from (for messages)
   NodeSection node;
+  DatabaseSection database;
   ScpSection scp;
   ScoringSection scoring;
   std::vector<ModelEntry> models;  // [[models]], or the one entry [scoring] model stands for

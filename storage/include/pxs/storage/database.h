@@ -134,7 +134,8 @@ struct DatabaseOptions {
 
 // The host name (what [node] id defaults to).
 std::string DefaultNodeId();
-// True for postgresql:// and postgres:// URLs.
+// True for postgresql:// and postgres:// URLs and libpq key/value strings
+// ("host=db1 dbname=pxs").
 bool IsPostgresUrl(const std::string& url);
 
 class Database {
