@@ -285,12 +285,24 @@ int Run(const std::string& config_path) {
   // The data folder's one owner, shared by ingest and the report maker (the ingester
   // opens it: creates the folders, removes unacknowledged temp files).
   pxs::FileStore file_store(cfg.node.data_dir);
+  // The report maker reads observations on a read-only connection of its own (the HL7
+  // and FHIR writers commit on theirs). Without one the SRs only lack the context.
+  std::unique_ptr<pxs::ObservationStore> observations_for_reports;
+  if (auto store = pxs::ObservationStore::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadOnly);
+      store.ok()) {
+    observations_for_reports = std::move(*store);
+  } else {
+    spdlog::warn("clinical observations cannot be read for the reports: {}", store.status().ToString());
+  }
   pxs::ReportMaker reports({.data_dir = cfg.node.data_dir,
                             .ae_title = cfg.node.ae_title,
                             .software_version = PXS_VERSION,
                             .send_to = cfg.reports.send_to,
                             .stable_delta_override = cfg.reports.stable_delta,
-                            .file_store = &file_store},
+                            .file_store = &file_store,
+                            .observations = observations_for_reports.get(),
+                            .clinical_window_s = cfg.reports.clinical_window_h * 3600.0,
+                            .trend_sheet = cfg.reports.trend_sheet},
                            db->get(),
                            [&models](const std::string& name, const std::string& version) {
                              return models.Info(name, version);

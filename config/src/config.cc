@@ -387,6 +387,8 @@ Status ReadReports(const toml::table* t, const std::string& file, const std::vec
   PXS_RETURN_IF_ERROR(r.Integer("retry_max_s", &rep->retry_max_s, 1, 7 * 86400));
   if (rep->retry_max_s < rep->retry_initial_s) return r.Error("retry_max_s", "must be >= retry_initial_s");
   PXS_RETURN_IF_ERROR(r.Number("stable_delta", &rep->stable_delta, -1, 1e6));
+  PXS_RETURN_IF_ERROR(r.Number("clinical_window_h", &rep->clinical_window_h, 0.1, 24 * 31));
+  PXS_RETURN_IF_ERROR(r.Bool("trend_sheet", &rep->trend_sheet));
   return r.RejectUnknownKeys();
 }
 

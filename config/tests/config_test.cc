@@ -226,6 +226,23 @@ TEST_F(ConfigTest, Hl7IsOffByDefaultAndReadsSendersAndAuthorities) {
   }
 }
 
+TEST_F(ConfigTest, ReportsReadTheTrendSheetAndTheClinicalWindow) {
+  auto off = Parse(kMinimal);
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->reports.trend_sheet);
+  EXPECT_DOUBLE_EQ(off->reports.clinical_window_h, 24.0);
+  auto on = Parse(std::string(kMinimal) + "[reports]\ntrend_sheet = true\nclinical_window_h = 6\n");
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  EXPECT_TRUE(on->reports.trend_sheet);
+  EXPECT_DOUBLE_EQ(on->reports.clinical_window_h, 6.0);
+  auto bad = Parse(std::string(kMinimal) + "[reports]\nclinical_window_h = 0\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("[reports] clinical_window_h"), std::string::npos) << bad.status().message();
+  auto not_bool = Parse(std::string(kMinimal) + "[reports]\ntrend_sheet = \"yes\"\n");
+  ASSERT_FALSE(not_bool.ok());
+  EXPECT_NE(not_bool.status().message().find("[reports] trend_sheet"), std::string::npos);
+}
+
 TEST_F(ConfigTest, ScoringModelIsTheOneModelShorthand) {
   auto cfg = Parse("[scoring]\nmodel = \"model.pt\"\nprecision = \"auto\"\n");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();

@@ -4,6 +4,9 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +22,7 @@
 #include "pxs/common/metrics.h"
 #include "pxs/longitudinal/course.h"
 #include "pxs/reports/sr_builder.h"
+#include "pxs/reports/trend_sheet.h"
 #include "pxs/scoring/model_info.h"
 #include "pxs/scoring/scorer.h"
 
@@ -123,6 +127,33 @@ std::optional<std::string> ApplyCourse(const std::vector<StudyScore>& history, c
   return std::nullopt;
 }
 
+// A stored observation as the reports' plain row. The time is written as a DICOM DT
+// from the wall-clock ms (HL7 and FHIR texts differ; DT is what the SR's Observation
+// DateTime takes), with the sender's UTC offset when it gave one.
+ClinicalObservation ToClinical(const Observation& o) {
+  ClinicalObservation c;
+  c.loinc_code = o.loinc;
+  c.display = o.display;
+  c.value = o.value;
+  c.unit = o.unit;
+  const std::time_t secs = static_cast<std::time_t>(o.observed_at_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y%m%d%H%M%S", &tm);
+  c.observed_at = buf;
+  if (const int64_t ms = o.observed_at_ms % 1000; ms > 0) {
+    std::snprintf(buf, sizeof buf, ".%03d", static_cast<int>(ms));
+    c.observed_at += buf;
+  }
+  if (o.utc_offset_min) {
+    const int off = *o.utc_offset_min;
+    std::snprintf(buf, sizeof buf, "%c%02d%02d", off < 0 ? '-' : '+', std::abs(off) / 60, std::abs(off) % 60);
+    c.observed_at += buf;
+  }
+  return c;
+}
+
 // The node's Device Observer UID must stay the same across restarts (it identifies this
 // installation in every SR), so it is generated once and kept in data_dir/node-uid.
 std::string DeviceObserverUid(const std::string& data_dir) {
@@ -187,6 +218,21 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
     }
   }
 
+  // Every plotted observation of the patient: the SR keeps the nearest per code to this
+  // image, the trend sheet plots SpO2 across the whole course. An unreadable store only
+  // leaves the context out (the score is the report's point), and says so.
+  if (options_.observations && job.patient.has_id()) {
+    auto observed = options_.observations->PatientObservations(job.patient, std::nullopt, std::nullopt,
+                                                               /*plotted_only=*/true);
+    if (observed.ok()) {
+      for (const Observation& o : *observed) in.observations.push_back(ToClinical(o));
+    } else {
+      spdlog::warn("report for study {}: clinical observations not read, the SR goes without them: {}",
+                   job.study_uid, observed.status().ToString());
+    }
+  }
+  in.clinical_context_window_s = options_.clinical_window_s;
+
   auto previous = db_->LatestReport(job.study_uid, score.model_name);
   if (!previous.ok()) return previous.status();
   in.version = previous->has_value() ? (*previous)->version + 1 : 1;
@@ -240,10 +286,46 @@ StatusOr<std::string> ReportMaker::MakeReport(const Job& job, const ScoreRecord&
       db_->RecordReport(built->sop_instance_uid, job.study_uid, score.model_name, in.version, rel, destinations);
   if (!recorded.ok()) return recorded;
   metrics::Global().image_to_sr_seconds.ObserveSinceUnixMs(job.received_at_ms);
+  if (options_.trend_sheet) MakeTrendSheet(in, job, score, rel, destinations);
   spdlog::info("report {} v{} for study {}: {} -> {} destination(s)", built->sop_instance_uid, in.version,
                job.study_uid, built->summary, destinations.size());
   if (on_recorded_) on_recorded_();
   return built->sop_instance_uid;
+}
+
+// The trend sheet of an SR version ([reports] trend_sheet): built from the SR's own
+// input, placed durably beside the SR and queued to the same destinations as an outbox
+// row of its own under the model name "trend-sheet:<model>" (so the model's SR chain,
+// LatestReport, is not touched). It is recorded after the SR: a sheet that cannot be
+// made is logged and leaves the SR as it is, since the SR is the report of record.
+void ReportMaker::MakeTrendSheet(const SrInput& in, const Job& job, const ScoreRecord& score,
+                                 const std::string& sr_rel, const std::vector<std::string>& destinations) {
+  std::string rel = sr_rel;
+  if (size_t at = rel.rfind("sr-v"); at != std::string::npos) rel.replace(at, 4, "sheet-v");
+  const std::string temp = store_->NewTempPath();
+  TrendSheetOptions sheet_options;
+  sheet_options.nearest_window_s = options_.clinical_window_s;
+  auto sheet = BuildTrendSheet(in, temp, sheet_options);
+  if (!sheet.ok()) {
+    store_->RemoveQuietly(temp);
+    spdlog::error("trend sheet for study {} v{}: not made: {}", job.study_uid, in.version, sheet.status().ToString());
+    return;
+  }
+  uint64_t size = 0;
+  std::vector<std::string> dirs;
+  Status placed = store_->Place(temp, rel, /*replace_leftover=*/true, &size, &dirs);
+  if (placed.ok()) placed = store_->SyncDirectories(dirs);
+  if (placed.ok()) {
+    placed = db_->RecordReport(sheet->sop_instance_uid, job.study_uid, "trend-sheet:" + score.model_name, in.version,
+                               rel, destinations);
+  }
+  if (!placed.ok()) {
+    spdlog::error("trend sheet for study {} v{}: not recorded: {}", job.study_uid, in.version, placed.ToString());
+    return;
+  }
+  spdlog::info("trend sheet {} v{} for study {}: {} studies, {} table rows -> {} destination(s)",
+               sheet->sop_instance_uid, in.version, job.study_uid, sheet->studies_plotted, sheet->table_rows,
+               destinations.size());
 }
 
 }  // namespace pxs

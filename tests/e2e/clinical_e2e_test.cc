@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include "../support/dicom_gen.h"
 #include "../support/node_process.h"
 #include "../support/shared_data.h"
+#include "pxs/reports/sr_reader.h"
 #include "pxs/storage/observations.h"
 
 namespace pxs {
@@ -49,7 +51,17 @@ class ClinicalEndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!Have("mllp_send")) GTEST_SKIP() << "SKIPPED: mllp_send not installed (python3-hl7; scripts/install-deps.sh)";
-    const std::string tail = "[hl7]\nenabled = true\nport = " + std::to_string(hl7_port_) +
+    // A PACS (storescp) the SRs and trend sheets go to.
+    fs::create_directories(pacs_dir_);
+    pacs_ = std::make_unique<Process>(std::vector<std::string>{"storescp", "-aet", "PACS", "-od", pacs_dir_.string(),
+                                                               std::to_string(pacs_port_)},
+                                      (dir_.path() / "storescp.log").string());
+    ASSERT_TRUE(WaitFor([&] { return PortOpen(pacs_port_); }, std::chrono::seconds(10)));
+    const std::string tail = "[[destinations]]\nname = \"pacs\"\nae_title = \"PACS\"\nhost = \"127.0.0.1\"\nport = " +
+                             std::to_string(pacs_port_) +
+                             "\n[reports]\nsend_to = [\"pacs\"]\nretry_initial_s = 1\ntrend_sheet = true\n"
+                             "clinical_window_h = 24\n"
+                             "[hl7]\nenabled = true\nport = " + std::to_string(hl7_port_) +
                              "\nallowed_senders = [\"MONITOR\", \"LAB^MAIN\"]\n"
                              "[[hl7.patient_authorities]]\nauthority = \"HOSP\"\nissuer = \"TESTS\"\n";
     config_ = WriteNodeConfig(dir_.path(), node_port_, "", tail);
@@ -88,7 +100,18 @@ class ClinicalEndToEnd : public ::testing::Test {
     return rows.ok() ? *rows : std::vector<Observation>{};
   }
 
+  std::vector<fs::path> PacsFiles() {
+    std::vector<fs::path> out;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(pacs_dir_, ec)) out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
   TempDir dir_{"pxs-clinical-e2e"};
+  fs::path pacs_dir_ = dir_.path() / "pacs";
+  uint16_t pacs_port_ = FreePort();
+  std::unique_ptr<Process> pacs_;
   uint16_t node_port_ = FreePort();
   uint16_t hl7_port_ = FreePort();
   std::string config_;
@@ -231,6 +254,37 @@ TEST_F(ClinicalEndToEnd, AnObservationBeforeTheFirstImageIsOnTheTimelineWhenTheI
   ASSERT_EQ(near->size(), 1u);  // the CRP is 28 h before: outside a 6 h window
   EXPECT_EQ((*near)[0].loinc, "59408-5");
   EXPECT_DOUBLE_EQ((*near)[0].value, 88);
+
+  // The SR and the trend sheet reach the PACS; the SR's "Clinical Context" holds the
+  // SpO2 with its own observation time, not the CRP (28 h before: outside 24 h).
+  ASSERT_TRUE(WaitFor([&] { return PacsFiles().size() >= 2; }, std::chrono::minutes(2)))
+      << PacsFiles().size() << " files at the PACS\n" << node_->Log();
+  int srs = 0, sheets = 0;
+  for (const fs::path& f : PacsFiles()) {
+    SCOPED_TRACE(f.string());
+    CommandResult v = RunCommand({"dciodvfy", f.string()}, (dir_.path() / "dciodvfy.log").string());
+    EXPECT_EQ(v.output.find("Error"), std::string::npos) << v.output;
+    if (f.filename().string().rfind("SR", 0) == 0) {
+      ++srs;
+      auto content = ReadStructuredReport(f.string());
+      ASSERT_TRUE(content.ok()) << content.status().ToString();
+      ASSERT_EQ(content->clinical_context.size(), 1u);
+      EXPECT_EQ(content->clinical_context[0].loinc_code, "59408-5");
+      EXPECT_DOUBLE_EQ(content->clinical_context[0].value, 88);
+      EXPECT_EQ(content->clinical_context[0].unit, "%");
+      EXPECT_EQ(content->clinical_context[0].observed_at.substr(0, 14), "20260101110000");
+      CommandResult dump = RunCommand({"dsrdump", f.string()}, (dir_.path() / "dsrdump.log").string());
+      EXPECT_NE(dump.output.find("Clinical Context"), std::string::npos) << dump.output;
+    } else {
+      ++sheets;  // the Secondary Capture renders (dcmj2pnm reads it back)
+      const std::string png = (dir_.path() / "sheet.png").string();
+      CommandResult r = RunCommand({"dcmj2pnm", "--write-png", f.string(), png}, (dir_.path() / "dcmj2pnm.log").string());
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_GT(fs::file_size(png), 10'000u);
+    }
+  }
+  EXPECT_EQ(srs, 1);
+  EXPECT_EQ(sheets, 1);
 }
 
 }  // namespace

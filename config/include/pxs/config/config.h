@@ -90,6 +90,10 @@ struct ReportsSection {
   int retry_max_s = 600;
   // Trend thresholds; negative means "take it from the model package's metadata".
   double stable_delta = -1.0;
+  // Clinical context (issue 15): observations within this many hours of an image are
+  // its context (the SR's container, the trend sheet's nearest SpO2 / O2 / CRP).
+  double clinical_window_h = 24.0;
+  bool trend_sheet = false;  // a trend sheet (Secondary Capture) beside each SR version
 };
 
 // [tls]: DICOM TLS. Present: the node's port speaks TLS only; plain_port (optional)

@@ -15,10 +15,13 @@
 #include "pxs/common/status.h"
 #include "pxs/config/config.h"
 #include "pxs/storage/database.h"
+#include "pxs/storage/observations.h"
 
 namespace pxs {
 
 class FileStore;
+
+struct SrInput;
 
 namespace scoring {
 struct ModelInfo;
@@ -33,6 +36,14 @@ struct ReportMakerOptions {
   // The data folder's owner (SR paths, durable placement); nullptr: the maker makes its
   // own on data_dir. Must outlive the maker.
   FileStore* file_store = nullptr;
+  // Clinical observations (HL7 v2 / FHIR, issue 15) for the SR's "Clinical Context"
+  // container (per LOINC code the nearest within clinical_window_s of the image) and the
+  // trend sheet's SpO2 panel and table; nullptr: none. Must outlive the maker.
+  ObservationStore* observations = nullptr;
+  double clinical_window_s = 24 * 3600.0;
+  // [reports] trend_sheet: a Secondary Capture (reports/trend_sheet.h) beside each SR
+  // version, queued to the SR's destinations.
+  bool trend_sheet = false;
 };
 
 // The metadata of the model version that made a score (package name, version); nullptr
@@ -57,6 +68,9 @@ class ReportMaker {
   void SetSendTo(const std::vector<std::string>& send_to);
 
  private:
+  void MakeTrendSheet(const SrInput& in, const Job& job, const ScoreRecord& score, const std::string& sr_rel,
+                      const std::vector<std::string>& destinations);
+
   ReportMakerOptions options_;
   Database* db_;
   ModelLookup models_;
