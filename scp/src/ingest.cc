@@ -378,6 +378,13 @@ class Ingester::Impl {
     result.sop_instance_uid = rec.sop_instance_uid;
     result.skip_reason = rec.skip_reason;
     result.duplicate = true;
+    if (!stored.on_this_node) {
+      // Another node sharing the database (PostgreSQL) received it first and holds the
+      // file and its scoring: this copy is the same instance, stored once (issue 16).
+      store_->RemoveQuietly(temp);
+      result.note = "duplicate, already stored by another node sharing the database";
+      return result;  // the SCP logs the note
+    }
     StatusOr<std::string> new_digest = DataSetDigest(temp);
     StatusOr<std::string> old_digest = DataSetDigest(store_->Absolute(stored.file_path));
     if (new_digest.ok() && old_digest.ok() && *new_digest == *old_digest) {
@@ -471,6 +478,16 @@ class Ingester::Impl {
     result.bytes = rec.file_size;
     result.duplicate = outcome.insert == InsertOutcome::kDuplicate;
     result.note = result.duplicate ? "duplicate, first copy kept" : "stored";
+    if (result.duplicate) {
+      // Under the claim the database did not know the instance, so the row that won is
+      // another node's (a shared PostgreSQL, both committing at once): the file placed
+      // here is nobody's and goes; the other node's copy is the stored one.
+      auto winner = db_->FindStoredFile(sop);
+      if (winner.ok() && winner->has_value() && !(*winner)->on_this_node) {
+        (void)store_->Remove(rel);
+        result.note = "duplicate, already stored by another node sharing the database";
+      }
+    }
     if (!result.duplicate && rec.skip_reason.empty() && options_.on_job_queued) options_.on_job_queued();
     return result;
   }

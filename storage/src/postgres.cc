@@ -118,18 +118,12 @@ class PostgresStatement final : public sql::Statement {
 
   StatusOr<bool> Step() override {
     if (!executed_) {
-      PXS_RETURN_IF_ERROR(owner_->Ready());
-      try {
-        if (prepared_generation_ != owner_->generation_) {
-          owner_->session_->conn.prepare(name_, sql_);
-          prepared_generation_ = owner_->generation_;
-        }
-        std::vector<const char*> values(params_.size());
-        for (size_t i = 0; i < params_.size(); ++i) values[i] = params_[i] ? params_[i]->c_str() : nullptr;
-        result_ = owner_->session_->tx.exec_prepared(name_, pqxx::prepare::make_dynamic_params(values));
-      } catch (const std::exception& e) {
-        return owner_->ErrorFrom(e, sql_);
-      }
+      Status run = Execute();
+      // A SELECT outside a transaction that found the session gone (the server
+      // restarted since the last statement) runs once more on a new session: reading
+      // twice is harmless, and the node should not fail a C-STORE for a stale socket.
+      if (!run.ok() && owner_->broken_ && !owner_->in_transaction_ && IsSelect()) run = Execute();
+      PXS_RETURN_IF_ERROR(run);
       executed_ = true;
       changes_ = static_cast<int64_t>(result_.affected_rows());
       owner_->changes_ = changes_;
@@ -138,6 +132,23 @@ class PostgresStatement final : public sql::Statement {
     ++row_;
     return row_ < static_cast<long>(result_.size());
   }
+
+  Status Execute() {
+    PXS_RETURN_IF_ERROR(owner_->Ready());
+    try {
+      if (prepared_generation_ != owner_->generation_) {
+        owner_->session_->conn.prepare(name_, sql_);
+        prepared_generation_ = owner_->generation_;
+      }
+      std::vector<const char*> values(params_.size());
+      for (size_t i = 0; i < params_.size(); ++i) values[i] = params_[i] ? params_[i]->c_str() : nullptr;
+      result_ = owner_->session_->tx.exec_prepared(name_, pqxx::prepare::make_dynamic_params(values));
+    } catch (const std::exception& e) {
+      return owner_->ErrorFrom(e, sql_);
+    }
+    return Status::Ok();
+  }
+  bool IsSelect() const { return sql_.compare(0, 7, "SELECT ") == 0; }
 
   void Reset() override {
     params_.clear();
@@ -317,7 +328,12 @@ Status PostgresConnection::Begin(sql::Durability durability) {
   // A deferred commit does not wait for the WAL flush; the next synchronous commit of
   // any session flushes it too (PostgreSQL flushes the WAL in order).
   const bool deferred = durability == sql::Durability::kDeferred && durable();
-  PXS_RETURN_IF_ERROR(Exec(deferred ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN"));
+  const char* begin = deferred ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN";
+  Status status = Exec(begin);
+  // Nothing has run yet: a session the server dropped since (a restart) is replaced
+  // and the transaction begun on the new one.
+  if (!status.ok() && broken_) status = Exec(begin);
+  PXS_RETURN_IF_ERROR(status);
   in_transaction_ = true;
   return Status::Ok();
 }
