@@ -119,7 +119,7 @@ struct OutgoingReport {
 std::string DatabasePathFor(const std::string& data_dir);
 
 // Where the node's database is and how to reach it ([database] and [node] id in the
-// config; docs/postgresql.md). Everywhere a database "path" is taken, the url forms
+// config; docs/deployment-postgresql.md). Everywhere a database "path" is taken, the url forms
 // work too.
 struct DatabaseOptions {
   // A SQLite file path, "sqlite:PATH", or "postgresql://user@host/db" (a libpq
