@@ -128,7 +128,7 @@ StatusOr<std::vector<PatientSummary>> SqliteAdminDatabase::FindPatients(const st
   // so the search stays an index lookup at hundreds of thousands of patients. The one
   // statement that differs by engine: PostgreSQL has no NOCASE (and refuses the 0xFF
   // byte in UTF-8 text); there the prefix is a LIKE on the lower(...) text_pattern_ops
-  // indexes (postgres_schema.cc).
+  // indexes (schema.cc).
 #define PXS_FIND_PATIENTS_SQL(id_match, name_match, limit)                                       \
   "WITH matched AS (SELECT id, patient_id, issuer, name FROM patients WHERE " id_match            \
   "  UNION SELECT id, patient_id, issuer, name FROM patients WHERE " name_match "),"              \

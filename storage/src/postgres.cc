@@ -241,7 +241,7 @@ Status PostgresConnection::Connect() {
     tx->exec("SET client_min_messages = error");
     tx->exec("SET application_name = 'pxsnode'");
     // The node identity, for the column defaults that record who received an instance
-    // or made a report (postgres_schema.cc) and for the queries that pick this node's work.
+    // or made a report (schema.cc) and for the queries that pick this node's work.
     tx->exec_params("SELECT set_config('pxs.node_id', $1, false)", options_.node_id);
     if (options_.statement_timeout_ms > 0) {
       tx->exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));

@@ -1,7 +1,7 @@
 // The database schema, its version and the forward migrations (private to storage/),
-// for both backends of the seam (backend.h): SQLite (schema.cc) and PostgreSQL
-// (postgres_schema.cc), versioned the same way: migration N takes either engine from
-// version N-1 to N.
+// for both backends of the seam (backend.h): one definition per migration (schema.cc),
+// expanded for SQLite or PostgreSQL, versioned the same way: migration N takes either
+// engine from version N-1 to N.
 #pragma once
 
 #include <memory>
@@ -36,9 +36,5 @@ StatusOr<int> ReadVersion(Connection& conn);
 // Creates (or brings) a database at exactly `version` of the schema, for migration
 // tests: it can then be filled as an older release would have.
 Status CreateAtSchemaVersionForTest(const std::string& location, int version);
-
-// PostgreSQL's migration N (1-based), or nullptr when this binary has none for it
-// (postgres_schema.cc).
-const char* PostgresMigration(int version);
 
 }  // namespace pxs::sqlite

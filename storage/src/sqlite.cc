@@ -68,7 +68,7 @@ namespace {
 
 // pxs_utc_day(ms): the UTC calendar day of a Unix-ms time as YYYYMMDD text, what
 // strftime('%Y%m%d', ms / 1000, 'unixepoch') gives; PostgreSQL has the same function
-// (postgres_schema.cc), so ORDER BY clauses stay portable.
+// (schema.cc), so ORDER BY clauses stay portable.
 void UtcDay(sqlite3_context* ctx, int, sqlite3_value** args) {
   if (sqlite3_value_type(args[0]) == SQLITE_NULL) {
     sqlite3_result_null(ctx);
