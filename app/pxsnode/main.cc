@@ -288,7 +288,7 @@ int Run(const std::string& config_path) {
   // The report maker reads observations on a read-only connection of its own (the HL7
   // and FHIR writers commit on theirs). Without one the SRs only lack the context.
   std::unique_ptr<pxs::ObservationStore> observations_for_reports;
-  if (auto store = pxs::ObservationStore::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadOnly);
+  if (auto store = pxs::ObservationStore::Open(DatabaseLocation(cfg), pxs::Database::Mode::kReadOnly);
       store.ok()) {
     observations_for_reports = std::move(*store);
   } else {
@@ -376,12 +376,37 @@ int Run(const std::string& config_path) {
   pxs::StorageScp scp(scp_options, ingester->get());
   scp_ptr = &scp;
 
+  // Clinical observations (HL7 v2 over MLLP, FHIR on the web face) are written on a
+  // connection of their own through one group committer, so that their commits wait
+  // only for the database's write lock, never for the DICOM side's mutex. Declared
+  // before the listener and the web face: destroyed after them, so every message
+  // received gets its commit and answer before the store closes.
+  std::unique_ptr<pxs::ObservationStore> observation_store;
+  std::unique_ptr<pxs::hl7::ObservationCommitter> hl7_committer;
+  if (cfg.hl7.enabled || cfg.http.enabled) {
+    auto store = pxs::ObservationStore::Open(DatabaseLocation(cfg), pxs::Database::Mode::kReadWrite);
+    if (!store.ok()) {
+      spdlog::critical("observation store: {}", store.status().ToString());
+      return 1;
+    }
+    observation_store = std::move(*store);
+    hl7_committer = std::make_unique<pxs::hl7::ObservationCommitter>(observation_store.get());
+  }
+
   // The web face (docs/http.md), bound before any worker starts so that a taken port
   // stops the node like any other bad setting; /readyz: the SCP listens, until the stop.
   std::atomic<bool> accepting{false};
   std::unique_ptr<pxs::http::Server> web;
   if (cfg.http.enabled) {
-    web = std::make_unique<pxs::http::Server>(HttpOptions(cfg, *models.Current(), [&accepting] { return accepting.load(); }));
+    pxs::http::Options web_options = HttpOptions(cfg, *models.Current(), [&accepting] { return accepting.load(); });
+    // FHIR R4 observations (POST /fhir, /fhir/Observation) through the same committer.
+    web_options.record_observations = [committer = hl7_committer.get()](pxs::ObservationMessage m) {
+      return committer->Commit(std::move(m));
+    };
+    for (const pxs::Hl7AuthorityMapping& m : cfg.hl7.patient_authorities) {
+      web_options.fhir_patient_authorities[m.authority] = m.issuer;
+    }
+    web = std::make_unique<pxs::http::Server>(std::move(web_options));
     if (auto st = web->Start(); !st.ok()) {
       spdlog::critical("{}", st.ToString());
       return 1;
@@ -390,21 +415,10 @@ int Run(const std::string& config_path) {
                  cfg.http.tokens.size());
   }
 
-  // [hl7]: clinical observations over MLLP, on a writer connection of their own so that
-  // their commits wait only for SQLite's write lock, never for the DICOM side's mutex.
-  // Declared store -> committer -> listener: destroyed the other way round, so every
-  // frame received gets its commit and ACK before the store closes.
-  std::unique_ptr<pxs::ObservationStore> observation_store;
-  std::unique_ptr<pxs::hl7::ObservationCommitter> hl7_committer;
+  // [hl7] listener (started after the web face, below): frames it accepts are ACKed after
+  // this committer made them durable.
   std::unique_ptr<pxs::hl7::MllpListener> hl7_listener;
   if (cfg.hl7.enabled) {
-    auto store = pxs::ObservationStore::Open(pxs::DatabasePathFor(cfg.node.data_dir), pxs::Database::Mode::kReadWrite);
-    if (!store.ok()) {
-      spdlog::critical("HL7 observation store: {}", store.status().ToString());
-      return 1;
-    }
-    observation_store = std::move(*store);
-    hl7_committer = std::make_unique<pxs::hl7::ObservationCommitter>(observation_store.get());
     auto listener = pxs::hl7::MllpListener::Start(Hl7Options(cfg), hl7_committer.get());
     if (!listener.ok()) {
       spdlog::critical("{}", listener.status().ToString());

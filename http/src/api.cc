@@ -16,6 +16,7 @@
 
 #include "pxs/common/files.h"
 #include "pxs/common/metrics.h"
+#include "fhir.h"
 #include "pxs/http/server.h"
 #include "pxs/storage/admin.h"
 #include "pxs/views/format.h"
@@ -242,9 +243,26 @@ const Options& Api::options() const { return impl_->options; }
 Response Api::Handle(const Request& req) {
   const Options& o = impl_->options;
   if (req.target.size() > o.max_target_bytes) return Error(413, "request target too long", "(too long)");
+  const std::string path = req.target.substr(0, req.target.find('?'));
+  // FHIR (fhir.cc): its own body limit and OperationOutcome errors, the same tokens.
+  if (path == "/fhir" || path.rfind("/fhir/", 0) == 0) {
+    if (req.body.size() > o.max_fhir_body_bytes) {
+      return Response{413, kFhirJsonType,
+                      OperationOutcomeJson("error", "too-costly",
+                                           "request body larger than " + std::to_string(o.max_fhir_body_bytes) + " bytes"),
+                      "/fhir"};
+    }
+    const std::optional<Token> token = impl_->Authenticate(req.authorization);
+    if (!token) {
+      return Response{401, kFhirJsonType,
+                      OperationOutcomeJson("error", "security",
+                                           "a valid bearer token is required (Authorization: Bearer TOKEN)"),
+                      "/fhir"};
+    }
+    return HandleFhir(req, path, *token, o);
+  }
   if (req.body.size() > o.max_body_bytes) return Error(413, "request body too large", "(too large)");
   const Target t = ParseTarget(req.target);
-  const std::string path = req.target.substr(0, req.target.find('?'));
   if (path == "/healthz") return JsonResponse(200, Json{{"status", "alive"}}, "/healthz");
   if (path == "/readyz") {
     const bool ready = o.ready && o.ready();

@@ -2,6 +2,7 @@
 // on one thread of its own (pxs-http). Requests
 // are answered one at a time by Api; the access log line names the route template,
 // never the path or query (they can hold patient ids and names).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "pxs/common/thread_name.h"
+#include "fhir.h"
 #include "pxs/http/server.h"
 
 namespace pxs::http {
@@ -65,7 +67,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void Read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(api_->options().max_target_bytes + 8192));
-    parser_->body_limit(api_->options().max_body_bytes);
+    // The larger of the two: Api::Handle applies each to its own paths.
+    parser_->body_limit(api_->options().record_observations
+                            ? std::max(api_->options().max_body_bytes, api_->options().max_fhir_body_bytes)
+                            : api_->options().max_body_bytes);
     beast::get_lowest_layer(stream_).expires_after(kIdleTimeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
@@ -82,6 +87,14 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     unsigned version = 11;
     if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
       response = Response{413, "application/json", "{\"error\": \"request too large\"}\n", "(too large)"};
+      // A FHIR client reads OperationOutcome (the header was read; the target is known).
+      if (ec == bhttp::error::body_limit && parser_->get().target().starts_with("/fhir")) {
+        response = Response{413, kFhirJsonType,
+                            OperationOutcomeJson("error", "too-costly",
+                                                 "request body larger than " +
+                                                     std::to_string(api_->options().max_fhir_body_bytes) + " bytes"),
+                            "/fhir"};
+      }
     } else if (ec) {
       response = Response{400, "application/json", "{\"error\": \"malformed HTTP request\"}\n", "(malformed)"};
     } else {

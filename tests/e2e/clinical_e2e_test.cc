@@ -18,10 +18,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <tuple>
 
 #include "../support/dicom_gen.h"
 #include "../support/node_process.h"
 #include "../support/shared_data.h"
+#include "pxs/common/files.h"
 #include "pxs/reports/sr_reader.h"
 #include "pxs/storage/observations.h"
 
@@ -31,6 +33,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace pxs::testing;
 using Json = nlohmann::json;
+
+constexpr const char* kViewer = "ward-token-0123";
+constexpr const char* kAdmin = "ehr-token-4567";
 
 bool Have(const std::string& tool) { return std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0; }
 
@@ -61,6 +66,9 @@ class ClinicalEndToEnd : public ::testing::Test {
                              std::to_string(pacs_port_) +
                              "\n[reports]\nsend_to = [\"pacs\"]\nretry_initial_s = 1\ntrend_sheet = true\n"
                              "clinical_window_h = 24\n"
+                             "[http]\nenabled = true\nport = " + std::to_string(http_port_) +
+                             "\n[[http.tokens]]\nname = \"ward\"\nrole = \"viewer\"\nsha256 = \"" + Sha256Hex(kViewer) +
+                             "\"\n[[http.tokens]]\nname = \"ehr\"\nrole = \"admin\"\nsha256 = \"" + Sha256Hex(kAdmin) + "\"\n"
                              "[hl7]\nenabled = true\nport = " + std::to_string(hl7_port_) +
                              "\nallowed_senders = [\"MONITOR\", \"LAB^MAIN\"]\n"
                              "[[hl7.patient_authorities]]\nauthority = \"HOSP\"\nissuer = \"TESTS\"\n";
@@ -100,6 +108,28 @@ class ClinicalEndToEnd : public ::testing::Test {
     return rows.ok() ? *rows : std::vector<Observation>{};
   }
 
+  struct Reply {
+    int status = 0;
+    Json body;
+  };
+  // curl POSTs the JSON to the node's HTTP server.
+  Reply Post(const std::string& path, const std::string& body, const std::string& token,
+             const std::string& method = "POST") {
+    const std::string in = (dir_.path() / "fhir-in.json").string(), out = (dir_.path() / "fhir-out.json").string();
+    std::ofstream(in, std::ios::binary) << body;
+    std::vector<std::string> argv = {"curl", "-s", "-o", out, "-w", "%{http_code}", "-X", method,
+                                     "-H", "Content-Type: application/fhir+json"};
+    if (method == "POST") argv.insert(argv.end(), {"--data-binary", "@" + in});
+    if (!token.empty()) argv.insert(argv.end(), {"-H", "Authorization: Bearer " + token});
+    argv.push_back("http://127.0.0.1:" + std::to_string(http_port_) + path);
+    CommandResult r = RunCommand(argv, (dir_.path() / "curl.log").string());
+    Reply reply;
+    reply.status = std::atoi(r.output.c_str());
+    std::ifstream f(out);
+    reply.body = Json::parse(std::string(std::istreambuf_iterator<char>(f), {}), nullptr, false);
+    return reply;
+  }
+
   std::vector<fs::path> PacsFiles() {
     std::vector<fs::path> out;
     std::error_code ec;
@@ -114,6 +144,7 @@ class ClinicalEndToEnd : public ::testing::Test {
   std::unique_ptr<Process> pacs_;
   uint16_t node_port_ = FreePort();
   uint16_t hl7_port_ = FreePort();
+  uint16_t http_port_ = FreePort();
   std::string config_;
   std::unique_ptr<Node> node_;
   int sends_ = 0;
@@ -285,6 +316,96 @@ TEST_F(ClinicalEndToEnd, AnObservationBeforeTheFirstImageIsOnTheTimelineWhenTheI
   }
   EXPECT_EQ(srs, 1);
   EXPECT_EQ(sheets, 1);
+}
+
+std::string FhirObservation(const std::string& id, const std::string& patient, const std::string& loinc, double value,
+                            const std::string& unit, const std::string& when) {
+  Json o = {{"resourceType", "Observation"},
+            {"identifier", Json::array({{{"system", "urn:ehr:obs"}, {"value", id}}})},
+            {"status", "final"},
+            {"code", {{"coding", Json::array({{{"system", "http://loinc.org"}, {"code", loinc}}})}}},
+            {"subject", {{"identifier", {{"system", "HOSP"}, {"value", patient}}}}},
+            {"effectiveDateTime", when},
+            {"valueQuantity", {{"value", value}, {"unit", unit}, {"system", "http://unitsofmeasure.org"}, {"code", unit}}}};
+  return o.dump();
+}
+
+TEST_F(ClinicalEndToEnd, FhirObservationsAndTransactionBundlesAreStoredErrorsAreOperationOutcomes) {
+  if (!Have("curl")) GTEST_SKIP() << "SKIPPED: curl not installed";
+  ASSERT_TRUE(WaitFor([&] { return PortOpen(http_port_); }, std::chrono::seconds(10))) << node_->Log();
+  const std::string one = FhirObservation("o-1", "P-400", "59408-5", 92, "%", "2026-01-01T10:15:00+01:00");
+  Reply r = Post("/fhir/Observation", one, kAdmin);
+  EXPECT_EQ(r.status, 201) << r.body.dump();
+  EXPECT_EQ(r.body.value("resourceType", ""), "OperationOutcome") << r.body.dump();
+  std::vector<Observation> rows = Stored("P-400");  // system HOSP mapped to the images' issuer
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].source, "fhir");
+  EXPECT_EQ(rows[0].sender, "fhir:ehr");
+  EXPECT_DOUBLE_EQ(rows[0].value, 92);
+  EXPECT_EQ(rows[0].observed_at_ms, *WallClockMs("20260101", "101500"));  // wall clock, offset kept apart
+  ASSERT_TRUE(rows[0].utc_offset_min.has_value());
+  EXPECT_EQ(*rows[0].utc_offset_min, 60);
+  // A resend (same identifier): 200, stored once.
+  r = Post("/fhir/Observation", one, kAdmin);
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(Stored("P-400").size(), 1u);
+
+  // A transaction Bundle: every entry or none.
+  Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"id", "b-1"}, {"entry", Json::array()}};
+  for (const auto& [id, loinc, value, unit] :
+       std::vector<std::tuple<std::string, std::string, double, std::string>>{{"o-2", "1988-5", 35.5, "mg/L"},
+                                                                              {"o-3", "3151-8", 2, "L/min"},
+                                                                              {"o-4", "2345-7", 5.4, "mmol/L"}}) {
+    bundle["entry"].push_back({{"resource", Json::parse(FhirObservation(id, "P-400", loinc, value, unit, "2026-01-01T11:00:00Z"))},
+                               {"request", {{"method", "POST"}, {"url", "Observation"}}}});
+  }
+  r = Post("/fhir", bundle.dump(), kAdmin);
+  EXPECT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(r.body.value("type", ""), "transaction-response") << r.body.dump();
+  ASSERT_EQ(r.body["entry"].size(), 3u);
+  EXPECT_EQ(r.body["entry"][0]["response"]["status"], "201 Created");
+  rows = Stored("P-400");
+  ASSERT_EQ(rows.size(), 4u);
+  int plotted = 0;
+  for (const Observation& o : rows) plotted += o.plotted;
+  EXPECT_EQ(plotted, 3);  // the glucose is stored, not plotted
+
+  // Errors: OperationOutcome naming the element; nothing of the request stored.
+  auto expect_outcome = [&](const Reply& reply, int status, const std::string& expression, const std::string& text) {
+    EXPECT_EQ(reply.status, status) << reply.body.dump();
+    ASSERT_TRUE(reply.body.is_object()) << "not JSON";
+    EXPECT_EQ(reply.body.value("resourceType", ""), "OperationOutcome") << reply.body.dump();
+    const Json& issue = reply.body["issue"][0];
+    EXPECT_EQ(issue.value("severity", ""), "error") << reply.body.dump();
+    if (!expression.empty()) {
+      EXPECT_EQ(issue["expression"][0], expression) << reply.body.dump();
+    }
+    EXPECT_NE(issue.value("diagnostics", "").find(text), std::string::npos) << reply.body.dump();
+  };
+  expect_outcome(Post("/fhir/Observation", "{not json", kAdmin), 400, "", "not JSON");
+  Json no_subject = Json::parse(FhirObservation("o-5", "P-401", "59408-5", 90, "%", "2026-01-01"));
+  no_subject["subject"] = {{"reference", "Patient/123"}};
+  expect_outcome(Post("/fhir/Observation", no_subject.dump(), kAdmin), 400, "Observation.subject.identifier.value",
+                 "is required");
+  Json text_value = Json::parse(FhirObservation("o-6", "P-401", "59408-5", 90, "%", "2026-01-01"));
+  text_value.erase("valueQuantity");
+  text_value["valueString"] = "ninety";
+  expect_outcome(Post("/fhir/Observation", text_value.dump(), kAdmin), 400, "Observation.valueString", "numeric");
+  Json bad_bundle = bundle;
+  bad_bundle["id"] = "b-2";
+  bad_bundle["entry"][0]["resource"]["subject"]["identifier"]["value"] = "P-401";
+  bad_bundle["entry"][1]["resource"]["effectiveDateTime"] = "2026-13-01";
+  expect_outcome(Post("/fhir", bad_bundle.dump(), kAdmin), 400, "Bundle.entry[1].resource.effectiveDateTime",
+                 "2026-13-01");
+  Json not_transaction = bundle;
+  not_transaction["type"] = "collection";
+  expect_outcome(Post("/fhir", not_transaction.dump(), kAdmin), 400, "Bundle.type", "collection");
+  expect_outcome(Post("/fhir/Observation", one, kViewer), 403, "", "admin");
+  expect_outcome(Post("/fhir/Observation", one, ""), 401, "", "bearer token");
+  expect_outcome(Post("/fhir/Observation", "", kAdmin, "GET"), 405, "", "POST");
+  expect_outcome(Post("/fhir/Observation", std::string(2 << 20, ' '), kAdmin), 413, "", "larger");
+  EXPECT_TRUE(Stored("P-401").empty());
+  EXPECT_EQ(Stored("P-400").size(), 4u);
 }
 
 }  // namespace

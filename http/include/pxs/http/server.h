@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "pxs/common/status.h"
+#include "pxs/storage/observations.h"
 
 namespace pxs::http {
 
@@ -50,6 +52,14 @@ struct Options {
   // /api/v1/stats and the models' score counts scan whole tables: answered from a copy
   // at most this old (refreshed in the background); 0: computed for every request.
   std::chrono::milliseconds aggregate_max_age{10'000};
+  // FHIR R4 (issue 15, docs/hl7.md): POST /fhir/Observation and POST /fhir (transaction
+  // Bundle) store observations through this (the node's group committer; it returns
+  // once the message is durable). Unset: no FHIR endpoint.
+  std::function<StatusOr<MessageOutcome>(ObservationMessage)> record_observations;
+  // subject.identifier.system (an OID without "urn:oid:") -> IssuerOfPatientID, the
+  // [[hl7.patient_authorities]] table.
+  std::map<std::string, std::string> fhir_patient_authorities;
+  size_t max_fhir_body_bytes = 1 << 20;  // FHIR bodies (Bundles) may be larger than the API's
 };
 
 struct Request {
