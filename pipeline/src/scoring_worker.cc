@@ -38,32 +38,6 @@ double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
 
-// The preprocessing an image gets for a model: models whose packages ask for the same
-// steps and input size share one preprocessed image.
-std::string PreprocessingKey(const scoring::ModelInfo& m) {
-  const scoring::PreprocessingParams& p = m.preprocessing;
-  std::string key = std::to_string(m.input_channels) + "x" + std::to_string(m.input_height) + "x" +
-                    std::to_string(m.input_width);
-  auto add = [&key](double v) { key += "|" + std::to_string(v); };
-  add(static_cast<int>(p.intensity));
-  add(p.intensity_percentiles[0]);
-  add(p.intensity_percentiles[1]);
-  add(p.body_crop);
-  add(p.body_crop_flat_range);
-  add(p.body_crop_fraction);
-  add(p.body_crop_min_size);
-  add(p.equalize_histogram);
-  add(p.autocrop);
-  add(p.autocrop_threshold);
-  add(p.resize_short_side);
-  add(p.center_crop);
-  for (int c = 0; c < 3; ++c) {
-    add(p.mean[c]);
-    add(p.std[c]);
-  }
-  return key;
-}
-
 // One image of a batch: decoded once, preprocessed once per distinct preprocessing of
 // the models that score it.
 struct PreparedImage {
@@ -238,10 +212,25 @@ class ScoringWorker::Impl {
         if (!decoded.ok()) {
           image.decode_status = decoded.status();
         } else {
+          // Packages that differ only in their input size (the demo packages) share the
+          // full-resolution steps, the costly part; only the resize and crop are per model.
+          std::map<std::string, StatusOr<scoring::Image8>> full_resolution;
           for (size_t j : image.jobs) {
             const scoring::Scorer& scorer = *b->job_model[j]->scorer;
-            const std::string key = PreprocessingKey(scorer.model());
-            if (!image.by_preprocessing.count(key)) image.by_preprocessing.emplace(key, scorer.Preprocess(*decoded));
+            const std::string key = scoring::PreprocessingKey(scorer.model());
+            if (image.by_preprocessing.count(key)) continue;
+            const scoring::PreprocessingParams& params = scorer.model().preprocessing;
+            if (!scoring::HasFullResolutionSteps(params)) {
+              image.by_preprocessing.emplace(key, scorer.Preprocess(*decoded));
+              continue;
+            }
+            const std::string shared = scoring::FullResolutionKey(params);
+            auto it = full_resolution.find(shared);
+            if (it == full_resolution.end()) {
+              it = full_resolution.emplace(shared, scoring::CroppedAndEqualised(*decoded, params)).first;
+            }
+            image.by_preprocessing.emplace(key, it->second.ok() ? scoring::ResizeAndCrop(*it->second, params)
+                                                                : StatusOr<scoring::PreprocessedImage>(it->second.status()));
           }
         }
         image.decode_ms = MsSince(t0);
@@ -285,7 +274,7 @@ class ScoringWorker::Impl {
         }
         const LoadedModel* model = batch.job_model[j];
         const StatusOr<scoring::PreprocessedImage>& pre =
-            image.by_preprocessing.at(PreprocessingKey(model->scorer->model()));
+            image.by_preprocessing.at(scoring::PreprocessingKey(model->scorer->model()));
         if (!pre.ok()) {
           RecordPreparationFailure(jobs[j], pre.status());
           continue;

@@ -453,8 +453,6 @@ StatusOr<Image8> To8BitInverted(const DecodedImage& image, const PreprocessingPa
 
 }  // namespace
 
-namespace {
-
 // Steps 2-6 one after the other: intensity, inversion, the crops, equalisation.
 StatusOr<Image8> CroppedAndEqualised(const DecodedImage& image, const PreprocessingParams& params) {
   StatusOr<Image8> scaled = To8BitInverted(image, params);
@@ -481,6 +479,8 @@ StatusOr<Image8> CroppedAndEqualised(const DecodedImage& image, const Preprocess
   return img;
 }
 
+namespace {
+
 Status CheckResizedSize(int w, int h, int crop) {
   if (w < crop || h < crop)
     return Status::Unsupported("image too small after resize (" + std::to_string(w) + "x" + std::to_string(h) + ")");
@@ -502,22 +502,58 @@ StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, cons
   return PreprocessedImage{std::move(cropped).value()};
 }
 
+bool HasFullResolutionSteps(const PreprocessingParams& params) { return params.autocrop || params.body_crop; }
+
+StatusOr<PreprocessedImage> ResizeAndCrop(const Image8& img, const PreprocessingParams& params) {
+  // Only the resize window that the centre crop keeps is computed (bit-identical to
+  // resizing all, then cropping).
+  int w = 0, h = 0;
+  ResizedSize(img.width, img.height, params.resize_short_side, &w, &h);
+  const int crop = params.center_crop;
+  if (Status s = CheckResizedSize(w, h, crop); !s.ok()) return s;
+  auto row = [&](int y, uint8_t* buffer) {
+    std::copy_n(img.pixels.begin() + static_cast<ptrdiff_t>(y) * img.width, img.width, buffer);
+  };
+  return PreprocessedImage{
+      ResampleWindow(img.width, img.height, row, w, h, CropOffset(w, crop), CropOffset(h, crop), crop, crop)};
+}
+
+std::string FullResolutionKey(const PreprocessingParams& p) {
+  std::string key;
+  auto add = [&key](double v) { key += std::to_string(v) + "|"; };
+  add(static_cast<int>(p.intensity));
+  add(p.intensity_percentiles[0]);
+  add(p.intensity_percentiles[1]);
+  add(p.body_crop);
+  add(p.body_crop_flat_range);
+  add(p.body_crop_fraction);
+  add(p.body_crop_min_size);
+  add(p.equalize_histogram);
+  add(p.autocrop);
+  add(p.autocrop_threshold);
+  return key;
+}
+
+std::string PreprocessingKey(const ModelInfo& m) {
+  const PreprocessingParams& p = m.preprocessing;
+  std::string key = std::to_string(m.input_channels) + "x" + std::to_string(m.input_height) + "x" +
+                    std::to_string(m.input_width) + "|" + FullResolutionKey(p);
+  auto add = [&key](double v) { key += std::to_string(v) + "|"; };
+  add(p.resize_short_side);
+  add(p.center_crop);
+  for (int c = 0; c < 3; ++c) {
+    add(p.mean[c]);
+    add(p.std[c]);
+  }
+  return key;
+}
+
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params) {
-  if (params.autocrop || params.body_crop) {
-    // The crops need the 8-bit image before equalisation; only the resize window that the
-    // centre crop keeps is computed (bit-identical to resizing all, then cropping).
+  if (HasFullResolutionSteps(params)) {
+    // The crops need the 8-bit image before equalisation.
     StatusOr<Image8> equalised = CroppedAndEqualised(image, params);
     if (!equalised.ok()) return equalised.status();
-    const Image8& img = *equalised;
-    int w = 0, h = 0;
-    ResizedSize(img.width, img.height, params.resize_short_side, &w, &h);
-    const int crop = params.center_crop;
-    if (Status s = CheckResizedSize(w, h, crop); !s.ok()) return s;
-    auto row = [&](int y, uint8_t* buffer) {
-      std::copy_n(img.pixels.begin() + static_cast<ptrdiff_t>(y) * img.width, img.width, buffer);
-    };
-    return PreprocessedImage{
-        ResampleWindow(img.width, img.height, row, w, h, CropOffset(w, crop), CropOffset(h, crop), crop, crop)};
+    return ResizeAndCrop(*equalised, params);
   }
   if (!CheckGray(image).ok()) return PreprocessStepByStep(image, params);  // for its error message
 

@@ -391,6 +391,40 @@ TEST(Preprocess, CropPathEqualsStepByStep) {
   }
 }
 
+TEST(Preprocess, SharedFullResolutionStepsThenPerModelResizeEqualPreprocess) {
+  // Two packages that differ only in the resize and crop (as the demo packages do) share
+  // CroppedAndEqualised; each ResizeAndCrop of it is that package's Preprocess.
+  Image8 body = FramedBody();
+  std::vector<uint16_t> stored;
+  for (uint8_t v : body.pixels) stored.push_back(static_cast<uint16_t>(v * 16 + 100));
+  const DecodedImage d = Gray(140, 160, stored);
+  PreprocessingParams small, large;
+  small.body_crop = large.body_crop = true;
+  small.intensity = large.intensity = IntensityMode::kPercentile;
+  small.resize_short_side = 40;
+  small.center_crop = 36;
+  large.resize_short_side = 56;
+  large.center_crop = 50;
+  ASSERT_TRUE(HasFullResolutionSteps(small));
+  EXPECT_EQ(FullResolutionKey(small), FullResolutionKey(large));
+  auto shared = CroppedAndEqualised(d, small);
+  ASSERT_TRUE(shared.ok());
+  for (const PreprocessingParams& p : {small, large}) {
+    auto split = ResizeAndCrop(*shared, p);
+    auto whole = Preprocess(d, p);
+    ASSERT_TRUE(split.ok() && whole.ok());
+    EXPECT_EQ(split->gray.pixels, whole->gray.pixels) << p.center_crop;
+  }
+  // Anything before the resize that differs gives another key (no sharing).
+  PreprocessingParams other = large;
+  other.body_crop_fraction = 0.4;
+  EXPECT_NE(FullResolutionKey(other), FullResolutionKey(small));
+  other = large;
+  other.equalize_histogram = false;
+  EXPECT_NE(FullResolutionKey(other), FullResolutionKey(small));
+  EXPECT_FALSE(HasFullResolutionSteps(PreprocessingParams{}));
+}
+
 TEST(Preprocess, FusedPercentilePathEqualsStepByStep) {
   std::vector<uint16_t> v;
   for (int i = 0; i < 200 * 150; ++i) v.push_back(static_cast<uint16_t>((i * 7919) % 16384));

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "pxs/common/status.h"
@@ -89,6 +90,20 @@ StatusOr<Image8> CenterCrop(const Image8& image, int size);
 StatusOr<PreprocessedImage> Preprocess(const DecodedImage& image, const PreprocessingParams& params);
 // The same, one step after the other (reference for the fused path; used with the crops).
 StatusOr<PreprocessedImage> PreprocessStepByStep(const DecodedImage& image, const PreprocessingParams& params);
+
+// Preprocess in two parts, for packages with autocrop or body_crop (HasFullResolutionSteps):
+// CroppedAndEqualised is the costly full-resolution part (intensity, inversion, crops,
+// equalisation), ResizeAndCrop finishes it (only the window the centre crop keeps);
+// ResizeAndCrop(CroppedAndEqualised(x, p), p) == Preprocess(x, p). Models whose packages
+// have the same FullResolutionKey share the first part and differ only in the second
+// (the worker does so: the demo packages differ only in their input size).
+bool HasFullResolutionSteps(const PreprocessingParams& params);
+StatusOr<Image8> CroppedAndEqualised(const DecodedImage& image, const PreprocessingParams& params);
+StatusOr<PreprocessedImage> ResizeAndCrop(const Image8& equalised, const PreprocessingParams& params);
+// What CroppedAndEqualised depends on; what all of Preprocess depends on (with the input
+// size). Equal keys: the same output for the same image.
+std::string FullResolutionKey(const PreprocessingParams& params);
+std::string PreprocessingKey(const ModelInfo& model);
 
 // The float model input, channel-major [3][H][W]: v / 255, then (x - mean) / std.
 std::vector<float> ToModelInput(const PreprocessedImage& image, const PreprocessingParams& params);
