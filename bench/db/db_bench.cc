@@ -2,6 +2,9 @@
 // over 200,000) in a scratch folder outside the repository, then times the queries
 // behind `pxsctl history` and `pxsctl queue` (p50/p99 over --queries runs) and one
 // real invocation of each command. Prints figures; the last line is one JSON object.
+// --db postgresql://... generates and times on that PostgreSQL database instead (it
+// must be empty or hold an earlier run's data with --reuse); durable ingest then runs
+// on both PostgreSQL and a SQLite file in --dir, side by side in the same run.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,8 +72,13 @@ double TimeProcess(const std::string& command, int* exit_code, double* first_ms)
 // Durable ingest (synchronous=FULL, as the node runs): `threads` callers each record
 // `calls` single-instance batches, like SCP associations. Returns instances/second;
 // with group commit, more threads should share fsyncs instead of queueing for them.
-double IngestRate(const std::string& dir, int threads, int calls) {
-  const std::string path = dir + "/ingest_" + std::to_string(threads) + ".db";
+// location: a SQLite folder (a fresh file in it per call) or a PostgreSQL URL (the
+// instances get UIDs of their own per call, so runs do not collide).
+double IngestRate(const std::string& location, int threads, int calls) {
+  const bool postgres = pxs::IsPostgresUrl(location);
+  const std::string path = postgres ? location : location + "/ingest_" + std::to_string(threads) + ".db";
+  static int run = 0;
+  const std::string uid_root = "1.2.826.0.1.3680043.10.9." + std::to_string(::getpid()) + "." + std::to_string(++run) + ".";
   auto opened = pxs::Database::Open(path, pxs::Database::Mode::kReadWrite);
   if (!opened.ok()) return Check(opened.status(), "open ingest db"), 0.0;
   pxs::Database& db = **opened;
@@ -81,8 +89,8 @@ double IngestRate(const std::string& dir, int threads, int calls) {
     workers.emplace_back([&, t] {
       for (int c = 0; c < calls; ++c) {
         pxs::ReceivedInstance in;
-        in.sop_instance_uid = "1.2.826.0.1.3680043.10.9." + std::to_string(t) + "." + std::to_string(c);
-        in.study_uid = "1.2.826.0.1.3680043.10.8." + std::to_string(t) + "." + std::to_string(c / 2);
+        in.sop_instance_uid = uid_root + std::to_string(t) + "." + std::to_string(c);
+        in.study_uid = uid_root + "8." + std::to_string(t) + "." + std::to_string(c / 2);
         in.patient = {PatientId(c % 50), "HOSP"};
         in.file_path = "dicom/" + in.sop_instance_uid + ".dcm";
         in.sha256 = std::string(64, '0');
@@ -93,7 +101,9 @@ double IngestRate(const std::string& dir, int threads, int calls) {
   for (auto& w : workers) w.join();
   const double seconds = MsSince(start) / 1000;
   opened->reset();
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  if (!postgres) {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  }
   if (errors) std::cerr << "db_bench: " << errors << " ingest errors\n";
   return threads * calls / seconds;
 }
@@ -105,7 +115,7 @@ int main(int argc, char** argv) {
   int instances = 1'000'000, patients = 200'000, queries = 200, embedding_dim = 128, chunk = 20'000;
   int ingest_calls = 200;
   double queued_fraction = 0.01, failed_fraction = 0.005, report_fraction = 0.05;
-  std::string dir;
+  std::string dir, db_url;
   bool keep = false, reuse = false;
   std::string pxsctl = PXS_BINARY_DIR "/bin/pxsctl";
   app.add_option("--instances", instances, "instances to generate")->capture_default_str()->check(CLI::PositiveNumber);
@@ -115,6 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--queued-fraction", queued_fraction, "left queued at the end")->capture_default_str();
   app.add_option("--dir", dir, "scratch folder (default: a new one under the system temp dir)");
   app.add_option("--pxsctl", pxsctl, "pxsctl binary for the process timings")->capture_default_str();
+  app.add_option("--db", db_url, "a postgresql:// URL to generate and time on instead of a SQLite file in --dir");
   app.add_flag("--keep", keep, "keep the generated database");
   app.add_flag("--reuse", reuse, "time an existing database in --dir (from --keep) instead of generating one");
   app.add_option("--ingest-calls", ingest_calls, "durable single-instance RecordInstances calls per thread")
@@ -130,12 +141,17 @@ int main(int argc, char** argv) {
     dir = pattern;
   }
   std::filesystem::create_directories(dir);
-  const std::string path = pxs::DatabasePathFor(dir);
-  if (reuse && !std::filesystem::exists(path)) {
+  const bool postgres = !db_url.empty();
+  if (postgres && !pxs::IsPostgresUrl(db_url)) {
+    std::cerr << "db_bench: --db: expected a postgresql:// URL\n";
+    return 2;
+  }
+  const std::string path = postgres ? db_url : pxs::DatabasePathFor(dir);
+  if (!postgres && reuse && !std::filesystem::exists(path)) {
     std::cerr << "db_bench: --reuse: " << path << " does not exist\n";
     return 1;
   }
-  if (!reuse) std::filesystem::remove(path);
+  if (!reuse && !postgres) std::filesystem::remove(path);
   std::cout << (reuse ? "Reusing " : "Generating ") << instances << " instances over " << patients << " patients in " << path << '\n';
 
   std::mt19937_64 rng(42);
@@ -233,7 +249,7 @@ int main(int argc, char** argv) {
     if (!migrated.ok()) return Check(migrated.status(), "open (migrate)"), 1;
     std::cout << "Opened read-write (migrations applied if any) in " << MsSince(start) << " ms\n";
   }
-  const auto db_bytes = std::filesystem::file_size(path);
+  const auto db_bytes = postgres ? 0 : std::filesystem::file_size(path);
   std::cout << (reuse ? "Existing" : "Generated in " + std::to_string(generate_s) + " s;") << " database " << db_bytes / (1024 * 1024) << " MiB\n";
 
   auto admin = pxs::AdminDatabase::Open(path, pxs::Database::Mode::kReadOnly);
@@ -271,16 +287,24 @@ int main(int argc, char** argv) {
   const Summary history = Summarise(history_ms), worker = Summarise(worker_history_ms), queue = Summarise(queue_ms);
 
   int history_rc = -1, queue_rc = -1;
-  const std::string base = pxsctl + " --db " + path + " ";
+  const std::string base = pxsctl + " --db '" + path + "' ";
   double history_first_ms = 0, queue_first_ms = 0;
   const double history_process_ms =
       TimeProcess(base + "history " + sample_patient, &history_rc, &history_first_ms);
   const double queue_process_ms = TimeProcess(base + "queue", &queue_rc, &queue_first_ms);
 
-  const double ingest_1 = IngestRate(dir, 1, ingest_calls);
-  const double ingest_4 = IngestRate(dir, 4, ingest_calls);
-  std::printf("durable ingest, 1-instance batches:   1 thread %.0f/s, 4 threads %.0f/s (group commit)\n", ingest_1,
-              ingest_4);
+  const double ingest_1 = IngestRate(postgres ? path : dir, 1, ingest_calls);
+  const double ingest_4 = IngestRate(postgres ? path : dir, 4, ingest_calls);
+  std::printf("durable ingest, 1-instance batches:   1 thread %.0f/s, 4 threads %.0f/s (%s)\n", ingest_1, ingest_4,
+              postgres ? "PostgreSQL" : "SQLite");
+  // The peer, in the same run: SQLite's durable ingest beside PostgreSQL's.
+  double sqlite_ingest_1 = ingest_1, sqlite_ingest_4 = ingest_4;
+  if (postgres) {
+    sqlite_ingest_1 = IngestRate(dir, 1, ingest_calls);
+    sqlite_ingest_4 = IngestRate(dir, 4, ingest_calls);
+    std::printf("durable ingest, SQLite peer:          1 thread %.0f/s, 4 threads %.0f/s; PostgreSQL/SQLite at 4: %.2fx\n",
+                sqlite_ingest_1, sqlite_ingest_4, ingest_4 / sqlite_ingest_4);
+  }
   std::printf("history query (pxsctl history):       p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu runs, %.1f studies/patient)\n",
               history.p50, history.p99, history.max, history_ms.size(),
               history_ms.empty() ? 0.0 : static_cast<double>(studies_seen) / static_cast<double>(history_ms.size()));
@@ -293,7 +317,8 @@ int main(int argc, char** argv) {
   std::printf("pxsctl queue process, wall:           median %.1f ms, first %.1f ms (exit %d)\n", queue_process_ms,
               queue_first_ms, queue_rc);
 
-  nlohmann::ordered_json result{{"instances", instances},
+  nlohmann::ordered_json result{{"backend", postgres ? "postgresql" : "sqlite"},
+                                {"instances", instances},
                                 {"patients", patients},
                                 {"embedding_dim", embedding_dim},
                                 {"generate_s", generate_s},
@@ -311,7 +336,10 @@ int main(int argc, char** argv) {
                                 {"pxsctl_queue_process_first_ms", queue_first_ms},
                                 {"pxsctl_exit_codes", {history_rc, queue_rc}},
                                 {"durable_ingest_per_s_1_thread", ingest_1},
-                                {"durable_ingest_per_s_4_threads", ingest_4}};
+                                {"durable_ingest_per_s_4_threads", ingest_4},
+                                {"sqlite_durable_ingest_per_s_1_thread", sqlite_ingest_1},
+                                {"sqlite_durable_ingest_per_s_4_threads", sqlite_ingest_4},
+                                {"ingest_4_threads_vs_sqlite", ingest_4 / sqlite_ingest_4}};
   if (!keep) {
     admin->reset();
     reader->reset();
