@@ -146,10 +146,16 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
   int rc = kExitOk;
   auto db = OpenOrReport(ctx, Database::Mode::kReadOnly, &rc);
   if (!db) return rc;
+  // Observations (HL7 v2 / FHIR) on their own read-only connection; a database without
+  // them only leaves the columns empty.
+  auto observations = ObservationStore::Open(ctx.db_path, Database::Mode::kReadOnly);
+  if (!observations.ok()) std::cerr << "pxsctl: clinical observations not shown: " << observations.status().message() << "\n";
   auto loaded = LoadHistory(*db, {.patient_id = opt.patient_id,
                                   .issuer = opt.issuer,
                                   .model = opt.model,
-                                  .stable_delta_override = StableDeltaOverride(ctx, opt.stable_delta)});
+                                  .stable_delta_override = StableDeltaOverride(ctx, opt.stable_delta),
+                                  .observations = observations.ok() ? observations->get() : nullptr,
+                                  .clinical_window_h = opt.clinical_window_h});
   if (!loaded.ok()) {
     const Status& st = loaded.status();
     const bool absent = st.code() == Status::Code::kNotFound || st.code() == Status::Code::kInvalidArgument;
@@ -188,8 +194,19 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
                 << (scale.empty() ? "calibrated" : scale) << " when both studies are calibrated)";
     }
     std::cout << "; compared only with this model's own earlier studies\n";
-    TextTable table({"DATE", "ACCESSION", "PXS", "CALIBRATED", "CHANGE", "CAL. CHANGE", "TREND", "BAND", "IMAGES",
-                     "STUDY UID"});
+    TextTable table({"DATE", "ACCESSION", "PXS", "CALIBRATED", "CHANGE", "CAL. CHANGE", "TREND", "BAND", "SPO2", "O2",
+                     "CRP", "IMAGES", "STUDY UID"});
+    // "91 % -1.5h": the nearest value within the window and when it was taken.
+    auto clinical = [&](const std::string& uid, std::optional<Observation> StudyClinical::*which) -> std::string {
+      auto c = loaded->clinical.find(uid);
+      auto st = study_of.find(uid);
+      if (c == loaded->clinical.end() || !(c->second.*which) || st == study_of.end()) return "-";
+      const Observation& o = *(c->second.*which);
+      const std::optional<int64_t> at = WallClockMs(st->second->study_date, st->second->study_time);
+      std::string text = FormatNumber(o.value) + (o.unit.empty() ? "" : " " + o.unit);
+      if (at) text += " " + FormatNumber((o.observed_at_ms - *at) / 3'600'000.0, 1, true) + "h";
+      return text;
+    };
     for (const auto& p : course.studies) {
       auto study = study_of.find(p.value.study_uid);
       const int instances = study == study_of.end() ? p.scored_instances : study->second->instances;
@@ -199,7 +216,8 @@ int RunHistory(const Context& ctx, const HistoryOptions& opt) {
                     CalibratedText(p.value.calibrated, p.value.calibrated_scale),
                     FormatNumber(p.comparison.change, 2, true), FormatNumber(p.comparison.calibrated_change, 2, true),
                     longitudinal::TrendText(p.comparison.trend), p.band.empty() ? "-" : p.band,
-                    std::to_string(p.scored_instances) + "/" + std::to_string(instances), p.value.study_uid});
+                    clinical(p.value.study_uid, &StudyClinical::spo2), clinical(p.value.study_uid, &StudyClinical::o2),
+                    clinical(p.value.study_uid, &StudyClinical::crp), std::to_string(p.scored_instances) + "/" + std::to_string(instances), p.value.study_uid});
     }
     table.Print(std::cout);
     const std::vector<double> series = series_of(course);

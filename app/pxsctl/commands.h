@@ -35,6 +35,8 @@ struct HistoryOptions {
   std::optional<std::string> issuer;
   std::optional<double> stable_delta;
   std::string model;
+  // Beside each study the nearest SpO2 / O2 / CRP within this many hours (issue 15).
+  double clinical_window_h = 24.0;
 };
 struct QueueOptions { int limit = 20; };
 struct FailuresOptions { int limit = 50; };

@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
                           "|raw PXS change| up to this is 'stable' (default: config, else each model's own)")
       ->check(CLI::NonNegativeNumber);
   cmd_history->add_option("--model", history.model, "only this model's course (NAME or \"NAME VERSION\"); default: every model");
+  cmd_history->add_option("--clinical-window-h", history.clinical_window_h,
+                          "nearest SpO2 / O2 / CRP shown within this many hours of each study")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 24.0 * 31));
 
   std::string study_uid;
   auto* cmd_study = app.add_subcommand("study", "a study's instances, scores and reports");

@@ -406,6 +406,7 @@ int Run(const std::string& config_path) {
     for (const pxs::Hl7AuthorityMapping& m : cfg.hl7.patient_authorities) {
       web_options.fhir_patient_authorities[m.authority] = m.issuer;
     }
+    web_options.clinical_window_h = cfg.reports.clinical_window_h;
     web = std::make_unique<pxs::http::Server>(std::move(web_options));
     if (auto st = web->Start(); !st.ok()) {
       spdlog::critical("{}", st.ToString());

@@ -334,7 +334,20 @@ Response Api::Impl::Api(const Request& req, const Target& t, const Token& token)
     if (auto it = t.query.find("issuer"); it != t.query.end()) q.issuer = it->second;
     if (auto it = t.query.find("model"); it != t.query.end()) q.model = it->second;
     q.stable_delta_override = options.stable_delta_override;
+    q.clinical_window_h = options.clinical_window_h;
+    if (auto it = t.query.find("clinical_window_h"); it != t.query.end()) {
+      double h = 0;
+      auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), h);
+      if (ec != std::errc() || end != it->second.data() + it->second.size() || !(h >= 0.1 && h <= 24 * 31)) {
+        return Error(400, "clinical_window_h: must be a number of hours, 0.1..744 (got '" + it->second + "')", route);
+      }
+      q.clinical_window_h = h;
+    }
     if (auto r = open(route, Database::Mode::kReadOnly, &db)) return *r;
+    // The nearest SpO2 / O2 / CRP beside each study (issue 15), on a read-only
+    // connection of its own; without one the history is still answered.
+    auto observations = ObservationStore::Open(options.db_path, Database::Mode::kReadOnly);
+    if (observations.ok()) q.observations = observations->get();
     auto history = views::LoadHistory(*db, q);
     if (!history.ok()) return fail(history.status(), route);
     return JsonResponse(200, views::HistoryJson(*history), route);

@@ -316,6 +316,43 @@ TEST_F(ClinicalEndToEnd, AnObservationBeforeTheFirstImageIsOnTheTimelineWhenTheI
   }
   EXPECT_EQ(srs, 1);
   EXPECT_EQ(sheets, 1);
+
+  // pxsctl history and the REST API: beside the study the nearest SpO2 / O2 / CRP within
+  // the window (24 h: no CRP; 30 h: the CRP 28 h before).
+  const std::string db = (node_->data_dir() / "pxsnode.db").string();
+  auto history = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {BinDir() + "/pxsctl", "--db", db, "history", "P-300"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv, (dir_.path() / "history.log").string());
+  };
+  CommandResult json = history({"--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  Json h = Json::parse(json.output.substr(json.output.find('{')));
+  ASSERT_EQ(h["studies"].size(), 1u) << h.dump();
+  const Json& clinical = h["studies"][0]["clinical"];
+  EXPECT_EQ(clinical["window_h"], 24.0) << clinical.dump();
+  EXPECT_EQ(clinical["spo2"]["value"], 88.0) << clinical.dump();
+  EXPECT_EQ(clinical["spo2"]["loinc"], "59408-5") << clinical.dump();
+  EXPECT_EQ(clinical["spo2"]["hours_from_study"], -1.0) << clinical.dump();
+  EXPECT_TRUE(clinical["o2"].is_null()) << clinical.dump();
+  EXPECT_TRUE(clinical["crp"].is_null()) << clinical.dump();
+  CommandResult wide = history({"--json", "--clinical-window-h", "30"});
+  ASSERT_EQ(wide.exit_code, 0) << wide.output;
+  EXPECT_EQ(Json::parse(wide.output.substr(wide.output.find('{')))["studies"][0]["clinical"]["crp"]["value"], 120.0)
+      << wide.output;
+  CommandResult text = history({});
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(text.output.find("SPO2"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("88.00 % -1.0h"), std::string::npos) << text.output;
+  EXPECT_EQ(history({"--clinical-window-h", "0"}).exit_code, 2);  // out of range: a usage error
+
+  Reply api = Post("/api/v1/patients/P-300/history", "", kViewer, "GET");
+  ASSERT_EQ(api.status, 200) << api.body.dump();
+  EXPECT_EQ(api.body["studies"][0]["clinical"], clinical) << "the API says what pxsctl says";
+  api = Post("/api/v1/patients/P-300/history?clinical_window_h=30", "", kViewer, "GET");
+  EXPECT_EQ(api.body["studies"][0]["clinical"]["crp"]["value"], 120.0) << api.body.dump();
+  api = Post("/api/v1/patients/P-300/history?clinical_window_h=abc", "", kViewer, "GET");
+  EXPECT_EQ(api.status, 400) << api.body.dump();
 }
 
 std::string FhirObservation(const std::string& id, const std::string& patient, const std::string& loinc, double value,

@@ -1,5 +1,8 @@
 #include "pxs/views/views.h"
 
+#include <cmath>
+
+#include "pxs/hl7/loinc.h"
 #include "pxs/views/format.h"
 
 namespace pxs::views {
@@ -56,7 +59,46 @@ StatusOr<History> LoadHistory(AdminDatabase& db, const HistoryQuery& query) {
   }
   CourseBuilder builder(db, query.stable_delta_override);
   out.courses = builder.Build(rows);
+  if (query.observations) {
+    // Codes by quantity from the node's LOINC table (the one HL7 and FHIR intake plot).
+    static const std::vector<std::string> kSpo2 = hl7::CodesOf("spo2"), kCrp = hl7::CodesOf("crp");
+    static const std::vector<std::string> kO2Flow = hl7::CodesOf("o2_flow"), kFio2 = hl7::CodesOf("fio2");
+    const int64_t window_ms = static_cast<int64_t>(query.clinical_window_h * 3'600'000.0);
+    out.clinical_window_h = query.clinical_window_h;
+    for (const StudyHistoryEntry& s : out.studies) {
+      const std::optional<int64_t> at = WallClockMs(s.study_date, s.study_time);
+      if (!at) continue;  // no study date: nothing to be near to
+      StudyClinical c;
+      auto nearest = [&](const std::vector<std::string>& codes) -> StatusOr<std::optional<Observation>> {
+        return query.observations->NearestObservation(out.key, codes, *at, window_ms);
+      };
+      auto spo2 = nearest(kSpo2);
+      if (!spo2.ok()) return spo2.status();
+      c.spo2 = *spo2;
+      auto o2 = nearest(kO2Flow);
+      if (!o2.ok()) return o2.status();
+      c.o2 = *o2;
+      if (!c.o2) {
+        auto fio2 = nearest(kFio2);
+        if (!fio2.ok()) return fio2.status();
+        c.o2 = *fio2;
+      }
+      auto crp = nearest(kCrp);
+      if (!crp.ok()) return crp.status();
+      c.crp = *crp;
+      out.clinical[s.study_uid] = std::move(c);
+    }
+  }
   return out;
+}
+
+Json ClinicalJson(const std::optional<Observation>& o, const std::string& study_date, const std::string& study_time) {
+  if (!o) return Json(nullptr);
+  Json j{{"loinc", o->loinc}, {"display", o->display}, {"value", o->value}, {"unit", o->unit},
+         {"observed_at", o->observed_at_text}};
+  const std::optional<int64_t> at = WallClockMs(study_date, study_time);
+  j["hours_from_study"] = at ? Json(std::round((o->observed_at_ms - *at) / 36'000.0) / 100.0) : Json(nullptr);
+  return j;
 }
 
 Json OptionalJson(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); }
@@ -102,12 +144,24 @@ Json HistoryJson(const History& h) {
   };
   Json studies = Json::array();
   for (const auto& s : h.studies) {
-    studies.push_back({{"study_uid", s.study_uid},
-                       {"study_date", s.study_date},
-                       {"study_time", s.study_time},
-                       {"accession_number", s.accession_number},
-                       {"instances", s.instances},
-                       {"scored", s.scored}});
+    Json study{{"study_uid", s.study_uid},
+               {"study_date", s.study_date},
+               {"study_time", s.study_time},
+               {"accession_number", s.accession_number},
+               {"instances", s.instances},
+               {"scored", s.scored}};
+    // Clinical context (issue 15): only when it was looked up, so that the JSON of a
+    // node without observations stays what it was.
+    if (h.clinical_window_h) {
+      auto c = h.clinical.find(s.study_uid);
+      const StudyClinical none;
+      const StudyClinical& v = c == h.clinical.end() ? none : c->second;
+      study["clinical"] = {{"window_h", *h.clinical_window_h},
+                           {"spo2", ClinicalJson(v.spo2, s.study_date, s.study_time)},
+                           {"o2", ClinicalJson(v.o2, s.study_date, s.study_time)},
+                           {"crp", ClinicalJson(v.crp, s.study_date, s.study_time)}};
+    }
+    studies.push_back(std::move(study));
   }
   Json out_courses = Json::array();
   for (const auto& course : h.courses) {

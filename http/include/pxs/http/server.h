@@ -60,6 +60,7 @@ struct Options {
   // [[hl7.patient_authorities]] table.
   std::map<std::string, std::string> fhir_patient_authorities;
   size_t max_fhir_body_bytes = 1 << 20;  // FHIR bodies (Bundles) may be larger than the API's
+  double clinical_window_h = 24.0;  // [reports]: history's nearest SpO2 / O2 / CRP
 };
 
 struct Request {

@@ -13,6 +13,7 @@
 #include "pxs/common/status.h"
 #include "pxs/longitudinal/course.h"
 #include "pxs/storage/admin.h"
+#include "pxs/storage/observations.h"
 
 namespace pxs::views {
 
@@ -42,12 +43,26 @@ struct HistoryQuery {
   std::optional<std::string> issuer;  // unset: the id must be unique across issuers
   std::string model;                  // "" every model
   std::optional<double> stable_delta_override;
+  // Clinical context (issue 15): beside each study the nearest SpO2 / O2 / CRP within
+  // clinical_window_h of the study time, read from this store; nullptr: none.
+  ObservationStore* observations = nullptr;
+  double clinical_window_h = 24.0;
+};
+
+// The observations nearest to one study (each unset when none is in the window).
+struct StudyClinical {
+  std::optional<Observation> spo2;  // 59408-5 or 2708-6
+  std::optional<Observation> o2;    // O2 flow 3151-8, else FiO2 3150-0
+  std::optional<Observation> crp;   // 1988-5 or 30522-7
 };
 
 struct History {
   PatientKey key;
   std::vector<StudyHistoryEntry> studies;
   std::vector<longitudinal::Course> courses;
+  // By Study Instance UID; empty without HistoryQuery::observations.
+  std::map<std::string, StudyClinical> clinical;
+  std::optional<double> clinical_window_h;  // set when clinical was looked up
 };
 
 // One patient's studies and courses. NotFound: unknown id or no studies; InvalidArgument:
@@ -59,6 +74,9 @@ Json OptionalTimeJson(const std::optional<int64_t>& ms);
 
 Json PatientsJson(const std::vector<PatientSummary>& patients);
 Json HistoryJson(const History& history);
+// {"loinc", "display", "value", "unit", "observed_at" (the sender's text), "hours_from_study"}
+// or null.
+Json ClinicalJson(const std::optional<Observation>& o, const std::string& study_date, const std::string& study_time);
 Json StudiesJson(const std::vector<StudyDetails>& studies);
 Json DeliveryJson(const ReportDelivery& d);
 Json QueueJson(const QueueView& view);
