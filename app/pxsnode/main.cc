@@ -7,6 +7,7 @@
 //   SIGTERM/SIGINT: STOPPING=1 -> SCP stops accepting, running associations get
 //           shutdown_grace_s -> scoring finishes its batch -> sender stops -> exit 0.
 #include <sys/stat.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include <atomic>
@@ -546,7 +547,21 @@ int Run(const std::string& config_path) {
 
 }  // namespace
 
+// LibTorch's OpenMP threads (libgomp) spin after every parallel region by default
+// (OMP_WAIT_POLICY unset: about 300,000 spins before sleeping). Between inferences they
+// took ~30 % of the node's CPU in a perf profile of TLS ingest on 2 cores, taken from the
+// receiving threads. libgomp reads the policy only from the environment when it is loaded,
+// before main() runs, so the node re-executes itself once with PASSIVE unless the operator
+// chose a policy (the systemd unit sets it, so installed nodes never re-execute). The pid,
+// the arguments and open descriptors (systemd's socket) stay the same across execv().
+static void SleepingOpenMpThreads(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: then run with spinning threads
+}
+
 int main(int argc, char** argv) {
+  SleepingOpenMpThreads(argv);
   CLI::App app{"pxsnode: DICOM node that scores chest X-rays (PXS) and reports trends"};
   std::string config_path;
   std::string check_path;

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from benchlib import free_port, wait_port  # noqa: E402
 ROOT = os.path.realpath(os.path.join(HERE, "..", ".."))
+PG_BIN = os.environ.get("PXS_PG_BIN", "/usr/lib/postgresql/15/bin")
 
 
 def disk_fdatasync_mb_s(work):
@@ -68,6 +70,9 @@ class Receiver:
     """Starts one receiver with an empty folder; stop() removes it."""
 
     TLS_DIR = None  # set by main() with --tls
+    PG_SOCKET = None  # set by main() with --pg-socket: pxsnode-pg's PostgreSQL (a fresh database per start)
+    PG_USER = "pxs"
+    PXSNODE = os.path.join(ROOT, "build", "bin", "pxsnode")  # main(): --pxsnode
 
     def __init__(self, kind, work, nodelay, model):
         self.kind, self.nodelay = kind, nodelay
@@ -83,7 +88,7 @@ class Receiver:
         log = open(os.path.join(self.dir, "log.txt"), "w")
         t = Receiver.TLS_DIR
         self.http_port = None
-        if kind in ("pxsnode", "pxsnode-tls", "pxsnode-scraped"):
+        if kind in ("pxsnode", "pxsnode-tls", "pxsnode-scraped", "pxsnode-pg"):
             self.aet = "PXSNODE"
             cfg = os.path.join(self.dir, "pxsnode.toml")
             with open(cfg, "w") as f:
@@ -95,9 +100,15 @@ class Receiver:
                     f.write('[http]\nenabled = true\nbind = "127.0.0.1"\nport = %d\n'
                             '[[http.tokens]]\nname = "bench"\nrole = "viewer"\nsha256 = "%s"\n'
                             % (self.http_port, hashlib.sha256(SCRAPE_TOKEN.encode()).hexdigest()))
+                if kind == "pxsnode-pg":  # issue 16: the same node on a PostgreSQL database of its own
+                    db = "pxs_bench_%d_%d" % (os.getpid(), self.port)
+                    subprocess.run([os.path.join(PG_BIN, "createdb"), "-h", Receiver.PG_SOCKET, "-U", Receiver.PG_USER, db],
+                                   check=True)
+                    f.write('[database]\nurl = "postgresql:///%s?host=%s&user=%s"\n'
+                            % (db, Receiver.PG_SOCKET, Receiver.PG_USER))
                 if self.tls:
                     f.write('[tls]\ncertificate = "%s/server.pem"\nprivate_key = "%s/server.key"\n' % (t, t))
-            cmd = [os.path.join(ROOT, "build", "bin", "pxsnode"), "--config", cfg]
+            cmd = [Receiver.PXSNODE, "--config", cfg]
         elif kind in ("storescp", "storescp-sync", "storescp-tls-sync"):
             self.aet = "STORESCP"
             out = os.path.join(self.dir, "out")
@@ -121,6 +132,16 @@ class Receiver:
         if not wait_port(self.port, 120):
             self.stop()
             raise RuntimeError("%s did not start; see %s/log.txt" % (kind, self.dir))
+
+    def cpu_s(self):
+        """The receiver process's own CPU seconds so far (storescp --fork's children not
+        included, so only pxsnode's figure is complete)."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return float("nan")
 
     def stop(self):
         self.proc.terminate()
@@ -177,12 +198,18 @@ def send_files(receiver, files, concurrency, nodelay):
     if nodelay:
         env["TCP_NODELAY"] = "1"
     groups = [files[i::concurrency] for i in range(concurrency)]
+    receiver.cpu_before_s = receiver.cpu_s()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     tls = ["+tla", "+cf", Receiver.TLS_DIR + "/ca.pem", "+px"] if receiver.tls else []
     procs = [subprocess.Popen(["storescu", "-aec", receiver.aet] + tls + ["127.0.0.1", str(receiver.port)] + g,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for g in groups]
     failed = sum(p.wait() != 0 for p in procs)
     elapsed = time.monotonic() - start
+    # The senders' CPU (user + system) for these files: on a small machine the senders share
+    # the cores with the receiver, so what TLS costs them is taken from the receiver too.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    receiver.sender_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if failed:
         raise RuntimeError("%d storescu process(es) failed against %s" % (failed, receiver.kind))
     return elapsed
@@ -199,12 +226,17 @@ def main():
     ap.add_argument("--tls", action="store_true", help="also DICOM TLS receivers (pxsnode, storescp with sync)")
     ap.add_argument("--scrape", action="store_true",
                     help="also pxsnode with the web face on and /metrics polled every second (issue 14)")
+    ap.add_argument("--pg-socket", help="also pxsnode on PostgreSQL: the socket folder of a running server "
+                    "(durable settings: fsync and synchronous_commit on) where user pxs may create databases")
     ap.add_argument("--kinds", help="comma-separated receivers to run (default: all)")
     ap.add_argument("--concurrency", default="1,4", help="comma-separated sender counts (default: 1,4)")
     ap.add_argument("--nodelay-only", action="store_true", help="skip the runs without TCP_NODELAY in the env")
+    ap.add_argument("--pxsnode", default=Receiver.PXSNODE,
+                    help="the pxsnode binary (a copy keeps a rebuild from changing it mid-run)")
     args = ap.parse_args()
-    if not os.path.exists(os.path.join(ROOT, "build", "bin", "pxsnode")):
-        sys.exit("bench/ingest: build first (build/bin/pxsnode missing)")
+    Receiver.PXSNODE = args.pxsnode
+    if not os.path.exists(args.pxsnode):
+        sys.exit("bench/ingest: build first (%s missing)" % args.pxsnode)
     subprocess.run([sys.executable, os.path.join(HERE, "make_cache.py"), args.cache, "--count", str(args.count)],
                    check=True)
     files = sorted(os.path.join(args.cache, f) for f in os.listdir(args.cache) if f.endswith(".dcm"))[: args.count]
@@ -219,6 +251,9 @@ def main():
         kinds += ["pxsnode-tls", "storescp-tls-sync"]
     if args.scrape:
         kinds.append("pxsnode-scraped")
+    if args.pg_socket:
+        Receiver.PG_SOCKET = args.pg_socket
+        kinds.append("pxsnode-pg")
     if args.kinds:
         kinds = [k for k in kinds if k in args.kinds.split(",")]
     disk = disk_fdatasync_mb_s(args.work)
@@ -226,6 +261,7 @@ def main():
     levels = [int(c) for c in args.concurrency.split(",")]
     modes = (True,) if args.nodelay_only else (True, False)
     results = {}  # (kind, nodelay, concurrency) -> [files/s]
+    cpu = {}  # (kind, nodelay, concurrency) -> [(senders' CPU ms per file, receiver's CPU ms per file)]
     for rep in range(args.reps):
         for concurrency in levels:
             for nodelay in modes:
@@ -233,13 +269,16 @@ def main():
                     r = Receiver(kind, args.work, nodelay, args.model)
                     try:
                         secs = send(r, files, concurrency, nodelay)
+                        receiver_cpu = r.cpu_s() - r.cpu_before_s
                     finally:
                         r.stop()
                     rate = len(files) / secs
                     results.setdefault((kind, nodelay, concurrency), []).append(rate)
-                    print("rep %d c=%d %-8s %-14s %6.1f files/s %7.0f MB/s" %
-                          (rep + 1, concurrency, "nodelay" if nodelay else "shipped", kind, rate, rate * mb / len(files)),
-                          flush=True)
+                    cpu.setdefault((kind, nodelay, concurrency), []).append(
+                        (1000 * r.sender_cpu_s / len(files), 1000 * receiver_cpu / len(files)))
+                    print("rep %d c=%d %-8s %-14s %6.1f files/s %7.0f MB/s  CPU ms/file: senders %5.1f, receiver %5.1f" %
+                          (rep + 1, concurrency, "nodelay" if nodelay else "shipped", kind, rate, rate * mb / len(files),
+                           cpu[(kind, nodelay, concurrency)][-1][0], cpu[(kind, nodelay, concurrency)][-1][1]), flush=True)
 
     def med(kind, nodelay, c):
         return statistics.median(results[(kind, nodelay, c)])
@@ -256,6 +295,10 @@ def main():
                 row["c%d_mb_s" % c] = round(fps * mb / len(files), 1)
                 row["c%d_range" % c] = [round(min(results[(kind, nodelay, c)]), 1),
                                         round(max(results[(kind, nodelay, c)]), 1)]
+                if nodelay:
+                    row["c%d_cpu_ms_per_file" % c] = {
+                        "senders": round(statistics.median(x[0] for x in cpu[(kind, nodelay, c)]), 1),
+                        "receiver": round(statistics.median(x[1] for x in cpu[(kind, nodelay, c)]), 1)}
             summary["receivers"]["%s%s" % (kind, "" if nodelay else " (shipped)")] = row
             print("%-26s " % (kind + ("" if nodelay else " as shipped")) + "  ".join(
                 "c=%d %6.1f files/s (%5.0f MB/s)" % (c, row["c%d_files_s" % c], row["c%d_mb_s" % c]) for c in levels))
@@ -263,6 +306,10 @@ def main():
         if "pxsnode" not in kinds:
             break
         node = med("pxsnode", True, c)
+        if "pxsnode-pg" in kinds:  # issue 16: PostgreSQL against SQLite, paired per repetition
+            paired = [g / p for g, p in zip(results[("pxsnode-pg", True, c)], results[("pxsnode", True, c)])]
+            summary["ratios"]["c%d_postgres_vs_sqlite_paired" % c] = [round(statistics.median(paired), 2),
+                                                                     round(min(paired), 2), round(max(paired), 2)]
         if "pxsnode-tls" in kinds:
             summary["ratios"]["c%d_tls_vs_plain" % c] = round(med("pxsnode-tls", True, c) / node, 2)
             # Paired within each repetition (same minute of a noisy host): median and range.
