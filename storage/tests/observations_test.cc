@@ -4,9 +4,8 @@
 #include "pxs/storage/observations.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
+#include "test_db_util.h"
 
 namespace pxs {
 namespace {
@@ -43,23 +42,17 @@ ObservationMessage Msg(const std::string& id, std::vector<Observation> obs, cons
   return m;
 }
 
+// ScratchDir (test_db_util.h): a SQLite file, or a fresh PostgreSQL database when the
+// postgres/ ctest entry sets PXS_TEST_BACKEND=postgresql.
 class ObservationStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("pxs_observations_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    db_ = (dir_ / "pxsnode.db").string();
+    db_ = dir_.db();
     auto store = ObservationStore::Open(db_, Database::Mode::kReadWrite);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
   }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { store_.reset(); }
   // A second connection sees only what was committed.
   std::vector<Observation> ReadBack(const std::string& patient) {
     auto reader = ObservationStore::Open(db_, Database::Mode::kReadOnly);
@@ -70,7 +63,7 @@ class ObservationStoreTest : public ::testing::Test {
     return rows.ok() ? *rows : std::vector<Observation>{};
   }
 
-  std::filesystem::path dir_;
+  testing_util::ScratchDir dir_;
   std::string db_;
   std::unique_ptr<ObservationStore> store_;
 };
