@@ -136,10 +136,21 @@ class PostgresServer {
     const std::string cmd = as_user_ + BinDir() + "/pg_ctl -D " + data_dir() + " -l " + dir_ +
                             "/server.log -w -t 60 -o \"" + opts.str() + "\" start >>" + dir_ + "/pg_ctl.log 2>&1";
     running_ = std::system(cmd.c_str()) == 0;
+    if (running_) StartWatchdog();
     return running_;
   }
 
  private:
+  // A test process that crashes (or is killed by a ctest timeout) runs no destructor: a
+  // detached shell stops the server and removes its folder once this process is gone,
+  // so no server outlives its tests. After a normal Stop() it finds nothing to do.
+  void StartWatchdog() const {
+    const std::string cmd = "(while kill -0 " + std::to_string(::getpid()) + " 2>/dev/null; do sleep 1; done; " +
+                            as_user_ + BinDir() + "/pg_ctl -D " + data_dir() + " -m immediate -w stop; rm -rf " +
+                            dir_ + ") >/dev/null 2>&1 </dev/null &";
+    (void)std::system(cmd.c_str());
+  }
+
   static std::string Slurp(const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
