@@ -132,6 +132,8 @@ pxs::http::Options HttpOptions(const pxs::Config& cfg, const pxs::ModelSet& mode
   o.port = cfg.http.port;
   o.tokens = HttpTokens(cfg);
   o.db_path = DatabaseLocation(cfg);
+  o.node_id = cfg.node.id;  // not the host name: the face reads as this node (issue 16)
+  o.statement_timeout_ms = cfg.database.statement_timeout_ms;
   o.data_dir = cfg.node.data_dir;
   o.web_root = cfg.http.web_root.empty() ? PXS_WEB_ROOT : cfg.http.web_root;
   if (cfg.tls.enabled) {  // HTTPS with the node's own certificate (issue 14)

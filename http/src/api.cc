@@ -216,7 +216,11 @@ struct Api::Impl {
     if (!IsPostgresUrl(options.db_path) && ::stat(options.db_path.c_str(), &st) != 0) {
       return Status::IoError("cannot open database: " + options.db_path + ": " + std::strerror(errno));
     }
-    return AdminDatabase::Open(options.db_path, mode);
+    DatabaseOptions database;
+    database.url = options.db_path;
+    database.node_id = options.node_id;
+    database.statement_timeout_ms = options.statement_timeout_ms;
+    return AdminDatabase::Open(database, mode);
   }
 
   static int HttpStatusFor(const Status& s) {

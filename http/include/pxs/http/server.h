@@ -36,6 +36,11 @@ struct Options {
   uint16_t port = 0;  // 0: ephemeral (see Server::port())
   std::vector<Token> tokens;
   std::string db_path;
+  // [node] id and [database] statement_timeout_ms: how the face's own connections open the
+  // database. On a shared PostgreSQL the node id picks the node's own rows (local_instances);
+  // empty: the host name, which is another node's id when [node] id is set (issue 16).
+  std::string node_id;
+  int statement_timeout_ms = 0;
   std::string data_dir;   // free-disk gauge
   std::string web_root;   // index.html, app.js, style.css
   // PEM files: HTTPS when set (pxsnode passes the [tls] certificate when it has one).
