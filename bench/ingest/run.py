@@ -17,6 +17,14 @@ and storescp +tls with the per-file sync, senders storescu +tla (BCP 195), and p
 ratios TLS/plain for pxsnode and pxsnode-TLS/storescp-TLS-sync. --scrape adds pxsnode with its
 web face on and a scraper polling /metrics every second, paired with plain pxsnode in each
 repetition (issue 14: the scraped ingest must stay within 5 % of the unscraped).
+--pg-socket adds pxsnode-pg (the node on a PostgreSQL database of its own) and
+pxsnode-pg-2nodes (issue 16): two pxsnode processes with their own [node] id and data_dir on
+ONE PostgreSQL database, each fed by half of the senders with its own half of the files, at
+the same time; the figure is the aggregate, all files / wall time of the slowest sender.
+At concurrency c each node gets c/2 senders, so pxsnode-pg and pxsnode get the same c
+senders in the same repetition. After each two-node run the database must hold every
+instance exactly once, scored, and each node must have stored and scored only its own
+(its /metrics counters and `pxsctl --node-id ID verify`); otherwise the run fails.
 """
 import argparse
 import hashlib
@@ -66,6 +74,26 @@ def make_certificates(work):
     return d
 
 
+def create_pg_database(tag):
+    db = "pxs_bench_%d_%d" % (os.getpid(), tag)
+    subprocess.run([os.path.join(PG_BIN, "createdb"), "-h", Receiver.PG_SOCKET, "-U", Receiver.PG_USER, db], check=True)
+    return db
+
+
+def pg_url(db):
+    return "postgresql:///%s?host=%s&user=%s" % (db, Receiver.PG_SOCKET, Receiver.PG_USER)
+
+
+def sop_instance_uids(files):
+    """(0008,0018) of each file, in order (dcmdump, one process for all files)."""
+    out = subprocess.run(["dcmdump", "-q", "-s", "+P", "0008,0018"] + files, capture_output=True, text=True,
+                         check=True).stdout
+    uids = [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(0008,0018)" in line]
+    if len(uids) != len(files):
+        raise RuntimeError("dcmdump found %d SOP Instance UIDs in %d files" % (len(uids), len(files)))
+    return uids
+
+
 class Receiver:
     """Starts one receiver with an empty folder; stop() removes it."""
 
@@ -74,10 +102,13 @@ class Receiver:
     PG_USER = "pxs"
     PXSNODE = os.path.join(ROOT, "build", "bin", "pxsnode")  # main(): --pxsnode
 
-    def __init__(self, kind, work, nodelay, model):
+    def __init__(self, kind, work, nodelay, model, pg_db=None, node_id=None):
+        """pg_db, node_id: a pxsnode-pg that joins database pg_db (made by the caller) as
+        node node_id, with its web face on for the two-node checks (TwoNodes)."""
         self.kind, self.nodelay = kind, nodelay
         self.tls = kind.endswith("-tls") or "-tls-" in kind
-        self.dir = os.path.join(work, "recv-" + kind)
+        self.dir = os.path.join(work, "recv-" + kind + ("-" + node_id if node_id else ""))
+        self.ports = None  # one receiver: all senders go to self.port
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.port = free_port()
@@ -92,20 +123,19 @@ class Receiver:
             self.aet = "PXSNODE"
             cfg = os.path.join(self.dir, "pxsnode.toml")
             with open(cfg, "w") as f:
-                f.write('[node]\nport = %d\ndata_dir = "data"\nlog_level = "warn"\n'
+                if node_id:
+                    f.write('[node]\nid = "%s"\n' % node_id)
+                f.write(('' if node_id else '[node]\n') + 'port = %d\ndata_dir = "data"\nlog_level = "warn"\n'
                         '[scp]\nmax_associations = 8\nmin_free_gb = 0.0\nmin_free_percent = 0.0\n'
                         '[scoring]\nmodel = "%s"\n' % (self.port, model))
-                if kind == "pxsnode-scraped":  # the web face on, a Prometheus-like poller on /metrics
+                if kind == "pxsnode-scraped" or node_id:  # the web face on, a Prometheus-like poller on /metrics
                     self.http_port = free_port()
                     f.write('[http]\nenabled = true\nbind = "127.0.0.1"\nport = %d\n'
                             '[[http.tokens]]\nname = "bench"\nrole = "viewer"\nsha256 = "%s"\n'
                             % (self.http_port, hashlib.sha256(SCRAPE_TOKEN.encode()).hexdigest()))
                 if kind == "pxsnode-pg":  # issue 16: the same node on a PostgreSQL database of its own
-                    db = "pxs_bench_%d_%d" % (os.getpid(), self.port)
-                    subprocess.run([os.path.join(PG_BIN, "createdb"), "-h", Receiver.PG_SOCKET, "-U", Receiver.PG_USER, db],
-                                   check=True)
-                    f.write('[database]\nurl = "postgresql:///%s?host=%s&user=%s"\n'
-                            % (db, Receiver.PG_SOCKET, Receiver.PG_USER))
+                    db = pg_db or create_pg_database(self.port)
+                    f.write('[database]\nurl = "%s"\n' % pg_url(db))
                 if self.tls:
                     f.write('[tls]\ncertificate = "%s/server.pem"\nprivate_key = "%s/server.key"\n' % (t, t))
             cmd = [Receiver.PXSNODE, "--config", cfg]
@@ -156,6 +186,85 @@ class Receiver:
 SCRAPE_TOKEN = "bench-scraper-token"
 
 
+def metric_sum(port, name):
+    """The sum of a counter over its labels, read from the node's /metrics. name may end
+    in a label prefix ('pxs_instances_total{outcome="stored"') to sum only those series."""
+    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % port,
+                                 headers={"Authorization": "Bearer " + SCRAPE_TOKEN})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and ("{" in name or line[len(name)] in " {"))
+
+
+class TwoNodes:
+    """pxsnode-pg-2nodes (issue 16): nodes "bench-a" and "bench-b", each with its own
+    data_dir and web face, on one fresh PostgreSQL database. send_files() gives node k the
+    files files[k::2] over its own senders."""
+
+    IDS = ("bench-a", "bench-b")
+
+    def __init__(self, kind, work, nodelay, model):
+        self.kind, self.nodelay, self.tls, self.aet = kind, nodelay, False, "PXSNODE"
+        self.http_port = None  # no scraper during the run: the faces are read after it
+        self.db = create_pg_database(free_port())
+        self.nodes = []
+        try:
+            for node_id in TwoNodes.IDS:
+                self.nodes.append(Receiver("pxsnode-pg", work, nodelay, model, pg_db=self.db, node_id=node_id))
+        except Exception:
+            self.stop()
+            raise
+        self.ports = [n.port for n in self.nodes]
+
+    def cpu_s(self):
+        return sum(n.cpu_s() for n in self.nodes)
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+    def check(self, files, uids, timeout_s=600):
+        """Every instance in the database exactly once and scored; each node stored and
+        scored only its own half. Returns the seconds waited for scoring to finish."""
+        start = time.monotonic()
+        for k, n in enumerate(self.nodes):
+            mine = len(files[k::2])
+            while True:  # scoring goes on after the last C-STORE is acknowledged
+                done = metric_sum(n.http_port, "pxs_jobs_scored_total") + metric_sum(n.http_port, "pxs_jobs_failed_total")
+                if done >= mine or time.monotonic() - start > timeout_s:
+                    break
+                time.sleep(0.5)
+            stored = metric_sum(n.http_port, 'pxs_instances_total{outcome="stored"')
+            scored = metric_sum(n.http_port, "pxs_jobs_scored_total")
+            if stored != mine or scored != mine:
+                raise RuntimeError("node %s: %d files sent to it, %d stored, %d scored (see %s/log.txt)"
+                                   % (TwoNodes.IDS[k], mine, stored, scored, n.dir))
+            # verify walks the node's own rows (received_by = its id): exactly its files, all present.
+            v = subprocess.run([os.path.join(os.path.dirname(Receiver.PXSNODE), "pxsctl"), "--db", pg_url(self.db),
+                                "--node-id", TwoNodes.IDS[k], "--data-dir", os.path.join(n.dir, "data"), "--json", "verify",
+                                "--no-hash"], capture_output=True, text=True)
+            report = json.loads(v.stdout) if v.stdout.strip() else {}
+            if report.get("files_checked") != mine or not report.get("ok"):
+                raise RuntimeError("pxsctl verify --node-id %s: %s %s (expected %d files, ok)"
+                                   % (TwoNodes.IDS[k], v.stdout.strip()[:500], v.stderr.strip()[:500], mine))
+        waited = time.monotonic() - start
+        out = subprocess.run([os.path.join(os.path.dirname(Receiver.PXSNODE), "pxsctl"), "--db", pg_url(self.db),
+                              "export", "--format", "json"], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError("pxsctl export failed: %s" % out.stderr.strip()[:500])
+        rows = json.loads(out.stdout)
+        seen = {}
+        for r in rows:
+            seen[r["sop_instance_uid"]] = seen.get(r["sop_instance_uid"], 0) + 1
+        wrong = [u for u in uids if seen.get(u) != 1] + [u for u in seen if u not in set(uids)]
+        unscored = [r["sop_instance_uid"] for r in rows if r.get("state") != "scored"]
+        if wrong or unscored or len(rows) != len(uids):
+            raise RuntimeError("database %s: %d rows for %d files; not exactly once: %s; not scored: %s"
+                               % (self.db, len(rows), len(uids), wrong[:3], unscored[:3]))
+        return waited
+
+
 class Scraper(threading.Thread):
     """Polls /metrics once a second (as a Prometheus scrape interval of 1 s would) while
     the senders run; counts the scrapes and fails loudly if one is refused."""
@@ -197,13 +306,19 @@ def send_files(receiver, files, concurrency, nodelay):
     env.pop("TCP_NODELAY", None)
     if nodelay:
         env["TCP_NODELAY"] = "1"
-    groups = [files[i::concurrency] for i in range(concurrency)]
+    ports = receiver.ports or [receiver.port]
+    if concurrency % len(ports):
+        raise RuntimeError("%s: %d senders do not split over %d nodes" % (receiver.kind, concurrency, len(ports)))
+    per_node = concurrency // len(ports)
+    # Node k gets files[k::nodes] (disjoint), over its own per_node senders.
+    groups = [(port, part[i::per_node]) for k, port in enumerate(ports)
+              for part in [files[k::len(ports)]] for i in range(per_node)]
     receiver.cpu_before_s = receiver.cpu_s()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     tls = ["+tla", "+cf", Receiver.TLS_DIR + "/ca.pem", "+px"] if receiver.tls else []
-    procs = [subprocess.Popen(["storescu", "-aec", receiver.aet] + tls + ["127.0.0.1", str(receiver.port)] + g,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for g in groups]
+    procs = [subprocess.Popen(["storescu", "-aec", receiver.aet] + tls + ["127.0.0.1", str(port)] + g,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env) for port, g in groups]
     failed = sum(p.wait() != 0 for p in procs)
     elapsed = time.monotonic() - start
     # The senders' CPU (user + system) for these files: on a small machine the senders share
@@ -253,7 +368,7 @@ def main():
         kinds.append("pxsnode-scraped")
     if args.pg_socket:
         Receiver.PG_SOCKET = args.pg_socket
-        kinds.append("pxsnode-pg")
+        kinds += ["pxsnode-pg", "pxsnode-pg-2nodes"]
     if args.kinds:
         kinds = [k for k in kinds if k in args.kinds.split(",")]
     disk = disk_fdatasync_mb_s(args.work)
@@ -262,14 +377,19 @@ def main():
     modes = (True,) if args.nodelay_only else (True, False)
     results = {}  # (kind, nodelay, concurrency) -> [files/s]
     cpu = {}  # (kind, nodelay, concurrency) -> [(senders' CPU ms per file, receiver's CPU ms per file)]
+    uids = sop_instance_uids(files) if "pxsnode-pg-2nodes" in kinds else []
+    checks = []  # the two-node runs whose database check passed
     for rep in range(args.reps):
         for concurrency in levels:
             for nodelay in modes:
                 for kind in kinds:  # alternate receivers within each repetition
-                    r = Receiver(kind, args.work, nodelay, args.model)
+                    r = (TwoNodes if kind == "pxsnode-pg-2nodes" else Receiver)(kind, args.work, nodelay, args.model)
                     try:
                         secs = send(r, files, concurrency, nodelay)
                         receiver_cpu = r.cpu_s() - r.cpu_before_s
+                        if kind == "pxsnode-pg-2nodes":
+                            waited = r.check(files, uids)
+                            checks.append({"rep": rep + 1, "c": concurrency, "scoring_wait_s": round(waited, 1)})
                     finally:
                         r.stop()
                     rate = len(files) / secs
@@ -310,6 +430,13 @@ def main():
             paired = [g / p for g, p in zip(results[("pxsnode-pg", True, c)], results[("pxsnode", True, c)])]
             summary["ratios"]["c%d_postgres_vs_sqlite_paired" % c] = [round(statistics.median(paired), 2),
                                                                      round(min(paired), 2), round(max(paired), 2)]
+        if "pxsnode-pg-2nodes" in kinds:  # the aggregate of two nodes against one, same senders
+            for peer in ("pxsnode-pg", "pxsnode"):
+                if peer not in kinds:
+                    continue
+                paired = [t / p for t, p in zip(results[("pxsnode-pg-2nodes", True, c)], results[(peer, True, c)])]
+                summary["ratios"]["c%d_2nodes_vs_%s_paired" % (c, peer.replace("-", "_"))] = [
+                    round(statistics.median(paired), 2), round(min(paired), 2), round(max(paired), 2)]
         if "pxsnode-tls" in kinds:
             summary["ratios"]["c%d_tls_vs_plain" % c] = round(med("pxsnode-tls", True, c) / node, 2)
             # Paired within each repetition (same minute of a noisy host): median and range.
@@ -330,6 +457,8 @@ def main():
         if "orthanc" in kinds:
             summary["ratios"]["c%d_vs_orthanc" % c] = round(node / med("orthanc", True, c), 2)
         summary["ratios"]["c%d_of_disk_fdatasync" % c] = round(node * mb / len(files) / disk, 2)
+    if checks:
+        summary["two_node_checks_passed"] = checks
     for k, v in summary["ratios"].items():
         print("pxsnode %s: %s" % (k, v))
     print(json.dumps(summary))
