@@ -17,7 +17,22 @@
 //     over the first --timed images, times ScoreBatch (input conversion, forward pass,
 //     anchor distances). Prints every PXS (the caller computes the drift between two
 //     runs) and the best round's images/s.
+//
+//   pxs_bench_models paired --model P.pt --images RAW [--batch 16] [--threads 0] [--rounds 3]
+//                           [--timed 128]
+//     Every variant in one process, interleaved pass by pass (one pass = the --timed images
+//     at --batch), so that a busy host slows all of them alike: C++ ScoreBatch fp32, bf16
+//     "convert" and bf16 "autocast", and "peer autocast", the package's module as
+//     torch.jit.load gives it to Python (not frozen, NCHW fp32 input made beforehand,
+//     forward passes only, under CPU bf16 autocast): the libtorch calls Python's
+//     `with torch.autocast("cpu", dtype=torch.bfloat16): module(x)` makes, minus the
+//     interpreter. Prints each variant's median and best images/s and the median of the
+//     per-round ratios (bench_models.py runs real Python as the other peer).
 // The last line of output is one JSON object.
+#include <ATen/autocast_mode.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -224,13 +239,110 @@ int Precision(const std::string& model, const std::string& precision, const std:
   return 0;
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+int Paired(const std::string& model, const std::string& raw, int batch, int threads, int rounds, int timed) {
+  const std::vector<DecodedImage> images = ReadRaw(raw);
+  std::unique_ptr<Scorer> fp32 = Load(model, "fp32", threads);
+  std::unique_ptr<Scorer> convert = Load(model, "bf16", threads, "convert");
+  std::unique_ptr<Scorer> autocast = Load(model, "bf16", threads, "autocast");
+  std::vector<PreprocessedImage> pre;
+  for (const DecodedImage& d : images) {
+    auto p = fp32->Preprocess(d);
+    if (!p.ok()) Die(p.status().ToString());
+    pre.push_back(std::move(*p));
+  }
+  const size_t n = std::min(pre.size(), static_cast<size_t>(timed));
+  // The peer's input as Python's preprocess_files gives it: [N,3,H,W] fp32, contiguous.
+  const auto& mi = fp32->model();
+  const auto& pp = mi.preprocessing;
+  torch::Tensor input = torch::empty({static_cast<int64_t>(n), 3, mi.input_height, mi.input_width});
+  for (size_t i = 0; i < n; ++i) {
+    torch::Tensor g = torch::from_blob(const_cast<uint8_t*>(pre[i].gray.pixels.data()),
+                                       {1, mi.input_height, mi.input_width}, torch::kUInt8)
+                          .to(torch::kFloat32)
+                          .div(255.f);
+    for (int c = 0; c < 3; ++c) input[static_cast<int64_t>(i)][c].copy_((g[0] - pp.mean[c]) / pp.std[c]);
+  }
+  torch::jit::Module peer = torch::jit::load(model, torch::kCPU);
+  peer.eval();
+  auto peer_pass = [&] {
+    torch::NoGradGuard no_grad;  // as drift_python.embed
+    const bool was = at::autocast::is_cpu_enabled();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < n; i += batch) {
+      torch::Tensor x = input.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(std::min(n, i + batch)));
+      peer.forward({x});
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();  // leaving `with`
+      at::autocast::increment_nesting();
+    }
+    const double ms = Ms(Clock::now() - t0);
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(was);
+    return ms;
+  };
+  auto scorer_pass = [&](Scorer& s) {
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < n; i += batch) {
+      std::vector<PreprocessedImage> b(pre.begin() + i, pre.begin() + std::min(n, i + batch));
+      for (auto& r : s.ScoreBatch(b))
+        if (!r.ok()) Die(r.status().ToString());
+    }
+    return Ms(Clock::now() - t0);
+  };
+  const char* names[] = {"fp32", "bf16", "bf16_autocast", "peer_autocast"};
+  auto pass = [&](int v) {
+    switch (v) {
+      case 0: return scorer_pass(*fp32);
+      case 1: return scorer_pass(*convert);
+      case 2: return scorer_pass(*autocast);
+      default: return peer_pass();
+    }
+  };
+  for (int v = 0; v < 4; ++v) pass(v), pass(v);  // warm-up: the profiling executor, allocations at this batch
+  std::vector<std::vector<double>> ips(4);
+  std::vector<double> r_fp32, r_peer, r_auto;
+  for (int r = 0; r < rounds; ++r) {
+    double ms[4];
+    for (int k = 0; k < 4; ++k) {
+      const int v = (r + k) % 4;  // rotate the order: no variant always runs first
+      ms[v] = pass(v);
+      ips[v].push_back(n * 1000.0 / ms[v]);
+    }
+    r_fp32.push_back(ms[0] / ms[1]);
+    r_peer.push_back(ms[3] / ms[1]);
+    r_auto.push_back(ms[0] / ms[2]);
+    std::printf("round %d: fp32 %.1f, bf16 %.1f, bf16_autocast %.1f, peer_autocast %.1f images/s; bf16/fp32 %.2fx, "
+                "bf16/peer %.2fx\n", r + 1, ips[0].back(), ips[1].back(), ips[2].back(), ips[3].back(), r_fp32.back(),
+                r_peer.back());
+  }
+  std::ostringstream o;
+  o << "{\"bench\": \"score-paired-cpp\", \"model\": \"" << mi.name << " " << mi.version << "\", \"threads\": " << threads
+    << ", \"batch\": " << batch << ", \"timed_images\": " << n << ", \"rounds\": " << rounds;
+  for (int v = 0; v < 4; ++v)
+    o << ", \"" << names[v] << "\": {\"median\": " << Median(ips[v])
+      << ", \"best\": " << *std::max_element(ips[v].begin(), ips[v].end()) << "}";
+  o << ", \"median_ratio_bf16_vs_fp32\": " << Median(r_fp32) << ", \"median_ratio_bf16_vs_peer_autocast\": "
+    << Median(r_peer) << ", \"median_ratio_bf16_autocast_vs_fp32\": " << Median(r_auto) << "}";
+  std::printf("%s\n", o.str().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: pxs_bench_models multi --model A --model B [--threads N] [--rounds N] FILE.dcm...\n"
                  "       pxs_bench_models precision --model P --precision fp32|bf16 --images RAW [--batch N] [--threads N] [--rounds N] "
-                 "[--timed N]\n";
+                 "[--timed N]\n"
+                 "       pxs_bench_models paired --model P --images RAW [--batch N] [--threads N] [--rounds N] [--timed N]\n";
     return 2;
   }
   const std::string mode = argv[1];
@@ -267,5 +379,9 @@ int main(int argc, char** argv) {
     if (models.size() != 1 || raw.empty()) Die("precision needs one --model and --images RAW");
     return Precision(models[0], precision, bf16_mode, raw, batch, threads, rounds, timed);
   }
-  Die("unknown mode " + mode + " (multi | precision)");
+  if (mode == "paired") {
+    if (models.size() != 1 || raw.empty()) Die("paired needs one --model and --images RAW");
+    return Paired(models[0], raw, batch, threads, rounds, timed);
+  }
+  Die("unknown mode " + mode + " (multi | precision | paired)");
 }

@@ -158,7 +158,7 @@ struct Scorer::Impl {
   bool autocast = false;                      // CPU bf16 by autocast (dtype stays fp32)
   bool channels_last = false;
   std::vector<std::vector<float>> anchors;
-  torch::Tensor mean, inv_std;  // [1,3,1,1] on the device, fp32
+  torch::Tensor scale, bias;    // [1,3,1,1] on the device, fp32: inv_std / 255 and -mean * inv_std
   std::mutex forward_mutex;     // ScoreBatch is documented as single-caller; this makes misuse safe
 
   // Runs the model on an already checked uint8 batch [B,1,H,W]; returns [B,D] fp32 on CPU.
@@ -169,9 +169,19 @@ struct Scorer::Impl {
       if (!batch_u8.is_pinned()) batch_u8 = batch_u8.pin_memory();
       batch_u8 = batch_u8.to(device, /*non_blocking=*/true);  // bytes, not floats: 4x less to copy
     }
-    torch::Tensor x = batch_u8.to(torch::kFloat32).div_(255.f).expand({-1, 3, -1, -1});
-    x = ((x - mean) * inv_std).to(dtype).contiguous(channels_last ? at::MemoryFormat::ChannelsLast
-                                                                  : at::MemoryFormat::Contiguous);
+    // x = grey / 255 * inv_std[c] - mean[c] * inv_std[c] for the 3 channels, written in one
+    // pass (addcmul) straight into the layout the module wants. The former form
+    // (div, expand, sub, mul, cast, reorder to NHWC: 6 passes, 4 of them over 3 channels)
+    // took 6-9 ms per batch of 16 at 160 px on this 2-core host, a quarter of a bf16 pass.
+    const int64_t b = batch_u8.size(0), h = batch_u8.size(2), w = batch_u8.size(3);
+    torch::Tensor grey = batch_u8.to(torch::kFloat32);  // [B,1,H,W]: one plane, not three
+    torch::Tensor x;
+    if (channels_last) {
+      // [B,H,W,1] x [3] -> [B,H,W,3]; the permuted view is [B,3,H,W] with NHWC strides.
+      x = torch::addcmul(bias.view({3}), grey.view({b, h, w, 1}), scale.view({3})).to(dtype).permute({0, 3, 1, 2});
+    } else {
+      x = torch::addcmul(bias, grey, scale).to(dtype);  // [B,3,H,W], contiguous
+    }
     torch::jit::IValue out = module.forward({x});
     if (!out.isTensor()) throw std::runtime_error("forward() did not return a tensor");
     return out.toTensor().to(torch::kCPU, torch::kFloat32).contiguous();
@@ -262,9 +272,11 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
         impl->module = torch::jit::optimize_for_inference(impl->module);
     }
     const auto& pp = mi.preprocessing;
-    impl->mean = torch::tensor({pp.mean[0], pp.mean[1], pp.mean[2]}).view({1, 3, 1, 1}).to(impl->device);
-    impl->inv_std =
-        (1.0 / torch::tensor({pp.std[0], pp.std[1], pp.std[2]})).to(torch::kFloat32).view({1, 3, 1, 1}).to(impl->device);
+    // In double, then rounded once to fp32.
+    const torch::Tensor inv_std = 1.0 / torch::tensor({pp.std[0], pp.std[1], pp.std[2]}, torch::kFloat64);
+    const torch::Tensor mean = torch::tensor({pp.mean[0], pp.mean[1], pp.mean[2]}, torch::kFloat64);
+    impl->scale = (inv_std / 255.0).to(torch::kFloat32).view({1, 3, 1, 1}).to(impl->device);
+    impl->bias = (-mean * inv_std).to(torch::kFloat32).view({1, 3, 1, 1}).to(impl->device);
   } catch (const std::exception& e) {
     std::string what = e.what();
     return Status::Internal("model package " + path + ": preparing for inference failed: " +
