@@ -136,6 +136,44 @@ TEST(Scorer, OptimisedAndPlainModulesAgree) {
   EXPECT_NEAR(ra->pxs, rb->pxs, 1e-5 * rb->pxs);
 }
 
+// The Scorer builds the model input in one fused pass (NCHW, or an NHWC view for
+// channels_last); against the contract written out element by element in double,
+// ((grey / 255) - mean[c]) / std[c], fed to the package's module as loaded.
+TEST(Scorer, InputIsNormalisedPerChannelAsTheMetadataSays) {
+  auto ref_scorer = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(ref_scorer.ok()) << ref_scorer.status().ToString();
+  const auto& mi = (*ref_scorer)->model();
+  auto pre = (*ref_scorer)->Preprocess(Picture(130, 120, 3));
+  ASSERT_TRUE(pre.ok()) << pre.status().ToString();
+  torch::Tensor x = torch::empty({1, 3, mi.input_height, mi.input_width});
+  auto acc = x.accessor<float, 4>();
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < mi.input_height; ++y)
+      for (int xx = 0; xx < mi.input_width; ++xx)
+        acc[0][c][y][xx] = static_cast<float>(
+            (pre->gray.pixels[static_cast<size_t>(y) * mi.input_width + xx] / 255.0 - mi.preprocessing.mean[c]) /
+            mi.preprocessing.std[c]);
+  torch::jit::Module module = torch::jit::load(kTinyModel);
+  module.eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor want = module.forward({x}).toTensor().contiguous();
+  for (bool optimize : {false, true}) {
+    for (bool channels_last : {false, true}) {
+      ScorerOptions o = Cpu(kTinyModel);
+      o.optimize = optimize;
+      o.channels_last = channels_last;
+      auto scorer = Scorer::Create(o);
+      ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+      auto got = (*scorer)->ScoreBatch({*pre});
+      ASSERT_TRUE(got[0].ok()) << got[0].status().ToString();
+      ASSERT_EQ(got[0]->embedding.size(), static_cast<size_t>(want.size(1)));
+      for (int64_t k = 0; k < want.size(1); ++k)
+        ASSERT_NEAR(got[0]->embedding[k], want[0][k].item<float>(), 1e-4)
+            << "optimize " << optimize << " channels_last " << channels_last << " dim " << k;
+    }
+  }
+}
+
 TEST(Scorer, WrongSizeInputFailsOnlyThatImage) {
   auto scorer = Scorer::Create(Cpu(kTinyModel));
   ASSERT_TRUE(scorer.ok());
