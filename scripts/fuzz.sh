@@ -17,7 +17,7 @@ fi
 mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" -DPXS_FUZZ=ON \
       -DPXS_BUILD_TESTS=OFF > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
-targets=(fuzz_config fuzz_model_metadata fuzz_sr_reader fuzz_ingest)
+targets=(fuzz_config fuzz_model_metadata fuzz_sr_reader fuzz_ingest fuzz_hl7 fuzz_fhir)
 cmake --build "$build" --target "${targets[@]}" -j"$(nproc)" > "$build/build.log" 2>&1 || { tail -50 "$build/build.log"; exit 1; }
 
 shared=$root/../shared/data
@@ -28,6 +28,8 @@ seed() {  # target, files...
   for f in "$@"; do [ -f "$f" ] && cp -f "$f" "$dir/" || true; done
 }
 seed fuzz_config config/pxsnode.example.toml
+seed fuzz_hl7 fuzz/seeds/fuzz_hl7/*
+seed fuzz_fhir fuzz/seeds/fuzz_fhir/*
 mkdir -p "$build/corpus/fuzz_model_metadata"
 /usr/bin/python3 - "$build/corpus/fuzz_model_metadata" models/*.pt tests/fixtures/*.pt <<'PY'
 import sys, zipfile, os
