@@ -159,6 +159,7 @@ struct Scorer::Impl {
   bool channels_last = false;
   std::vector<std::vector<float>> anchors;
   torch::Tensor scale, bias;    // [1,3,1,1] on the device, fp32: inv_std / 255 and -mean * inv_std
+  bool same_channels = false;   // mean and std equal for the 3 channels
   std::mutex forward_mutex;     // ScoreBatch is documented as single-caller; this makes misuse safe
 
   // Runs the model on an already checked uint8 batch [B,1,H,W]; returns [B,D] fp32 on CPU.
@@ -176,7 +177,16 @@ struct Scorer::Impl {
     const int64_t b = batch_u8.size(0), h = batch_u8.size(2), w = batch_u8.size(3);
     torch::Tensor grey = batch_u8.to(torch::kFloat32);  // [B,1,H,W]: one plane, not three
     torch::Tensor x;
-    if (channels_last) {
+    if (channels_last && same_channels) {
+      // Every channel the same (both demo packages): one plane computed and cast, then
+      // copied 3-fold in the narrow dtype. Bit-identical to the next branch, half its time
+      // for bf16 (1.1 vs 2.1 ms per batch of 16 at 160 px).
+      x = torch::addcmul(bias.view({3}).slice(0, 0, 1), grey.view({b, h, w, 1}), scale.view({3}).slice(0, 0, 1))
+              .to(dtype)
+              .expand({b, h, w, 3})
+              .contiguous()
+              .permute({0, 3, 1, 2});
+    } else if (channels_last) {
       // [B,H,W,1] x [3] -> [B,H,W,3]; the permuted view is [B,3,H,W] with NHWC strides.
       x = torch::addcmul(bias.view({3}), grey.view({b, h, w, 1}), scale.view({3})).to(dtype).permute({0, 3, 1, 2});
     } else {
@@ -277,6 +287,8 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(const ScorerOptions& options) {
     const torch::Tensor mean = torch::tensor({pp.mean[0], pp.mean[1], pp.mean[2]}, torch::kFloat64);
     impl->scale = (inv_std / 255.0).to(torch::kFloat32).view({1, 3, 1, 1}).to(impl->device);
     impl->bias = (-mean * inv_std).to(torch::kFloat32).view({1, 3, 1, 1}).to(impl->device);
+    impl->same_channels = pp.mean[0] == pp.mean[1] && pp.mean[1] == pp.mean[2] && pp.std[0] == pp.std[1] &&
+                          pp.std[1] == pp.std[2];
   } catch (const std::exception& e) {
     std::string what = e.what();
     return Status::Internal("model package " + path + ": preparing for inference failed: " +

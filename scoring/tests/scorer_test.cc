@@ -139,8 +139,8 @@ TEST(Scorer, OptimisedAndPlainModulesAgree) {
 // The Scorer builds the model input in one fused pass (NCHW, or an NHWC view for
 // channels_last); against the contract written out element by element in double,
 // ((grey / 255) - mean[c]) / std[c], fed to the package's module as loaded.
-TEST(Scorer, InputIsNormalisedPerChannelAsTheMetadataSays) {
-  auto ref_scorer = Scorer::Create(Cpu(kTinyModel));
+void ExpectInputAsTheContract(const std::string& package) {
+  auto ref_scorer = Scorer::Create(Cpu(package));
   ASSERT_TRUE(ref_scorer.ok()) << ref_scorer.status().ToString();
   const auto& mi = (*ref_scorer)->model();
   auto pre = (*ref_scorer)->Preprocess(Picture(130, 120, 3));
@@ -159,7 +159,7 @@ TEST(Scorer, InputIsNormalisedPerChannelAsTheMetadataSays) {
   torch::Tensor want = module.forward({x}).toTensor().contiguous();
   for (bool optimize : {false, true}) {
     for (bool channels_last : {false, true}) {
-      ScorerOptions o = Cpu(kTinyModel);
+      ScorerOptions o = Cpu(package);
       o.optimize = optimize;
       o.channels_last = channels_last;
       auto scorer = Scorer::Create(o);
@@ -169,9 +169,21 @@ TEST(Scorer, InputIsNormalisedPerChannelAsTheMetadataSays) {
       ASSERT_EQ(got[0]->embedding.size(), static_cast<size_t>(want.size(1)));
       for (int64_t k = 0; k < want.size(1); ++k)
         ASSERT_NEAR(got[0]->embedding[k], want[0][k].item<float>(), 1e-4)
-            << "optimize " << optimize << " channels_last " << channels_last << " dim " << k;
+            << package << ": optimize " << optimize << " channels_last " << channels_last << " dim " << k;
     }
   }
+}
+
+TEST(Scorer, InputIsNormalisedPerChannelAsTheMetadataSays) {
+  ExpectInputAsTheContract(kTinyModel);  // ImageNet mean/std: three different channels
+  // The same mean and std for every channel take the one-plane path.
+  TempDir dir;
+  auto base = Scorer::Create(Cpu(kTinyModel));
+  ASSERT_TRUE(base.ok()) << base.status().ToString();
+  nlohmann::json meta = nlohmann::json::parse((*base)->model().metadata_json);
+  meta["preprocessing"]["mean"] = {0.5, 0.5, 0.5};
+  meta["preprocessing"]["std"] = {0.25, 0.25, 0.25};
+  ExpectInputAsTheContract(Resave(dir, "same_channels.pt", meta.dump()));
 }
 
 TEST(Scorer, WrongSizeInputFailsOnlyThatImage) {
