@@ -34,6 +34,8 @@ packages=(
   libpqxx-dev postgresql-15
   # the trend sheet (a Secondary Capture drawn with cairo) and HL7 v2 test clients (mllp_send)
   libcairo2-dev python3-hl7
+  # pixelmed's DicomSRValidator (the SR templates and context groups) in the e2e tests
+  pixelmed-apps default-jre-headless
 )
 if [ "${PXS_WITH_BENCH:-0}" = 1 ]; then
   packages+=(orthanc)

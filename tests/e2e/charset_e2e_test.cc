@@ -17,6 +17,7 @@
 #include "../support/dicom_gen.h"
 #include "../support/node_process.h"
 #include "../support/shared_data.h"
+#include "../support/sr_validators.h"
 
 namespace pxs {
 namespace {
@@ -171,6 +172,7 @@ TEST(CharsetEndToEnd, EveryCharacterSetReachesTheSrAndTheDatabaseAsUtf8) {
     for (std::string line; std::getline(lines, line);)
       errors += line.find("Error") != std::string::npos;
     EXPECT_EQ(errors, 0) << v.output;
+    ExpectValidForPixelmed(sr, dir.path() / "pixelmed.log");
     CommandResult dump =
         RunCommand({"dsrdump", sr.string()}, (dir.path() / "dsrdump.log").string());
     EXPECT_EQ(dump.exit_code, 0) << dump.output;

@@ -23,6 +23,7 @@
 #include "../support/dicom_gen.h"
 #include "../support/node_process.h"
 #include "../support/shared_data.h"
+#include "../support/sr_validators.h"
 #include "pxs/common/files.h"
 #include "pxs/reports/sr_reader.h"
 #include "pxs/storage/observations.h"
@@ -297,6 +298,7 @@ TEST_F(ClinicalEndToEnd, AnObservationBeforeTheFirstImageIsOnTheTimelineWhenTheI
     EXPECT_EQ(v.output.find("Error"), std::string::npos) << v.output;
     if (f.filename().string().rfind("SR", 0) == 0) {
       ++srs;
+    ExpectValidForPixelmed(f, dir_.path() / "pixelmed.log");
       auto content = ReadStructuredReport(f.string());
       ASSERT_TRUE(content.ok()) << content.status().ToString();
       ASSERT_EQ(content->clinical_context.size(), 1u);
