@@ -1,5 +1,6 @@
-"""Helpers shared by the Python benchmark drivers (bench/ingest, bench/e2e)."""
+"""Helpers shared by the Python benchmark drivers (bench/ingest, bench/e2e, bench/hl7)."""
 import socket
+import subprocess
 import time
 
 
@@ -22,3 +23,12 @@ def wait_port(port, timeout=120):
         except OSError:
             time.sleep(0.1)
     return False
+
+
+def stop_process(proc, grace_s=60):
+    """SIGTERM (a receiver's graceful shutdown), then SIGKILL if it is not gone in grace_s."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

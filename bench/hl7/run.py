@@ -35,7 +35,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from benchlib import free_port, wait_port  # noqa: E402
+from benchlib import free_port, stop_process, wait_port  # noqa: E402
 ROOT = os.path.realpath(os.path.join(HERE, "..", ".."))
 PXSNODE = os.path.join(ROOT, "build", "bin", "pxsnode")
 MODEL = os.path.join(ROOT, "tests", "fixtures", "pxs_test_model.pt")
@@ -173,11 +173,7 @@ class Node:
         return n[0], n[1], obs
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         self.log.close()
 
 

@@ -41,7 +41,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from benchlib import free_port, wait_port  # noqa: E402
+from benchlib import free_port, stop_process, wait_port  # noqa: E402
 ROOT = os.path.realpath(os.path.join(HERE, "..", ".."))
 PG_BIN = os.environ.get("PXS_PG_BIN", "/usr/lib/postgresql/15/bin")
 
@@ -174,11 +174,7 @@ class Receiver:
             return float("nan")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         subprocess.run(["pkill", "-f", self.dir], capture_output=True)  # storescp --fork children
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -450,12 +446,9 @@ def main():
         if "pxsnode-tls" in kinds and "storescp-tls-sync" in kinds:
             summary["ratios"]["c%d_tls_vs_storescp_tls_sync" % c] = round(
                 med("pxsnode-tls", True, c) / med("storescp-tls-sync", True, c), 2)
-        if "storescp" not in kinds:
-            continue
-        summary["ratios"]["c%d_vs_storescp_sync" % c] = round(node / med("storescp-sync", True, c), 2)
-        summary["ratios"]["c%d_vs_storescp" % c] = round(node / med("storescp", True, c), 2)
-        if "orthanc" in kinds:
-            summary["ratios"]["c%d_vs_orthanc" % c] = round(node / med("orthanc", True, c), 2)
+        for peer, key in (("storescp-sync", "vs_storescp_sync"), ("storescp", "vs_storescp"), ("orthanc", "vs_orthanc")):
+            if peer in kinds:  # --kinds may leave any peer out
+                summary["ratios"]["c%d_%s" % (c, key)] = round(node / med(peer, True, c), 2)
         summary["ratios"]["c%d_of_disk_fdatasync" % c] = round(node * mb / len(files) / disk, 2)
     if checks:
         summary["two_node_checks_passed"] = checks
